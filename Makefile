@@ -1,0 +1,34 @@
+# Two set-up commands: `make demo` (the portal with demo data) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Starts Meilisearch (managed child) and the portal on http://127.0.0.1:8000 with demo data.
+# Data is kept between runs; `make demo FRESH=1` starts afresh.
+demo: $(STAMP)
+	bash deploy/provision-meilisearch.sh >/dev/null
+	$(BIN)/portal demo $(if $(FRESH),--fresh,)
+
+# Runs the whole suite against real SQLite, PostgreSQL, Meilisearch (a throwaway server on a
+# free port, started by the tests) and headless Chromium. With CI=true nothing may be skipped.
+test: $(STAMP)
+	bash deploy/provision-meilisearch.sh >/dev/null
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

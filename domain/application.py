@@ -1,0 +1,514 @@
+"""The application service: the only write API of the portal.
+
+Every command is idempotent when given a key (a repeat returns the first result and appends
+nothing), saves its aggregates in one atomic write, and raises a named DomainError otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from domain.calendar import VN_TZ, Duration, WorkingCalendar
+from domain.errors import (
+    AgencyNotFound,
+    AlreadyExists,
+    ConcurrentUpdate,
+    DossierNotFound,
+    IdempotencyConflict,
+    InvalidCommand,
+    NotAllowed,
+    OfficerNotFound,
+    ProcedureNotFound,
+)
+from domain.model import (
+    CHANNELS,
+    Agency,
+    CommandRecord,
+    DayCounter,
+    Dossier,
+    Officer,
+    Procedure,
+    agency_id,
+    command_id,
+    counter_id,
+    dossier_id,
+    officer_id,
+    procedure_id,
+)
+from domain.privacy import Applicant, ApplicantKeys, mask_name, nfc, seal, unseal
+from domain.regimes import REGIMES, regime_at
+
+PROCEDURE_REQUIRED = ("code", "name", "field", "level", "processing_time", "components", "workflow")
+
+
+def normalise(value: Any) -> Any:
+    """NFC every string inside a JSON-like value."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, list):
+        return [normalise(v) for v in value]
+    if isinstance(value, dict):
+        return {normalise(k): normalise(v) for k, v in value.items()}
+    return value
+
+
+def check_aware(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise InvalidCommand("time must carry a timezone", "Thời điểm phải kèm múi giờ.")
+    return at
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the counter hands the citizen (Mẫu 01)."""
+
+    code: str
+    appointment_at: datetime
+    rating_token: str
+
+
+class OneStop(Application):
+    """Event-sourced one-stop application (agencies, officers, procedures, dossiers)."""
+
+    name = "OneStop"
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        calendar: WorkingCalendar | None = None,
+        keys: ApplicantKeys,
+        token_secret: bytes,
+    ) -> None:
+        super().__init__(env=env)
+        self.calendar = calendar or WorkingCalendar()
+        self.keys = keys
+        self.token_secret = token_secret
+
+    # -- infrastructure helpers -------------------------------------------------------------
+    def _get(self, aggregate_id: Any, missing: Callable[[], Exception]) -> Any:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise missing() from None
+
+    def _exists(self, aggregate_id: Any) -> bool:
+        try:
+            self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return False
+        return True
+
+    def _run(
+        self,
+        key: str | None,
+        command: str,
+        build: Callable[[], tuple[list[Aggregate], dict[str, Any]]],
+        attempts: int = 1,
+    ) -> dict[str, Any]:
+        """Run a command once per idempotency key; save its aggregates atomically."""
+        if key is not None:
+            key = nfc(key)
+            if not key or len(key) > 200:
+                raise InvalidCommand("bad idempotency key", "Mã thao tác không hợp lệ.")
+            previous = self._previous(key, command)
+            if previous is not None:
+                return previous
+        for attempt in range(attempts):
+            aggregates, result = build()
+            if key is not None:
+                aggregates.append(CommandRecord(key=key, command=command, result=result))
+            try:
+                self.save(*aggregates)
+            except IntegrityError:
+                if key is not None:
+                    previous = self._previous(key, command)
+                    if previous is not None:
+                        return previous
+                if attempt + 1 < attempts:
+                    continue
+                raise ConcurrentUpdate(command) from None
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _previous(self, key: str, command: str) -> dict[str, Any] | None:
+        try:
+            record = self.repository.get(command_id(key))
+        except AggregateNotFoundError:
+            return None
+        if record.command != command:
+            raise IdempotencyConflict(key)
+        return record.result
+
+    # -- agencies and officers --------------------------------------------------------------
+    def register_agency(self, data: Mapping[str, Any], key: str | None = None) -> str:
+        data = normalise(dict(data))
+        for field in ("key", "unit_code", "name", "level", "kind"):
+            if not str(data.get(field, "")).strip():
+                raise InvalidCommand(f"agency {field} is required", f"Thiếu trường {field}.")
+        if data["level"] not in ("province", "district", "commune"):
+            raise InvalidCommand("level must be province, district or commune", "Cấp không hợp lệ.")
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            if self._exists(agency_id(data["key"])):
+                raise AlreadyExists(f"agency {data['key']} exists", "Cơ quan đã tồn tại.")
+            if data.get("parent") and not self._exists(agency_id(data["parent"])):
+                raise AgencyNotFound(data["parent"])
+            agency = Agency(
+                key=data["key"], unit_code=data["unit_code"], name=data["name"],
+                level=data["level"], kind=data["kind"], parent=data.get("parent"),
+                effective_from=data.get("effective_from") or "2018-01-01",
+                effective_to=data.get("effective_to"), address=data.get("address", ""),
+                phone=data.get("phone", ""),
+            )
+            return [agency], {"key": data["key"]}
+
+        return self._run(key, "register_agency", build)["key"]
+
+    def merge_agency(self, agency: str, into: str, effective_on: str, key: str | None = None) -> None:
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            a = self._get(agency_id(agency), lambda: AgencyNotFound(agency))
+            self._get(agency_id(into), lambda: AgencyNotFound(into))
+            if not a.active:
+                raise NotAllowed("agency no longer active", "Cơ quan đã hợp nhất hoặc giải thể.")
+            a.merge_into(into=into, effective_on=effective_on)
+            return [a], {}
+
+        self._run(key, "merge_agency", build)
+
+    def register_officer(self, data: Mapping[str, Any], key: str | None = None) -> str:
+        data = normalise(dict(data))
+        for field in ("key", "name", "title", "agency", "role"):
+            if not str(data.get(field, "")).strip():
+                raise InvalidCommand(f"officer {field} is required", f"Thiếu trường {field}.")
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            if self._exists(officer_id(data["key"])):
+                raise AlreadyExists(f"officer {data['key']} exists", "Cán bộ đã tồn tại.")
+            self._get(agency_id(data["agency"]), lambda: AgencyNotFound(data["agency"]))
+            officer = Officer(
+                key=data["key"], name=nfc(data["name"]), title=nfc(data["title"]),
+                agency=data["agency"], phone=data.get("phone", ""), role=data["role"],
+            )
+            return [officer], {"key": data["key"]}
+
+        return self._run(key, "register_officer", build)["key"]
+
+    def officer(self, key: str) -> Officer:
+        return self._get(officer_id(key), lambda: OfficerNotFound(key))
+
+    def agency(self, key: str) -> Agency:
+        return self._get(agency_id(key), lambda: AgencyNotFound(key))
+
+    # -- procedures -------------------------------------------------------------------------
+    @staticmethod
+    def check_procedure_record(record: Mapping[str, Any]) -> dict[str, Any]:
+        record = normalise(dict(record))
+        missing = [f for f in PROCEDURE_REQUIRED if not record.get(f)]
+        if missing:
+            raise InvalidCommand(
+                f"procedure record misses {missing}",
+                "Hồ sơ thủ tục thiếu trường: " + ", ".join(missing),
+            )
+        try:
+            Duration(float(record["processing_time"]["value"]), record["processing_time"]["unit"])
+            hours = [float(s["hours"]) for s in record["workflow"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidCommand(
+                f"bad processing time or workflow: {e}",
+                "Thời hạn giải quyết hoặc quy trình nội bộ không hợp lệ.",
+            ) from None
+        if any(h <= 0 for h in hours):
+            raise InvalidCommand("workflow allotments must be positive", "Thời gian bước phải > 0.")
+        return record
+
+    def publish_procedure(self, record: Mapping[str, Any], key: str | None = None) -> str:
+        record = self.check_procedure_record(record)
+        code = record["code"]
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            if self._exists(procedure_id(code)):
+                raise AlreadyExists(f"procedure {code} exists", f"Thủ tục {code} đã công bố.")
+            return [Procedure(code=code, record=record)], {"code": code}
+
+        return self._run(key, "publish_procedure", build)["code"]
+
+    def amend_procedure(self, record: Mapping[str, Any], key: str | None = None) -> None:
+        record = self.check_procedure_record(record)
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            p = self._get(procedure_id(record["code"]), lambda: ProcedureNotFound(record["code"]))
+            p.amend(record)
+            return [p], {}
+
+        self._run(key, "amend_procedure", build)
+
+    def abolish_procedure(
+        self, code: str, decision: str, effective: str, key: str | None = None
+    ) -> None:
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            p = self._get(procedure_id(code), lambda: ProcedureNotFound(code))
+            p.abolish(decision=nfc(decision), effective=effective)
+            return [p], {}
+
+        self._run(key, "abolish_procedure", build)
+
+    def procedure(self, code: str) -> Procedure:
+        return self._get(procedure_id(code), lambda: ProcedureNotFound(code))
+
+    # -- dossiers ---------------------------------------------------------------------------
+    def rating_token(self, code: str) -> str:
+        return hmac.new(self.token_secret, code.encode(), hashlib.sha256).hexdigest()[:20]
+
+    @staticmethod
+    def token_hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def receive_dossier(
+        self,
+        *,
+        procedure_code: str,
+        agency: str,
+        channel: str,
+        applicant: Applicant,
+        received_at: datetime,
+        officer: str | None,
+        components: list[dict[str, Any]] | None = None,
+        key: str | None = None,
+    ) -> Receipt:
+        """Mẫu 01: receive a complete dossier, give it a code and compute its appointment."""
+        check_aware(received_at)
+        if channel not in CHANNELS:
+            raise InvalidCommand(f"unknown channel {channel!r}", "Kênh nộp hồ sơ không hợp lệ.")
+        applicant = applicant.normalised()
+        procedure = self.procedure(procedure_code)
+        if procedure.abolished:
+            raise NotAllowed("procedure abolished", "Thủ tục đã bị bãi bỏ, không tiếp nhận.")
+        agency_obj = self.agency(agency)
+        if officer is not None:
+            self._check_officer(officer, agency, received_at)
+        elif channel == "in_person":
+            raise InvalidCommand(
+                "an in-person dossier needs the receiving officer",
+                "Hồ sơ nộp trực tiếp phải ghi cán bộ tiếp nhận.",
+            )
+        official = procedure.component_names
+        received = components if components is not None else [
+            {"name": n, "digitised": False} for n in official
+        ]
+        received = normalise(received)
+        unknown = [c["name"] for c in received if c["name"] not in official]
+        if unknown:
+            raise InvalidCommand(
+                f"components not in the official list: {unknown}",
+                "Thành phần không có trong danh mục hồ sơ của thủ tục: " + "; ".join(unknown),
+            )
+        record = procedure.record
+        cutoff = bool(record.get("cutoff_15h"))
+        statutory = {"value": float(record["processing_time"]["value"]),
+                     "unit": record["processing_time"]["unit"]}
+        workflow = record["workflow"]
+        local = received_at.astimezone(VN_TZ)
+        clock_start = self.calendar.next_working_moment(received_at)
+        if cutoff and local.timetz().replace(tzinfo=None) >= self.calendar.hours.cutoff:
+            midnight = datetime.combine(local.date() + timedelta(days=1), time(0, 0), VN_TZ)
+            clock_start = self.calendar.next_working_moment(midnight)
+        appointment = self.calendar.due(received_at, Duration(**statutory), cutoff_applies=cutoff)
+        first_step_due = self.calendar.due(
+            clock_start, Duration(float(workflow[0]["hours"]), "working_hours")
+        )
+        day = local.strftime("%y%m%d")
+        regime = regime_at(received_at)
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            try:
+                counter = self.repository.get(counter_id(agency_obj.unit_code, day))
+            except AggregateNotFoundError:
+                counter = DayCounter(unit_code=agency_obj.unit_code, day=day)
+            counter.advance()
+            code = f"{agency_obj.unit_code}-{day}-{counter.last:04d}"
+            key_id = f"applicant:{code}"
+            applicant_key = self.keys.create(key_id)
+            dossier = Dossier(
+                code=code, procedure_code=procedure_code, procedure_name=record["name"],
+                agency=agency, channel=channel, received_at=received_at,
+                clock_start_at=clock_start, appointment_at=appointment, statutory=statutory,
+                cutoff_applies=cutoff, regime=regime.key, components=received,
+                workflow=workflow, step_due_at=first_step_due, officer=officer,
+                applicant_key_id=key_id, applicant_sealed=seal(applicant, applicant_key),
+                applicant_masked=mask_name(applicant.name), applicant_kind=applicant.kind,
+                rating_token_hash=self.token_hash(self.rating_token(code)),
+            )
+            return [counter, dossier], {"code": code, "appointment_at": appointment.isoformat()}
+
+        result = self._run(key, "receive_dossier", build, attempts=8)
+        return Receipt(
+            code=result["code"],
+            appointment_at=datetime.fromisoformat(result["appointment_at"]),
+            rating_token=self.rating_token(result["code"]),
+        )
+
+    def dossier(self, code: str) -> Dossier:
+        return self._get(dossier_id(code), lambda: DossierNotFound(code))
+
+    def applicant_of(self, code: str) -> Applicant | None:
+        """Personal data for authorised staff; None once the applicant's key was erased."""
+        d = self.dossier(code)
+        return unseal(d.applicant_sealed, self.keys.get(d.applicant_key_id))
+
+    def erase_applicant(self, code: str) -> None:
+        """Crypto-shred: erase the applicant's key; the log and every public view stay intact."""
+        self.keys.erase(self.dossier(code).applicant_key_id)
+
+    def _check_officer(self, officer: str, agency: str, at: datetime) -> Officer:
+        o = self.officer(officer)
+        if o.left_on is not None and at.astimezone(VN_TZ).date().isoformat() >= o.left_on:
+            raise NotAllowed(f"officer {officer} has left", "Cán bộ đã thôi công tác.")
+        if o.agency != agency:
+            raise NotAllowed(
+                f"officer {officer} belongs to {o.agency}, not {agency}",
+                "Cán bộ không thuộc cơ quan đang giữ hồ sơ nên không được thao tác.",
+            )
+        return o
+
+    def _act(
+        self,
+        code: str,
+        command: str,
+        key: str | None,
+        officer: str | None,
+        at: datetime,
+        action: Callable[[Dossier], dict[str, Any] | None],
+        also_receiving_agency: bool = False,
+    ) -> dict[str, Any]:
+        check_aware(at)
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            dossier = self.dossier(code)
+            if officer is not None:
+                agency = dossier.holder_agency
+                if also_receiving_agency and self.officer(officer).agency == dossier.agency:
+                    agency = dossier.agency  # the one-stop unit that received it returns it
+                self._check_officer(officer, agency, at)
+            result = action(dossier) or {}
+            return [dossier], result
+
+        return self._run(key, f"{command}:{code}", build)
+
+    def hand_over(self, code: str, *, officer: str, to_officer: str, at: datetime,
+                  note: str = "", key: str | None = None) -> None:
+        """Hand the dossier to the next step's officer; another agency's officer = liên thông."""
+        receiver = self.officer(to_officer)
+        if receiver.left_on is not None:
+            raise NotAllowed("receiver has left", "Người nhận đã thôi công tác.")
+        self._act(code, "hand_over", key, officer, at,
+                  lambda d: d.hand_over(self.calendar, at, officer, to_officer,
+                                        receiver.agency, nfc(note)))
+
+    def request_supplement(self, code: str, *, officer: str, at: datetime, items: list[str],
+                           reason: str, extra_items: list[dict[str, str]] | None = None,
+                           key: str | None = None) -> None:
+        def action(d: Dossier) -> None:
+            official = self.procedure(d.procedure_code).component_names
+            d.request_supplement(at, officer, normalise(items), nfc(reason),
+                                 normalise(extra_items or []), official)
+
+        self._act(code, "request_supplement", key, officer, at, action)
+
+    def receive_supplement(self, code: str, *, officer: str, at: datetime,
+                           key: str | None = None) -> None:
+        self._act(code, "receive_supplement", key, officer, at,
+                  lambda d: d.receive_supplement(self.calendar, at, officer))
+
+    def pause(self, code: str, *, officer: str, at: datetime, reason: str,
+              key: str | None = None) -> None:
+        self._act(code, "pause", key, officer, at, lambda d: d.pause(at, officer, nfc(reason)))
+
+    def resume(self, code: str, *, officer: str, at: datetime, key: str | None = None) -> None:
+        self._act(code, "resume", key, officer, at,
+                  lambda d: d.resume(self.calendar, at, officer))
+
+    def apologise(self, code: str, *, officer: str, at: datetime, reason: str,
+                  new_appointment_at: datetime, fault_officer: str | None = None,
+                  key: str | None = None) -> None:
+        check_aware(new_appointment_at)
+
+        def action(d: Dossier) -> None:
+            form = REGIMES[d.regime].apology_form + " " + REGIMES[d.regime].forms_circular
+            d.apologise(self.calendar, at, officer, nfc(reason), d.holder_agency,
+                        fault_officer, new_appointment_at, form)
+
+        self._act(code, "apologise", key, officer, at, action)
+
+    def explain_lateness(self, code: str, *, officer: str, at: datetime, text: str,
+                         key: str | None = None) -> None:
+        check_aware(at)
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            d = self.dossier(code)
+            involved = {s["officer"] for s in d.steps} | {d.step_holder}
+            if officer not in involved:
+                raise NotAllowed(
+                    "only an officer who held the dossier can explain",
+                    "Chỉ cán bộ đã xử lý hồ sơ mới được giải trình.",
+                )
+            d.explain_lateness(at, officer, nfc(text))
+            return [d], {}
+
+        self._run(key, f"explain:{code}", build)
+
+    def issue_result(self, code: str, *, officer: str, at: datetime, electronic: bool = False,
+                     documents: list[str] | None = None, key: str | None = None) -> None:
+        self._act(code, "issue_result", key, officer, at,
+                  lambda d: d.issue_result(at, officer, electronic, normalise(documents or [])))
+
+    def return_result(self, code: str, *, officer: str, at: datetime, channel: str,
+                      key: str | None = None) -> None:
+        self._act(code, "return_result", key, officer, at,
+                  lambda d: d.return_result(at, officer, channel), also_receiving_agency=True)
+
+    def refuse(self, code: str, *, officer: str, at: datetime, reason: str,
+               key: str | None = None) -> None:
+        self._act(code, "refuse", key, officer, at, lambda d: d.refuse(at, officer, nfc(reason)))
+
+    def stop(self, code: str, *, officer: str, at: datetime, reason: str,
+             key: str | None = None) -> None:
+        self._act(code, "stop", key, officer, at, lambda d: d.stop(at, officer, nfc(reason)))
+
+    def withdraw(self, code: str, *, at: datetime, reason: str = "",
+                 key: str | None = None) -> None:
+        self._act(code, "withdraw", key, None, at, lambda d: d.withdraw(at, nfc(reason)))
+
+    def digitise(self, code: str, *, officer: str, at: datetime, components: list[str],
+                 key: str | None = None) -> None:
+        self._act(code, "digitise", key, officer, at,
+                  lambda d: d.digitise(at, officer, normalise(components)))
+
+    def reuse_data(self, code: str, *, officer: str, at: datetime, components: list[str],
+                   key: str | None = None) -> None:
+        self._act(code, "reuse_data", key, officer, at,
+                  lambda d: d.reuse_data(at, officer, normalise(components)))
+
+    def pay(self, code: str, *, at: datetime, amount_vnd: int, channel: str,
+            key: str | None = None) -> None:
+        self._act(code, "pay", key, None, at, lambda d: d.pay(at, amount_vnd, channel))
+
+    def mark_synchronised(self, code: str, *, at: datetime, key: str | None = None) -> None:
+        self._act(code, "synchronised", key, None, at, lambda d: d.mark_synchronised(at))
+
+    def rate(self, code: str, *, token: str, at: datetime, level: str,
+             criteria: dict[str, str] | None = None, apology_received: bool | None = None,
+             comment_present: bool = False, key: str | None = None) -> None:
+        self._act(code, "rate", key, None, at,
+                  lambda d: d.rate(at, self.token_hash(token), level, criteria or {},
+                                   apology_received, comment_present))

@@ -1,0 +1,278 @@
+"""The `portal` command line: demo, serve, seed, projections, search, calendar."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from portal.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("portal")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"portal: {message}", file=sys.stderr)
+    return code
+
+
+def _progress(label: str, total: int | None = None) -> Any:
+    def show(done: int, tot: int | None = total) -> None:
+        if not sys.stderr.isatty():
+            return
+        if tot:
+            width = 30
+            filled = int(width * done / max(tot, 1))
+            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{tot}")
+        else:
+            sys.stderr.write(f"\r{label} {done}")
+        sys.stderr.flush()
+    return show
+
+
+# -- seeding ------------------------------------------------------------------------------
+def seed_demo(system: Any, dossiers: int, months: int = 18, seed: int = 2025) -> dict[str, Any]:
+    from domain.calendar import VN_TZ
+    from domain.demo import DemoData, Generator, seed_reference
+
+    data = DemoData.load(system.settings.province_code)
+    counts = seed_reference(system.app, data)
+    now = datetime.now(VN_TZ)
+    start = now - timedelta(days=30 * months)
+    gen = Generator(system.app, data, seed=seed)
+    stats = gen.run(dossiers, start, now, now=now, progress=_progress("hồ sơ", dossiers))
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    return {**counts, **stats}
+
+
+# -- commands -----------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from portal.app import create_app
+    from portal.system import build_system
+    from search.server import ManagedMeili, MeiliUnavailable
+
+    if args.fresh and settings.var_dir.exists():
+        print(f"Xóa dữ liệu cũ trong {settings.var_dir} (--fresh)")
+        shutil.rmtree(settings.var_dir)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    meili = None
+    if not settings.meili_url:
+        key_file = settings.var_dir / "meili.key"
+        if not key_file.exists():
+            import secrets
+
+            key_file.write_text(secrets.token_urlsafe(24))
+            key_file.chmod(0o600)
+        meili = ManagedMeili(settings.var_dir / "meili", master_key=key_file.read_text().strip())
+        try:
+            meili.start()
+        except MeiliUnavailable as e:
+            print(f"Meilisearch không khởi động được ({e}); tìm kiếm sẽ dùng SQL.",
+                  file=sys.stderr)
+            meili = None
+        else:
+            settings = settings.with_(meili_url=meili.url, meili_key=meili.master_key)
+            print(f"Meilisearch: {meili.url} (pid {meili.proc.pid if meili.proc else '?'})")
+    system = build_system(settings)
+    try:
+        print("Nạp dữ liệu tỉnh mẫu (lặp lại không tạo trùng)...")
+        stats = seed_demo(system, args.dossiers)
+        print("Đã nạp:", json.dumps(stats, ensure_ascii=False))
+        n = system.runner.catch_up()
+        if system.sync is not None:
+            try:
+                system.sync.catch_up()
+            except Exception as e:
+                print(f"Đồng bộ tìm kiếm sẽ thử lại: {e}", file=sys.stderr)
+        print(f"Bản đọc đã cập nhật ({n} sự kiện mới).")
+        app = create_app(settings, system, background=True)
+        print(f"Cổng minh bạch chạy tại http://{settings.host}:{args.port or settings.port}"
+              " — nhấn Ctrl-C để dừng.")
+        uvicorn.run(app, host=settings.host, port=args.port or settings.port,
+                    log_level="warning", access_log=False)
+    finally:
+        system.close()
+        if meili is not None:
+            meili.stop()
+            print("Đã dừng Meilisearch.")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from portal.app import create_app
+
+    app = create_app(settings, background=args.with_projections)
+    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
+                log_level="info", access_log=False)
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from portal.system import build_system
+
+    system = build_system(settings)
+    try:
+        stats = seed_demo(system, args.dossiers, seed=args.seed)
+        print(json.dumps(stats, ensure_ascii=False))
+    finally:
+        system.close()
+    return 0
+
+
+def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from portal.system import build_system
+
+    system = build_system(settings)
+    try:
+        if args.action == "status":
+            rows = [s.__dict__ for s in system.runner.status()]
+            print(json.dumps(rows, ensure_ascii=False, indent=1))
+            return 0
+        if args.action == "catch-up":
+            print(json.dumps({"applied": system.catch_up()}))
+            return 0
+        stop = threading.Event()
+        system.start_background()
+        print("projection runner started; Ctrl-C to stop", file=sys.stderr)
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        system.close()
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from portal.system import build_system
+
+    if not settings.meili_url:
+        return _fail("PORTAL_MEILI_URL is not set: there is no Meilisearch to reindex")
+    system = build_system(settings)
+    try:
+        system.runner.catch_up()
+        n = system.search.reindex(progress=_progress("tài liệu"))
+        if system.sync is not None:
+            system.sync.catch_up()
+        print(json.dumps({"indexed": n}))
+    finally:
+        system.close()
+    return 0
+
+
+def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.calendar import VN_TZ, Duration, OfficeHours, WorkingCalendar
+
+    cal = WorkingCalendar(OfficeHours.parse(settings.office_hours, settings.cutoff))
+    if args.action == "day":
+        try:
+            day = date.fromisoformat(args.day)
+        except ValueError:
+            return _fail(f"not a date (YYYY-MM-DD): {args.day!r}")
+        info = cal.explain(day)
+        print(json.dumps({"date": day.isoformat(), "working": info.working, "kind": info.kind,
+                          "reason": info.reason_vi, "reason_en": info.reason_en},
+                         ensure_ascii=False))
+        return 0
+    try:
+        start = datetime.fromisoformat(args.start)
+    except ValueError:
+        return _fail(f"not an ISO datetime: {args.start!r}")
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=VN_TZ)
+    cutoff = False
+    if args.procedure:
+        from portal.system import build_system
+
+        system = build_system(settings)
+        try:
+            from projections import queries
+
+            system.runner.catch_up()
+            row = queries.procedure(system.db, args.procedure)
+        finally:
+            system.close()
+        if row is None:
+            return _fail(f"unknown procedure {args.procedure}")
+        t = row["record"]["processing_time"]
+        duration = Duration(float(t["value"]), t["unit"])
+        cutoff = bool(row["record"].get("cutoff_15h"))
+    elif args.working_days is not None:
+        if args.working_days < 0:
+            return _fail("--working-days must be positive")
+        duration = Duration(float(args.working_days), "working_days")
+    elif args.working_hours is not None:
+        duration = Duration(float(args.working_hours), "working_hours")
+    else:
+        return _fail("give --working-days N, --working-hours N or --procedure CODE")
+    due = cal.due(start, duration, cutoff_applies=cutoff or args.cutoff)
+    print(json.dumps({"from": start.isoformat(), "duration": duration.__dict__,
+                      "cutoff_applies": cutoff or args.cutoff, "due": due.isoformat()},
+                     ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="portal", description="Cổng minh bạch một cửa")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="embedded default: SQLite, managed Meilisearch, demo data")
+    d.add_argument("--fresh", action="store_true", help="delete var/ and start afresh")
+    d.add_argument("--dossiers", type=int, default=80, help="demo dossiers to generate")
+    d.add_argument("--port", type=int, default=None)
+    d.set_defaults(func=cmd_demo)
+    s = sub.add_parser("serve", help="web worker (stateless)")
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--with-projections", action="store_true",
+                   help="also run projections in this process")
+    s.set_defaults(func=cmd_serve)
+    se = sub.add_parser("seed", help="load the demo province (idempotent)")
+    se.add_argument("--dossiers", type=int, default=80)
+    se.add_argument("--seed", type=int, default=2025)
+    se.set_defaults(func=cmd_seed)
+    pr = sub.add_parser("projections", help="projection workers and their status")
+    pr.add_argument("action", choices=["run", "status", "catch-up"])
+    pr.set_defaults(func=cmd_projections)
+    sr = sub.add_parser("search", help="search index operations")
+    sr.add_argument("action", choices=["reindex"])
+    sr.set_defaults(func=cmd_search)
+    c = sub.add_parser("calendar", help="working-day calendar")
+    csub = c.add_subparsers(dest="action", required=True)
+    due = csub.add_parser("due", help="due moment from a start and a duration")
+    due.add_argument("--from", dest="start", required=True, help="ISO datetime (Vietnam time)")
+    due.add_argument("--working-days", type=float, default=None)
+    due.add_argument("--working-hours", type=float, default=None)
+    due.add_argument("--procedure", default=None, help="procedure code: its statutory time")
+    due.add_argument("--cutoff", action="store_true", help="apply the 15:00 cut-off")
+    day = csub.add_parser("day", help="is this a working day, and why")
+    day.add_argument("day")
+    c.set_defaults(func=cmd_calendar)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return int(args.func(args, settings) or 0)
+    except SettingsError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Citizen pages: home, procedure search, procedure page with QR, dossier tracker."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, Parameter
+from litestar.plugins.htmx import HTMXRequest, HTMXTemplate
+from litestar.response import Redirect, Template
+
+from portal.qr import qr_svg
+from portal.system import System
+from projections import queries
+
+DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
+PROCEDURE_CODE = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+FILTERS = ("level", "field", "online_level")
+
+
+def system_of(request: Request[Any, Any, Any]) -> System:
+    return request.app.state["system"]
+
+
+def clean(text: str | None, limit: int = 200) -> str:
+    """Normalise user input: NFC, no control characters, bounded length."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFC", text or "")
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text.strip()[:limit]
+
+
+class PublicController(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/")
+    async def home(self, request: Request[Any, Any, Any]) -> Template:
+        s = system_of(request)
+        return Template("home.html", context={
+            "counts": queries.counts(s.db),
+            "fields": queries.fields(s.db),
+            "freshness": queries.freshness(s.db),
+            "settings": s.settings,
+        })
+
+    @get("/search")
+    async def search(
+        self,
+        request: HTMXRequest,
+        q: str = Parameter(default="", max_length=500),
+        level: str = Parameter(default="", max_length=40),
+        field: str = Parameter(default="", max_length=200),
+        online_level: str = Parameter(default="", max_length=20),
+    ) -> Template:
+        s = system_of(request)
+        query = clean(q)
+        filters = {"level": clean(level, 40), "field": clean(field), "online_level":
+                   clean(online_level, 20)}
+        result = await s.search.search(query, filters) if (query or any(filters.values())) \
+            else None
+        context = {"q": query, "result": result, "filters": filters,
+                   "fields": queries.fields(s.db)}
+        if request.htmx:
+            return HTMXTemplate(template_name="partials/search_results.html", context=context,
+                                push_url=False)
+        return Template("search.html", context=context)
+
+    @get("/p/{code:str}")
+    async def procedure(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
+        s = system_of(request)
+        if not PROCEDURE_CODE.match(code):
+            raise NotFoundException("Mã thủ tục không đúng định dạng.")
+        row = queries.procedure(s.db, code)
+        if row is None:
+            raise NotFoundException(f"Không tìm thấy thủ tục hành chính mã {code}.")
+        return Template("procedure.html", context={
+            "p": row, "r": row["record"],
+            "stats": queries.procedure_stats(s.db, code),
+            "offices": queries.agencies_for_procedure(s.db, row["record"]),
+            "public_url": f"{s.settings.public_base_url}/p/{code}",
+        })
+
+    @get("/p/{code:str}/qr.svg", media_type="image/svg+xml")
+    async def procedure_qr(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Response[bytes]:
+        s = system_of(request)
+        if not PROCEDURE_CODE.match(code) or queries.procedure(s.db, code) is None:
+            raise NotFoundException(f"Không tìm thấy thủ tục hành chính mã {code}.")
+        data, etag = qr_svg(f"{s.settings.public_base_url}/p/{code}")
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(b"", status_code=304, headers=headers)
+        return Response(data, media_type="image/svg+xml", headers=headers)
+
+    @get("/d")
+    async def dossier_lookup(self, request: Request[Any, Any, Any],
+                             code: str = Parameter(default="", max_length=200)) -> Redirect:
+        code = clean(code, 60).upper().replace(" ", "")
+        return Redirect(f"/d/{code}" if code else "/")
+
+    @get("/d/{code:str}")
+    async def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
+        s = system_of(request)
+        if not DOSSIER_CODE.match(code):
+            raise NotFoundException(
+                f"Mã hồ sơ “{clean(code, 60)}” không đúng định dạng. Mã hồ sơ có dạng "
+                "<mã đơn vị>-YYMMDD-XXXX, ví dụ 000.00.12.H60-250115-0001.")
+        row = queries.dossier(s.db, code)
+        if row is None:
+            raise NotFoundException(
+                f"Không tìm thấy hồ sơ mã {code}. Hồ sơ vừa nộp có thể cần vài giây để hiển thị.")
+        return Template("dossier.html", context={"d": row,
+                                                 "timeline": queries.timeline(s.db, code)})

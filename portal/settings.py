@@ -1,0 +1,154 @@
+"""Typed settings built from PORTAL_* environment variables: the only place that reads them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A PORTAL_* variable holds a value the portal cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where state lives. SQLite files go under var_dir unless a PostgreSQL URL is given.
+    var_dir: Path = ROOT / "var"
+    postgres_url: str = ""  # e.g. postgresql://user@127.0.0.1:5432/portal; empty = SQLite
+    postgres_schema: str = "public"
+    # Public base URL encoded in QR codes and feeds (what a phone opens).
+    public_base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Meilisearch: an external server (url + key) or, for `portal demo`, a managed child.
+    meili_url: str = ""
+    meili_key: str = ""
+    meili_index: str = "procedures"
+    # Province identity; the QCVN 102 unit code of Tuyên Quang is not confirmed: configurable.
+    province_code: str = "H60"
+    province_name: str = "Tuyên Quang"
+    # Office hours and the 15:00 cut-off (set by the province).
+    office_hours: str = "07:30-11:30,13:00-17:00"
+    cutoff: str = "15:00"
+    # Encryption of the whole event store at rest (eventsourcing AESCipher); empty = off.
+    cipher_key: str = ""
+    # Secret for rating tokens; empty = a random one kept in var/secret.key.
+    secret_key: str = ""
+    # Statistics for groups smaller than this are not published.
+    min_group_size: int = 5
+    # Projection runner.
+    projection_batch_size: int = 1000
+    projection_poll_interval: float = 0.5
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        return "postgres" if self.postgres_url else "sqlite"
+
+    @property
+    def events_db_path(self) -> Path:
+        return self.var_dir / "events.sqlite"
+
+    @property
+    def read_db_path(self) -> Path:
+        return self.var_dir / "read.sqlite"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The environment the eventsourcing Application is built with."""
+        if self.backend == "postgres":
+            url = urlparse(self.postgres_url)
+            env = {
+                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
+                "POSTGRES_HOST": url.hostname or "127.0.0.1",
+                "POSTGRES_PORT": str(url.port or 5432),
+                "POSTGRES_USER": url.username or "postgres",
+                "POSTGRES_PASSWORD": url.password or "",
+                "POSTGRES_SCHEMA": self.postgres_schema,
+                "POSTGRES_POOL_SIZE": "5",
+                "POSTGRES_MAX_OVERFLOW": "10",
+                "POSTGRES_PRE_PING": "y",
+            }
+        else:
+            env = {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.events_db_path),
+                "SQLITE_LOCK_TIMEOUT": "10",
+            }
+        if self.cipher_key:
+            env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
+            env["CIPHER_KEY"] = self.cipher_key
+            env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
+        return env
+
+
+# name of the PORTAL_* variable -> (field, parser, explanation); the README table is built from this.
+def _int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _float(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {value!r}") from None
+
+
+VARIABLES: dict[str, tuple[str, str]] = {
+    "PORTAL_VAR_DIR": ("var_dir", "folder for SQLite files, keys and Meilisearch data (default ./var)"),
+    "PORTAL_POSTGRES_URL": ("postgres_url", "PostgreSQL URL for events and read models; empty = SQLite"),
+    "PORTAL_POSTGRES_SCHEMA": ("postgres_schema", "PostgreSQL schema (default public)"),
+    "PORTAL_PUBLIC_BASE_URL": ("public_base_url", "public address encoded in QR codes and feeds"),
+    "PORTAL_HOST": ("host", "address the web server binds (default 127.0.0.1)"),
+    "PORTAL_PORT": ("port", "port the web server binds (default 8000)"),
+    "PORTAL_MEILI_URL": ("meili_url", "external Meilisearch URL; empty = `portal demo` manages one"),
+    "PORTAL_MEILI_KEY": ("meili_key", "Meilisearch API key (master key for the managed one)"),
+    "PORTAL_MEILI_INDEX": ("meili_index", "name of the procedure index (default procedures)"),
+    "PORTAL_PROVINCE_CODE": ("province_code", "province part of QCVN 102 unit codes (unconfirmed)"),
+    "PORTAL_PROVINCE_NAME": ("province_name", "province name shown on pages"),
+    "PORTAL_OFFICE_HOURS": ("office_hours", "office periods, e.g. 07:30-11:30,13:00-17:00"),
+    "PORTAL_CUTOFF": ("cutoff", "afternoon cut-off for next-day receipt (default 15:00)"),
+    "PORTAL_CIPHER_KEY": ("cipher_key", "base64 AES key: encrypts the whole event store at rest"),
+    "PORTAL_SECRET_KEY": ("secret_key", "secret for citizens' rating tokens (default: var/secret.key)"),
+    "PORTAL_MIN_GROUP_SIZE": ("min_group_size", "smallest group published as a statistic (5)"),
+    "PORTAL_PROJECTION_BATCH_SIZE": ("projection_batch_size", "events per projection transaction"),
+    "PORTAL_PROJECTION_POLL_INTERVAL": ("projection_poll_interval", "seconds between polls"),
+}
+
+_PARSERS = {
+    "var_dir": lambda n, v: Path(v),
+    "port": _int,
+    "min_group_size": _int,
+    "projection_batch_size": _int,
+    "projection_poll_interval": _float,
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from PORTAL_* variables (os.environ by default) plus explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for var, (name, _help) in VARIABLES.items():
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            continue
+        parser = _PARSERS.get(name)
+        values[name] = parser(var, raw) if parser else raw
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.public_base_url.endswith("/"):
+        settings = settings.with_(public_base_url=settings.public_base_url.rstrip("/"))
+    if settings.projection_batch_size < 1:
+        raise SettingsError("PORTAL_PROJECTION_BATCH_SIZE must be at least 1")
+    return settings

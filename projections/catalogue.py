@@ -1,0 +1,150 @@
+"""Catalogue read models: procedures (with usage counts), agencies and the officer directory."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from domain.model import Agency, Dossier, Officer, Procedure, procedure_id
+from projections.base import Projection, now_iso
+
+
+def usage_bucket(count: int) -> int:
+    """Log-scale popularity used for search ranking (changes rarely, so search syncs rarely)."""
+    return 0 if count <= 0 else int(math.log2(count)) + 1
+
+
+class CatalogueProjection(Projection):
+    name = "catalogue"
+    tables = {
+        "procedures": """
+            code TEXT PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            field TEXT NOT NULL,
+            level TEXT NOT NULL,
+            online_level TEXT NOT NULL,
+            status TEXT NOT NULL,
+            record TEXT NOT NULL,
+            usage_count BIGINT NOT NULL DEFAULT 0,
+            usage_bucket INTEGER NOT NULL DEFAULT 0,
+            revision BIGINT NOT NULL,
+            updated_at TEXT NOT NULL""",
+        "agencies": """
+            key TEXT PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            unit_code TEXT NOT NULL,
+            name TEXT NOT NULL,
+            level TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            parent TEXT,
+            effective_from TEXT,
+            effective_to TEXT,
+            merged_into TEXT,
+            address TEXT,
+            phone TEXT""",
+        "officers": """
+            key TEXT PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            title TEXT NOT NULL,
+            agency TEXT NOT NULL,
+            phone TEXT,
+            role TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1""",
+    }
+    indexes = (
+        "CREATE INDEX IF NOT EXISTS {t_procedures}_rev ON {t_procedures}(revision)",
+        "CREATE INDEX IF NOT EXISTS {t_officers}_agency ON {t_officers}(agency)",
+    )
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__(prefix)
+        self._usage: dict[str, int] = {}
+
+    # procedures -----------------------------------------------------------------------
+    def _upsert_procedure(self, cur: Any, code: str, record: dict[str, Any], status: str,
+                          position: int) -> None:
+        cur.execute(
+            f"INSERT INTO {self.t('procedures')} (code, id, name, field, level, online_level,"
+            " status, record, revision, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (code) DO UPDATE SET name=excluded.name, field=excluded.field,"
+            " level=excluded.level, online_level=excluded.online_level, status=excluded.status,"
+            " record=excluded.record, revision=excluded.revision, updated_at=excluded.updated_at",
+            (code, str(procedure_id(code)), record["name"], record["field"], record["level"],
+             record.get("online_level", "none"), status,
+             json.dumps(record, ensure_ascii=False), position, now_iso()),
+        )
+
+    def on_Procedure_Published(self, cur: Any, ev: Procedure.Published, position: int) -> None:
+        self._upsert_procedure(cur, ev.code, ev.record, "active", position)
+
+    def on_Procedure_Amended(self, cur: Any, ev: Procedure.Amended, position: int) -> None:
+        self._upsert_procedure(cur, ev.record["code"], ev.record, "active", position)
+
+    def on_Procedure_Abolished(self, cur: Any, ev: Procedure.Abolished, position: int) -> None:
+        cur.execute(f"UPDATE {self.t('procedures')} SET status='abolished', revision=?,"
+                    " updated_at=? WHERE id=?", (position, now_iso(), str(ev.originator_id)))
+
+    def on_Dossier_Received(self, cur: Any, ev: Dossier.Received, position: int) -> None:
+        self._usage[ev.procedure_code] = self._usage.get(ev.procedure_code, 0) + 1
+        self._last_position = position
+
+    def flush(self, cur: Any) -> None:
+        if not self._usage:
+            return
+        table = self.t("procedures")
+        for code, n in sorted(self._usage.items()):
+            row = cur.execute(f"SELECT usage_count, usage_bucket FROM {table} WHERE code=?",
+                              (code,)).fetchone()
+            if row is None:
+                continue
+            count = int(row["usage_count"]) + n
+            bucket = usage_bucket(count)
+            if bucket != row["usage_bucket"]:
+                cur.execute(f"UPDATE {table} SET usage_count=?, usage_bucket=?, revision=?,"
+                            " updated_at=? WHERE code=?",
+                            (count, bucket, self._last_position, now_iso(), code))
+            else:
+                cur.execute(f"UPDATE {table} SET usage_count=? WHERE code=?", (count, code))
+        self._usage.clear()
+
+    # agencies -------------------------------------------------------------------------
+    def on_Agency_Registered(self, cur: Any, ev: Agency.Registered, position: int) -> None:
+        cur.execute(
+            f"INSERT INTO {self.t('agencies')} (key, id, unit_code, name, level, kind,"
+            " parent, effective_from, effective_to, address, phone)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (ev.key, str(ev.originator_id), ev.unit_code, ev.name, ev.level, ev.kind, ev.parent,
+             ev.effective_from, ev.effective_to, ev.address, ev.phone),
+        )
+
+    def on_Agency_Renamed(self, cur: Any, ev: Agency.Renamed, position: int) -> None:
+        cur.execute(f"UPDATE {self.t('agencies')} SET name=? WHERE id=?",
+                    (ev.name, str(ev.originator_id)))
+
+    def on_Agency_Merged(self, cur: Any, ev: Agency.Merged, position: int) -> None:
+        cur.execute(f"UPDATE {self.t('agencies')} SET merged_into=?, effective_to=? WHERE id=?",
+                    (ev.into, ev.effective_on,
+                     str(ev.originator_id)))
+
+    def on_Agency_Dissolved(self, cur: Any, ev: Agency.Dissolved, position: int) -> None:
+        cur.execute(f"UPDATE {self.t('agencies')} SET effective_to=? WHERE id=?",
+                    (ev.effective_on, str(ev.originator_id)))
+
+    # officers -------------------------------------------------------------------------
+    def on_Officer_Registered(self, cur: Any, ev: Officer.Registered, position: int) -> None:
+        cur.execute(
+            f"INSERT INTO {self.t('officers')} (key, id, name, title, agency, phone, role)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (ev.key, str(ev.originator_id), ev.name, ev.title, ev.agency, ev.phone, ev.role),
+        )
+
+    def on_Officer_Moved(self, cur: Any, ev: Officer.Moved, position: int) -> None:
+        cur.execute(f"UPDATE {self.t('officers')} SET agency=?, title=? WHERE id=?",
+                    (ev.agency, ev.title, str(ev.originator_id)))
+
+    def on_Officer_Left(self, cur: Any, ev: Officer.Left, position: int) -> None:
+        cur.execute(f"UPDATE {self.t('officers')} SET active=0 WHERE id=?",
+                    (str(ev.originator_id),))

