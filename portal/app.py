@@ -20,8 +20,7 @@ from litestar.template.config import TemplateConfig
 
 from domain.errors import DomainError, NotFound
 from portal import labels
-from portal.controllers.public import PublicController
-from portal.controllers.system import SystemController
+from portal.controllers import discover_routes
 from portal.settings import ROOT, Settings
 from portal.system import System, build_system
 
@@ -112,8 +111,7 @@ def create_app(settings: Settings, system: System | None = None, *,
 
     return Litestar(
         route_handlers=[
-            PublicController,
-            SystemController,
+            *discover_routes(),
             create_static_files_router(path="/static", directories=[STATIC], name="static",
                                        include_in_schema=False,
                                        cache_control=None),

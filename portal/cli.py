@@ -7,7 +7,7 @@ import json
 import logging
 import shutil
 import sys
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from portal.settings import Settings, SettingsError, load_settings
@@ -128,102 +128,6 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
-    import threading
-
-    from portal.system import build_system
-
-    system = build_system(settings)
-    try:
-        if args.action == "status":
-            rows = [s.__dict__ for s in system.runner.status()]
-            print(json.dumps(rows, ensure_ascii=False, indent=1))
-            return 0
-        if args.action == "catch-up":
-            print(json.dumps({"applied": system.catch_up()}))
-            return 0
-        stop = threading.Event()
-        system.start_background()
-        print("projection runner started; Ctrl-C to stop", file=sys.stderr)
-        try:
-            while not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
-    finally:
-        system.close()
-    return 0
-
-
-def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from portal.system import build_system
-
-    if not settings.meili_url:
-        return _fail("PORTAL_MEILI_URL is not set: there is no Meilisearch to reindex")
-    system = build_system(settings)
-    try:
-        system.runner.catch_up()
-        n = system.search.reindex(progress=_progress("tài liệu"))
-        if system.sync is not None:
-            system.sync.catch_up()
-        print(json.dumps({"indexed": n}))
-    finally:
-        system.close()
-    return 0
-
-
-def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
-    from domain.calendar import VN_TZ, Duration, OfficeHours, WorkingCalendar
-
-    cal = WorkingCalendar(OfficeHours.parse(settings.office_hours, settings.cutoff))
-    if args.action == "day":
-        try:
-            day = date.fromisoformat(args.day)
-        except ValueError:
-            return _fail(f"not a date (YYYY-MM-DD): {args.day!r}")
-        info = cal.explain(day)
-        print(json.dumps({"date": day.isoformat(), "working": info.working, "kind": info.kind,
-                          "reason": info.reason_vi, "reason_en": info.reason_en},
-                         ensure_ascii=False))
-        return 0
-    try:
-        start = datetime.fromisoformat(args.start)
-    except ValueError:
-        return _fail(f"not an ISO datetime: {args.start!r}")
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=VN_TZ)
-    cutoff = False
-    if args.procedure:
-        from portal.system import build_system
-
-        system = build_system(settings)
-        try:
-            from projections import queries
-
-            system.runner.catch_up()
-            row = queries.procedure(system.db, args.procedure)
-        finally:
-            system.close()
-        if row is None:
-            return _fail(f"unknown procedure {args.procedure}")
-        t = row["record"]["processing_time"]
-        duration = Duration(float(t["value"]), t["unit"])
-        cutoff = bool(row["record"].get("cutoff_15h"))
-    elif args.working_days is not None:
-        if args.working_days < 0:
-            return _fail("--working-days must be positive")
-        duration = Duration(float(args.working_days), "working_days")
-    elif args.working_hours is not None:
-        duration = Duration(float(args.working_hours), "working_hours")
-    else:
-        return _fail("give --working-days N, --working-hours N or --procedure CODE")
-    due = cal.due(start, duration, cutoff_applies=cutoff or args.cutoff)
-    print(json.dumps({"from": start.isoformat(), "duration": duration.__dict__,
-                      "cutoff_applies": cutoff or args.cutoff, "due": due.isoformat()},
-                     ensure_ascii=False))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="portal", description="Cổng minh bạch một cửa")
     sub = p.add_subparsers(dest="command", required=True)
@@ -242,24 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--dossiers", type=int, default=80)
     se.add_argument("--seed", type=int, default=2025)
     se.set_defaults(func=cmd_seed)
-    pr = sub.add_parser("projections", help="projection workers and their status")
-    pr.add_argument("action", choices=["run", "status", "catch-up"])
-    pr.set_defaults(func=cmd_projections)
-    sr = sub.add_parser("search", help="search index operations")
-    sr.add_argument("action", choices=["reindex"])
-    sr.set_defaults(func=cmd_search)
-    c = sub.add_parser("calendar", help="working-day calendar")
-    csub = c.add_subparsers(dest="action", required=True)
-    due = csub.add_parser("due", help="due moment from a start and a duration")
-    due.add_argument("--from", dest="start", required=True, help="ISO datetime (Vietnam time)")
-    due.add_argument("--working-days", type=float, default=None)
-    due.add_argument("--working-hours", type=float, default=None)
-    due.add_argument("--procedure", default=None, help="procedure code: its statutory time")
-    due.add_argument("--cutoff", action="store_true", help="apply the 15:00 cut-off")
-    day = csub.add_parser("day", help="is this a working day, and why")
-    day.add_argument("day")
-    c.set_defaults(func=cmd_calendar)
+    for module in discover_commands():
+        module.register(sub)
     return p
+
+
+def discover_commands() -> list[Any]:
+    """Modules of portal.commands, each with register(subparsers): one per operations area."""
+    import importlib
+    import pkgutil
+
+    import portal.commands as pkg
+
+    return [importlib.import_module(f"portal.commands.{m.name}")
+            for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name)]
 
 
 def main(argv: list[str] | None = None) -> int:

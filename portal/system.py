@@ -13,10 +13,9 @@ from eventsourcing.cipher import AESCipher
 from domain.application import OneStop
 from domain.calendar import OfficeHours, WorkingCalendar
 from portal.settings import Settings
-from projections.base import Projection, Runner
-from projections.catalogue import CatalogueProjection
+from projections.base import Runner
 from projections.db import ReadDB
-from projections.tracker import TrackerProjection
+from projections.registry import public_projections
 from search.service import SearchService, SearchSync
 
 
@@ -51,10 +50,6 @@ class SQLApplicantKeys:
         with self.db.transaction() as cur:
             cur.execute(self.db.q("UPDATE applicant_keys SET key=NULL, erased_at=? "
                                   "WHERE key_id=?"), (now_iso(), key_id))
-
-
-def public_projections(prefix: str = "") -> list[Projection]:
-    return [CatalogueProjection(prefix), TrackerProjection(prefix)]
 
 
 def token_secret(settings: Settings) -> bytes:

@@ -114,3 +114,6 @@ class PublicController(Controller):
                 f"Không tìm thấy hồ sơ mã {code}. Hồ sơ vừa nộp có thể cần vài giây để hiển thị.")
         return Template("dossier.html", context={"d": row,
                                                  "timeline": queries.timeline(s.db, code)})
+
+
+ROUTES = [PublicController]

@@ -42,3 +42,6 @@ class SystemController(Controller):
             checks["search"] = {"ok": False, "fallback": True, "detail": "not configured"}
         # Search down is degraded service (SQL fallback answers), not an outage.
         return Response({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
+
+
+ROUTES = [SystemController]

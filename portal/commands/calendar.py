@@ -1,0 +1,77 @@
+"""`portal calendar ...`: the working-day calendar for operators."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date, datetime
+from typing import Any
+
+from portal.cli import _fail
+from portal.settings import Settings
+
+
+def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.calendar import VN_TZ, Duration, OfficeHours, WorkingCalendar
+
+    cal = WorkingCalendar(OfficeHours.parse(settings.office_hours, settings.cutoff))
+    if args.action == "day":
+        try:
+            day = date.fromisoformat(args.day)
+        except ValueError:
+            return _fail(f"not a date (YYYY-MM-DD): {args.day!r}")
+        info = cal.explain(day)
+        print(json.dumps({"date": day.isoformat(), "working": info.working, "kind": info.kind,
+                          "reason": info.reason_vi, "reason_en": info.reason_en},
+                         ensure_ascii=False))
+        return 0
+    try:
+        start = datetime.fromisoformat(args.start)
+    except ValueError:
+        return _fail(f"not an ISO datetime: {args.start!r}")
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=VN_TZ)
+    cutoff = False
+    if args.procedure:
+        from portal.system import build_system
+
+        system = build_system(settings)
+        try:
+            from projections import queries
+
+            system.runner.catch_up()
+            row = queries.procedure(system.db, args.procedure)
+        finally:
+            system.close()
+        if row is None:
+            return _fail(f"unknown procedure {args.procedure}")
+        t = row["record"]["processing_time"]
+        duration = Duration(float(t["value"]), t["unit"])
+        cutoff = bool(row["record"].get("cutoff_15h"))
+    elif args.working_days is not None:
+        if args.working_days < 0:
+            return _fail("--working-days must be positive")
+        duration = Duration(float(args.working_days), "working_days")
+    elif args.working_hours is not None:
+        duration = Duration(float(args.working_hours), "working_hours")
+    else:
+        return _fail("give --working-days N, --working-hours N or --procedure CODE")
+    due = cal.due(start, duration, cutoff_applies=cutoff or args.cutoff)
+    print(json.dumps({"from": start.isoformat(), "duration": duration.__dict__,
+                      "cutoff_applies": cutoff or args.cutoff, "due": due.isoformat()},
+                     ensure_ascii=False))
+    return 0
+
+
+def register(sub: Any) -> None:
+    c = sub.add_parser("calendar", help="working-day calendar")
+    csub = c.add_subparsers(dest="action", required=True)
+    due = csub.add_parser("due", help="due moment from a start and a duration")
+    due.add_argument("--from", dest="start", required=True, help="ISO datetime (Vietnam time)")
+    due.add_argument("--working-days", type=float, default=None)
+    due.add_argument("--working-hours", type=float, default=None)
+    due.add_argument("--procedure", default=None, help="procedure code: its statutory time")
+    due.add_argument("--cutoff", action="store_true", help="apply the 15:00 cut-off")
+    day = csub.add_parser("day", help="is this a working day, and why")
+    day.add_argument("day")
+    c.set_defaults(func=cmd_calendar)
