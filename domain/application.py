@@ -11,7 +11,7 @@ import hmac
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -27,6 +27,7 @@ from domain.errors import (
     IdempotencyConflict,
     InvalidCommand,
     NotAllowed,
+    NotFound,
     OfficerNotFound,
     ProcedureNotFound,
 )
@@ -38,10 +39,12 @@ from domain.model import (
     Dossier,
     Officer,
     Procedure,
+    ReceptionGuidance,
     agency_id,
     command_id,
     counter_id,
     dossier_id,
+    guidance_id,
     officer_id,
     procedure_id,
 )
@@ -63,9 +66,24 @@ def normalise(value: Any) -> Any:
 
 
 def check_aware(at: datetime) -> datetime:
-    if at.tzinfo is None:
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
         raise InvalidCommand("time must carry a timezone", "Thời điểm phải kèm múi giờ.")
     return at
+
+
+def check_day(value: Any, what: str = "ngày") -> str:
+    """An ISO day (YYYY-MM-DD) given as text; returned in canonical form."""
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise InvalidCommand(
+            f"{value!r} is not a date in YYYY-MM-DD form",
+            f"{what.capitalize()} không hợp lệ (cần dạng NNNN-TT-NN): {value}",
+        ) from None
+
+
+def local_day(at: datetime) -> str:
+    return at.astimezone(VN_TZ).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -150,6 +168,11 @@ class OneStop(Application):
             raise IdempotencyConflict(key)
         return record.result
 
+    def record_once(self, key: str, command: str, value: dict[str, Any]) -> dict[str, Any]:
+        """Keep `value` under an idempotency key the first time; later calls return the first
+        value (e.g. the demo generator's window, so a later run continues the same plans)."""
+        return self._run(key, command, lambda: ([], normalise(dict(value))))
+
     # -- agencies and officers --------------------------------------------------------------
     def register_agency(self, data: Mapping[str, Any], key: str | None = None) -> str:
         data = normalise(dict(data))
@@ -158,6 +181,15 @@ class OneStop(Application):
                 raise InvalidCommand(f"agency {field} is required", f"Thiếu trường {field}.")
         if data["level"] not in ("province", "district", "commune"):
             raise InvalidCommand("level must be province, district or commune", "Cấp không hợp lệ.")
+        data["effective_from"] = check_day(data.get("effective_from") or "2018-01-01",
+                                           "ngày bắt đầu hoạt động")
+        if data.get("effective_to"):
+            data["effective_to"] = check_day(data["effective_to"], "ngày kết thúc hoạt động")
+            if data["effective_to"] < data["effective_from"]:
+                raise InvalidCommand(
+                    "effective_to is before effective_from",
+                    "Ngày kết thúc hoạt động không được trước ngày bắt đầu.",
+                )
 
         def build() -> tuple[list[Aggregate], dict[str, Any]]:
             if self._exists(agency_id(data["key"])):
@@ -176,15 +208,67 @@ class OneStop(Application):
         return self._run(key, "register_agency", build)["key"]
 
     def merge_agency(self, agency: str, into: str, effective_on: str, key: str | None = None) -> None:
+        """`effective_on`: the last day `agency` acts; from the next day `into` takes over."""
+        effective_on = check_day(effective_on, "ngày hợp nhất")
+
         def build() -> tuple[list[Aggregate], dict[str, Any]]:
             a = self._get(agency_id(agency), lambda: AgencyNotFound(agency))
             self._get(agency_id(into), lambda: AgencyNotFound(into))
-            if not a.active:
-                raise NotAllowed("agency no longer active", "Cơ quan đã hợp nhất hoặc giải thể.")
             a.merge_into(into=into, effective_on=effective_on)
             return [a], {}
 
         self._run(key, "merge_agency", build)
+
+    def rename_agency(self, agency: str, name: str, effective_from: str,
+                      key: str | None = None) -> None:
+        effective_from = check_day(effective_from, "ngày đổi tên")
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            a = self._get(agency_id(agency), lambda: AgencyNotFound(agency))
+            a.rename(name=nfc(name), effective_from=effective_from)
+            return [a], {}
+
+        self._run(key, "rename_agency", build)
+
+    def dissolve_agency(self, agency: str, effective_on: str, key: str | None = None) -> None:
+        """`effective_on`: the last day the agency acts."""
+        effective_on = check_day(effective_on, "ngày giải thể")
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            a = self._get(agency_id(agency), lambda: AgencyNotFound(agency))
+            a.dissolve(effective_on=effective_on)
+            return [a], {}
+
+        self._run(key, "dissolve_agency", build)
+
+    def move_officer(self, officer: str, agency: str, title: str, effective_on: str | None = None,
+                     key: str | None = None) -> None:
+        if effective_on is not None:
+            effective_on = check_day(effective_on, "ngày điều động")
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            o = self.officer(officer)
+            target = self.agency(agency)
+            if not target.active:
+                raise NotAllowed(
+                    f"agency {agency} was merged or dissolved",
+                    f"Không thể điều động đến {target.name}: cơ quan đã hợp nhất hoặc giải thể.",
+                )
+            o.move(agency=agency, title=nfc(title), effective_on=effective_on)
+            return [o], {}
+
+        self._run(key, "move_officer", build)
+
+    def officer_left(self, officer: str, effective_on: str, key: str | None = None) -> None:
+        """`effective_on`: the first day the officer no longer acts."""
+        effective_on = check_day(effective_on, "ngày thôi công tác")
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            o = self.officer(officer)
+            o.leave(effective_on)
+            return [o], {}
+
+        self._run(key, "officer_left", build)
 
     def register_officer(self, data: Mapping[str, Any], key: str | None = None) -> str:
         data = normalise(dict(data))
@@ -287,14 +371,15 @@ class OneStop(Application):
         key: str | None = None,
     ) -> Receipt:
         """Mẫu 01: receive a complete dossier, give it a code and compute its appointment."""
+        previous = self._replayed(key, "receive_dossier")
+        if previous is not None:  # a repeat returns the first receipt, whatever changed since
+            return self._receipt(previous)
         check_aware(received_at)
         if channel not in CHANNELS:
             raise InvalidCommand(f"unknown channel {channel!r}", "Kênh nộp hồ sơ không hợp lệ.")
         applicant = applicant.normalised()
-        procedure = self.procedure(procedure_code)
-        if procedure.abolished:
-            raise NotAllowed("procedure abolished", "Thủ tục đã bị bãi bỏ, không tiếp nhận.")
-        agency_obj = self.agency(agency)
+        procedure = self._procedure_in_force(procedure_code, received_at)
+        agency_obj = self._agency_receiving(agency, received_at)
         if officer is not None:
             self._check_officer(officer, agency, received_at)
         elif channel == "in_person":
@@ -351,12 +436,99 @@ class OneStop(Application):
             )
             return [counter, dossier], {"code": code, "appointment_at": appointment.isoformat()}
 
-        result = self._run(key, "receive_dossier", build, attempts=8)
+        return self._receipt(self._run(key, "receive_dossier", build, attempts=8))
+
+    def _receipt(self, result: dict[str, Any]) -> Receipt:
         return Receipt(
             code=result["code"],
             appointment_at=datetime.fromisoformat(result["appointment_at"]),
             rating_token=self.rating_token(result["code"]),
         )
+
+    def _replayed(self, key: str | None, command: str) -> dict[str, Any] | None:
+        """The first result of a repeated command, checked before any precondition."""
+        if key is None:
+            return None
+        key = nfc(key)
+        return self._previous(key, command) if key and len(key) <= 200 else None
+
+    def guide_incomplete(
+        self,
+        *,
+        procedure_code: str,
+        agency: str,
+        channel: str,
+        applicant: Applicant,
+        at: datetime,
+        officer: str | None,
+        missing: list[str],
+        extra_items: list[dict[str, str]] | None = None,
+        note: str = "",
+        key: str | None = None,
+    ) -> str:
+        """Mẫu 02 at reception: the dossier is incomplete and NOT received; the citizen is told,
+        once, what to complete. Returns the guidance reference (<unit>-YYMMDD-HDxxxx)."""
+        previous = self._replayed(key, "guide_incomplete")
+        if previous is not None:
+            return previous["reference"]
+        check_aware(at)
+        if channel not in CHANNELS:
+            raise InvalidCommand(f"unknown channel {channel!r}", "Kênh nộp hồ sơ không hợp lệ.")
+        applicant = applicant.normalised()
+        procedure = self._procedure_in_force(procedure_code, at)
+        agency_obj = self._agency_receiving(agency, at)
+        if officer is not None:
+            self._check_officer(officer, agency, at)
+        elif channel == "in_person":
+            raise InvalidCommand(
+                "in-person guidance needs the officer",
+                "Hướng dẫn tại quầy phải ghi cán bộ hướng dẫn.",
+            )
+        missing = normalise(list(missing))
+        extras = normalise(list(extra_items or []))
+        ReceptionGuidance.check_items(missing, extras, procedure.component_names)
+        # Only what is needed to reach the citizen again; sealed, never in a public view.
+        contact = Applicant(name=applicant.name, phone=applicant.phone, email=applicant.email,
+                            kind=applicant.kind)
+        regime = regime_at(at)
+        day = at.astimezone(VN_TZ).strftime("%y%m%d")
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            counter_day = f"{day}-HD"
+            try:
+                counter = self.repository.get(counter_id(agency_obj.unit_code, counter_day))
+            except AggregateNotFoundError:
+                counter = DayCounter(unit_code=agency_obj.unit_code, day=counter_day)
+            counter.advance()
+            reference = f"{agency_obj.unit_code}-{day}-HD{counter.last:04d}"
+            key_id = f"applicant:{reference}"
+            guidance = ReceptionGuidance(
+                reference=reference, procedure_code=procedure_code,
+                procedure_name=procedure.record["name"], agency=agency, officer=officer,
+                channel=channel, at=at, regime=regime.key,
+                form=f"{regime.supplement_form} {regime.forms_circular}", missing=missing,
+                extra_items=extras, extra_paperwork=bool(extras), note=nfc(note),
+                applicant_key_id=key_id, applicant_sealed=seal(contact, self.keys.create(key_id)),
+                applicant_kind=applicant.kind,
+            )
+            return [counter, guidance], {"reference": reference}
+
+        return self._run(key, "guide_incomplete", build, attempts=8)["reference"]
+
+    def guidance(self, reference: str) -> ReceptionGuidance:
+        def missing() -> Exception:
+            return NotFound(f"guidance {reference!r} not found",
+                            f"Không tìm thấy phiếu hướng dẫn {reference}.")
+
+        return self._get(guidance_id(reference), missing)
+
+    def guidance_contact(self, reference: str) -> Applicant | None:
+        """The guided citizen's contact for authorised staff; None once the key was erased."""
+        g = self.guidance(reference)
+        return unseal(g.applicant_sealed, self.keys.get(g.applicant_key_id))
+
+    def erase_guidance_contact(self, reference: str) -> None:
+        self.keys.erase(self.guidance(reference).applicant_key_id)
 
     def dossier(self, code: str) -> Dossier:
         return self._get(dossier_id(code), lambda: DossierNotFound(code))
@@ -370,10 +542,45 @@ class OneStop(Application):
         """Crypto-shred: erase the applicant's key; the log and every public view stay intact."""
         self.keys.erase(self.dossier(code).applicant_key_id)
 
+    def _procedure_in_force(self, code: str, at: datetime) -> Procedure:
+        procedure = self.procedure(code)
+        if procedure.abolished and local_day(at) >= str(procedure.abolished["effective"]):
+            raise NotAllowed(
+                f"procedure {code} is abolished",
+                f"Thủ tục {code} đã bị bãi bỏ (quyết định {procedure.abolished['decision']}),"
+                " không tiếp nhận hồ sơ.",
+            )
+        return procedure
+
+    def _agency_receiving(self, agency: str, at: datetime) -> Agency:
+        """The agency must be in force on that day and exist at a level of the regime in force
+        (no district level from 01/07/2025); a merged or dissolved one receives nothing new."""
+        a = self.agency(agency)
+        day = local_day(at)
+        if not a.in_force(day):
+            if a.merged_into and day > (a.effective_to or ""):
+                successor = self._get(agency_id(a.merged_into), lambda: AgencyNotFound(a.merged_into))
+                reason = f"đã hợp nhất vào {successor.name} từ sau ngày {a.effective_to}"
+            elif a.dissolved_on and day > a.dissolved_on:
+                reason = f"đã giải thể từ sau ngày {a.dissolved_on}"
+            else:
+                reason = (f"chỉ hoạt động từ {a.effective_from}"
+                          + (f" đến {a.effective_to}" if a.effective_to else ""))
+            raise NotAllowed(f"agency {agency} is not in force on {day}",
+                             f"{a.name_on(day)} {reason}; không tiếp nhận hồ sơ mới.")
+        regime = regime_at(at)
+        if a.level not in regime.levels:
+            raise NotAllowed(
+                f"no {a.level} level under {regime.key}",
+                f"Từ 01/07/2025 không còn cấp huyện; {a.name} không tiếp nhận hồ sơ mới.",
+            )
+        return a
+
     def _check_officer(self, officer: str, agency: str, at: datetime) -> Officer:
         o = self.officer(officer)
-        if o.left_on is not None and at.astimezone(VN_TZ).date().isoformat() >= o.left_on:
-            raise NotAllowed(f"officer {officer} has left", "Cán bộ đã thôi công tác.")
+        if o.left_on is not None and local_day(at) >= o.left_on:
+            raise NotAllowed(f"officer {officer} has left",
+                             f"Cán bộ {o.name} đã thôi công tác từ ngày {o.left_on}.")
         if o.agency != agency:
             raise NotAllowed(
                 f"officer {officer} belongs to {o.agency}, not {agency}",
@@ -403,17 +610,38 @@ class OneStop(Application):
             result = action(dossier) or {}
             return [dossier], result
 
-        return self._run(key, f"{command}:{code}", build)
+        # On a version conflict the command is rebuilt on the fresh state, so its rules are
+        # checked again (a dossier refused meanwhile cannot then be paused); after the last
+        # attempt the caller gets ConcurrentUpdate. Never a lost update.
+        return self._run(key, f"{command}:{code}", build, attempts=3)
 
     def hand_over(self, code: str, *, officer: str, to_officer: str, at: datetime,
                   note: str = "", key: str | None = None) -> None:
-        """Hand the dossier to the next step's officer; another agency's officer = liên thông."""
-        receiver = self.officer(to_officer)
-        if receiver.left_on is not None:
-            raise NotAllowed("receiver has left", "Người nhận đã thôi công tác.")
-        self._act(code, "hand_over", key, officer, at,
-                  lambda d: d.hand_over(self.calendar, at, officer, to_officer,
-                                        receiver.agency, nfc(note)))
+        """Hand the dossier to the next step's officer; another agency's officer = liên thông.
+        Nobody who has left, and nobody in a merged or dissolved agency, receives it."""
+
+        def action(d: Dossier) -> None:
+            if d.step_holder not in (None, officer) and self.officer(officer).role != "head":
+                holder = self.officer(d.step_holder)
+                raise NotAllowed(
+                    f"{officer} does not hold the dossier ({d.step_holder} does)",
+                    f"Hồ sơ đang do {holder.name} giữ; chỉ người đang giữ hồ sơ hoặc lãnh đạo"
+                    " đơn vị mới được chuyển bước.",
+                )
+            receiver = self.officer(to_officer)
+            if receiver.left_on is not None and local_day(at) >= receiver.left_on:
+                raise NotAllowed("receiver has left",
+                                 f"Người nhận ({receiver.name}) đã thôi công tác.")
+            receiving = self.agency(receiver.agency)
+            if not receiving.in_force(local_day(at)):
+                raise NotAllowed(
+                    f"agency {receiver.agency} is not in force on {local_day(at)}",
+                    f"{receiving.name} đã hợp nhất hoặc giải thể; người nhận thuộc cơ quan này"
+                    " không được nhận hồ sơ mới.",
+                )
+            d.hand_over(self.calendar, at, officer, to_officer, receiver.agency, nfc(note))
+
+        self._act(code, "hand_over", key, officer, at, action)
 
     def request_supplement(self, code: str, *, officer: str, at: datetime, items: list[str],
                            reason: str, extra_items: list[dict[str, str]] | None = None,
@@ -444,6 +672,8 @@ class OneStop(Application):
         check_aware(new_appointment_at)
 
         def action(d: Dossier) -> None:
+            if fault_officer is not None:
+                self.officer(fault_officer)
             form = REGIMES[d.regime].apology_form + " " + REGIMES[d.regime].forms_circular
             d.apologise(self.calendar, at, officer, nfc(reason), d.holder_agency,
                         fault_officer, new_appointment_at, form)
@@ -465,7 +695,7 @@ class OneStop(Application):
             d.explain_lateness(at, officer, nfc(text))
             return [d], {}
 
-        self._run(key, f"explain:{code}", build)
+        self._run(key, f"explain:{code}", build, attempts=3)
 
     def issue_result(self, code: str, *, officer: str, at: datetime, electronic: bool = False,
                      documents: list[str] | None = None, key: str | None = None) -> None:

@@ -43,6 +43,10 @@ def command_id(key: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"/commands/{key}")
 
 
+def guidance_id(reference: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"/guidance/{reference}")
+
+
 # ---------------------------------------------------------------------------------------------
 class Agency(Aggregate):
     """A unit of government: people's committee, department, service centre or one-stop unit."""
@@ -78,24 +82,80 @@ class Agency(Aggregate):
         self.phone = phone
         self.merged_into: str | None = None
         self.dissolved_on: str | None = None
+        self._names: list[tuple[str, str]] = [(effective_from, name)]
 
     @staticmethod
     def create_id(key: str) -> UUID:
         return agency_id(key)
 
-    @event("Renamed", topic=T + "Agency.Renamed")
+    # Effective dates are ISO days. `effective_to`, and the `effective_on` of a merger or a
+    # dissolution, is the LAST day the agency is in force (inclusive): a district committee
+    # merged "on 2025-06-30" acts on 30/06 and no longer on 01/07/2025.
+    def in_force(self, day: str) -> bool:
+        return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
+
+    def name_on(self, day: str) -> str:
+        """The name the agency bore on `day` (renamings are effective-dated)."""
+        name = self.names[0][1] if self.names else self.name
+        for since, value in self.names:
+            if since <= day:
+                name = value
+        return name
+
+    @property
+    def names(self) -> list[tuple[str, str]]:
+        return self._names
+
     def rename(self, name: str, effective_from: str) -> None:
+        if not self.active:
+            raise NotAllowed("agency no longer active", "Cơ quan đã hợp nhất hoặc giải thể.")
+        if not name.strip():
+            raise InvalidCommand("the new name is empty", "Tên mới của cơ quan không được trống.")
+        if name == self.name:
+            raise InvalidCommand("the name is unchanged", "Tên mới trùng tên hiện tại.")
+        if effective_from < self.names[-1][0]:
+            raise InvalidCommand(
+                "a renaming cannot take effect before the previous one",
+                "Ngày đổi tên không được trước lần đổi tên hoặc ngày thành lập trước đó.",
+            )
+        self._renamed(name=name, effective_from=effective_from)
+
+    @event("Renamed", topic=T + "Agency.Renamed")
+    def _renamed(self, name: str, effective_from: str) -> None:
+        self._names = [*self.names, (effective_from, name)]
         self.name = name
 
-    @event("Merged", topic=T + "Agency.Merged")
     def merge_into(self, into: str, effective_on: str) -> None:
+        """`effective_on` is the last day this agency acts; from the next day `into` does."""
+        self._require_active_until(effective_on)
+        if into == self.key:
+            raise InvalidCommand("an agency cannot merge into itself",
+                                 "Không thể hợp nhất cơ quan vào chính nó.")
+        self._merged(into=into, effective_on=effective_on)
+
+    @event("Merged", topic=T + "Agency.Merged")
+    def _merged(self, into: str, effective_on: str) -> None:
         self.merged_into = into
         self.effective_to = effective_on
 
-    @event("Dissolved", topic=T + "Agency.Dissolved")
     def dissolve(self, effective_on: str) -> None:
+        """`effective_on` is the last day this agency acts."""
+        self._require_active_until(effective_on)
+        self._dissolved(effective_on=effective_on)
+
+    @event("Dissolved", topic=T + "Agency.Dissolved")
+    def _dissolved(self, effective_on: str) -> None:
         self.dissolved_on = effective_on
         self.effective_to = effective_on
+
+    def _require_active_until(self, last_day: str) -> None:
+        if not self.active:
+            raise NotAllowed("agency no longer active", "Cơ quan đã hợp nhất hoặc giải thể trước đó.")
+        if last_day < self.effective_from:
+            raise InvalidCommand(
+                "the last day is before the agency was established",
+                "Ngày kết thúc hoạt động không được trước ngày cơ quan bắt đầu hoạt động.",
+            )
 
     @property
     def active(self) -> bool:
@@ -125,8 +185,15 @@ class Officer(Aggregate):
     def create_id(key: str) -> UUID:
         return officer_id(key)
 
+    def move(self, agency: str, title: str, effective_on: str | None = None) -> None:
+        if self.left_on is not None:
+            raise NotAllowed("officer already left", "Cán bộ này đã thôi công tác.")
+        if agency == self.agency and title == self.title:
+            raise InvalidCommand("nothing changes", "Cơ quan và chức danh mới trùng hiện tại.")
+        self._moved(agency=agency, title=title, effective_on=effective_on)
+
     @event("Moved", topic=T + "Officer.Moved")
-    def move(self, agency: str, title: str) -> None:
+    def _moved(self, agency: str, title: str, effective_on: str | None = None) -> None:
         self.agency = agency
         self.title = title
 
@@ -330,6 +397,7 @@ class Dossier(Aggregate):
         self.reused: set[str] = set()
         self.synchronised_at: datetime | None = None
         self.explanations: list[dict[str, Any]] = []
+        self.last_act_at = received_at  # the latest act that moved the dossier along
 
     @staticmethod
     def create_id(code: str) -> UUID:
@@ -359,13 +427,18 @@ class Dossier(Aggregate):
             )
 
     def _require_after(self, at: datetime) -> None:
-        last = self.ended_at or self.step_started_at
-        stops = [s for pair in self.stopped for s in pair if s is not None]
-        latest = max([last, self.received_at, *stops])
-        if at < latest:
+        if at < self.last_act_at:
             raise InvalidCommand(
-                "an act cannot be dated before the previous act",
-                "Thời điểm thao tác không được trước thao tác trước đó.",
+                f"an act cannot be dated before the previous act ({self.last_act_at.isoformat()})",
+                "Thời điểm thao tác không được trước thao tác trước đó ("
+                + self.last_act_at.astimezone(VN_TZ).strftime("%H:%M ngày %d/%m/%Y") + ").",
+            )
+
+    def _require_not_before_receipt(self, at: datetime) -> None:
+        if at < self.received_at:
+            raise InvalidCommand(
+                "an act cannot be dated before the dossier was received",
+                "Thời điểm thao tác không được trước thời điểm tiếp nhận hồ sơ.",
             )
 
     def closed_stops(self, until: datetime | None = None) -> list[tuple[datetime, datetime]]:
@@ -422,7 +495,9 @@ class Dossier(Aggregate):
         self.steps.append(
             {
                 "step": step,
-                "officer": from_officer,
+                # The step is answered for by whoever held it, even when the unit's head
+                # handed it on in their place (the giver is on the control sheet event).
+                "officer": self.step_holder or from_officer,
                 "agency": self.holder_agency,
                 "started_at": self.step_started_at,
                 "due_at": step_due_at,
@@ -435,6 +510,7 @@ class Dossier(Aggregate):
         self.step_due_at = next_step_due_at
         self.step_holder = to_officer
         self.status = "processing"
+        self.last_act_at = at
 
     @event("HandedOver", topic=T + "Dossier.HandedOver")
     def _handed_over(
@@ -507,7 +583,7 @@ class Dossier(Aggregate):
                 )
         self._supplement_requested(
             at=at, officer=officer, items=official_items, extra_items=extra_items,
-            reason=reason, number=self.supplements + 1,
+            reason=reason, number=self.supplements + 1, extra_paperwork=bool(extra_items),
         )
 
     @event("SupplementRequested", topic=T + "Dossier.SupplementRequested")
@@ -519,10 +595,13 @@ class Dossier(Aggregate):
         extra_items: list[dict[str, str]],
         reason: str,
         number: int,
+        extra_paperwork: bool = False,
     ) -> None:
+        """`extra_paperwork`: items outside the official list were asked (public flag)."""
         self.status = "awaiting_supplement"
         self.supplements = number
         self.stopped.append([at, None])
+        self.last_act_at = at
 
     def receive_supplement(self, calendar: WorkingCalendar, at: datetime, officer: str) -> None:
         self._require_status(("awaiting_supplement",), "nhận hồ sơ bổ sung")
@@ -543,6 +622,7 @@ class Dossier(Aggregate):
         self.appointment_at = appointment_at
         self.step_due_at = step_due_at
         self.status = "processing" if self.steps else "received"
+        self.last_act_at = at
 
     def pause(self, at: datetime, officer: str, reason: str) -> None:
         """Stop the clock for the citizen's obligations (e.g. financial obligations)."""
@@ -556,6 +636,7 @@ class Dossier(Aggregate):
     def _paused(self, at: datetime, officer: str, reason: str) -> None:
         self.status = "paused"
         self.stopped.append([at, None])
+        self.last_act_at = at
 
     def resume(self, calendar: WorkingCalendar, at: datetime, officer: str) -> None:
         self._require_status(("paused",), "tiếp tục xử lý")
@@ -575,6 +656,7 @@ class Dossier(Aggregate):
         self.appointment_at = appointment_at
         self.step_due_at = step_due_at
         self.status = "processing" if self.steps else "received"
+        self.last_act_at = at
 
     def _step_allotment(self) -> Duration:
         return Duration(float(self.workflow[self.step]["hours"]), "working_hours")
@@ -614,6 +696,7 @@ class Dossier(Aggregate):
             at=at, officer=officer, reason=reason, fault_agency=fault_agency,
             fault_officer=fault_officer, new_appointment_at=new_appointment_at,
             previous_appointment_at=self.appointment_at, timely=timely, form=form,
+            after_deadline=at > self.appointment_at,
         )
 
     @event("Apologised", topic=T + "Dossier.Apologised")
@@ -628,7 +711,10 @@ class Dossier(Aggregate):
         previous_appointment_at: datetime,
         timely: bool,
         form: str,
+        after_deadline: bool = False,
     ) -> None:
+        """`timely`: issued at least one working day before the deadline (the rule);
+        `after_deadline`: issued once the deadline had already passed."""
         self.apology = {
             "at": at,
             "officer": officer,
@@ -637,10 +723,13 @@ class Dossier(Aggregate):
             "fault_officer": fault_officer,
             "new_appointment_at": new_appointment_at,
             "timely": timely,
+            "after_deadline": after_deadline,
         }
+        self.last_act_at = at
 
     def explain_lateness(self, at: datetime, officer: str, text: str) -> None:
         """The officer's right of reply, shown beside the late list."""
+        self._require_not_before_receipt(at)
         if not self.is_late and not self._late_now(at):
             raise NotAllowed(
                 "only a late dossier can be explained", "Chỉ giải trình cho hồ sơ trễ hạn."
@@ -667,7 +756,8 @@ class Dossier(Aggregate):
         self._require_after(at)
         outcome = classify(at, self.appointment_at)
         last_step = {
-            "step": self.step, "officer": self.step_holder, "agency": self.holder_agency,
+            "step": self.step, "officer": self.step_holder or officer,
+            "agency": self.holder_agency,
             "started_at": self.step_started_at,
             "due_at": self.step_due_at, "done_at": at, "outcome": classify(at, self.step_due_at),
         }
@@ -703,7 +793,8 @@ class Dossier(Aggregate):
         attribution: list[dict[str, Any]],
     ) -> None:
         self.steps.append({
-            "step": self.step, "officer": self.step_holder, "agency": self.holder_agency,
+            "step": self.step, "officer": self.step_holder or officer,
+            "agency": self.holder_agency,
             "started_at": self.step_started_at,
             "due_at": self.step_due_at, "done_at": at, "outcome": last_step_outcome,
         })
@@ -712,6 +803,7 @@ class Dossier(Aggregate):
                        "attribution": attribution}
         self.status = "processed"
         self.ended_at = at
+        self.last_act_at = at
 
     def return_result(self, at: datetime, officer: str, channel: str) -> None:
         if self.status != "processed":
@@ -729,6 +821,7 @@ class Dossier(Aggregate):
     def _returned(self, at: datetime, officer: str, channel: str) -> None:
         self.returned = {"at": at, "officer": officer, "channel": channel}
         self.status = "returned"
+        self.last_act_at = at
 
     def refuse(self, at: datetime, officer: str, reason: str) -> None:
         """Mẫu 03: refusal, with the specific reason."""
@@ -742,6 +835,7 @@ class Dossier(Aggregate):
     def _refused(self, at: datetime, officer: str, reason: str) -> None:
         self.status = "refused"
         self.ended_at = at
+        self.last_act_at = at
 
     def stop(self, at: datetime, officer: str, reason: str) -> None:
         """Mẫu 05 of TT 03/2025: notice of stopping the handling (new regime only)."""
@@ -760,6 +854,7 @@ class Dossier(Aggregate):
     def _stopped(self, at: datetime, officer: str, reason: str) -> None:
         self.status = "stopped"
         self.ended_at = at
+        self.last_act_at = at
 
     def withdraw(self, at: datetime, reason: str) -> None:
         self._require_open("rút hồ sơ")
@@ -770,9 +865,11 @@ class Dossier(Aggregate):
     def _withdrawn(self, at: datetime, reason: str) -> None:
         self.status = "withdrawn"
         self.ended_at = at
+        self.last_act_at = at
 
     # -- records that do not change the status ----------------------------------------------
     def digitise(self, at: datetime, officer: str, components: list[str]) -> None:
+        self._require_not_before_receipt(at)
         unknown = [c for c in components if c not in {x["name"] for x in self.components}]
         if unknown or not components:
             raise InvalidCommand(
@@ -786,6 +883,7 @@ class Dossier(Aggregate):
         self.digitised.update(components)
 
     def reuse_data(self, at: datetime, officer: str, components: list[str]) -> None:
+        self._require_not_before_receipt(at)
         if not components:
             raise InvalidCommand("name the reused components", "Cần nêu thành phần tái sử dụng.")
         self._data_reused(at=at, officer=officer, components=components)
@@ -795,6 +893,7 @@ class Dossier(Aggregate):
         self.reused.update(components)
 
     def pay(self, at: datetime, amount_vnd: int, channel: str) -> None:
+        self._require_not_before_receipt(at)
         if amount_vnd < 0:
             raise InvalidCommand("negative amount", "Số tiền không hợp lệ.")
         if channel not in ("online", "counter"):
@@ -806,6 +905,7 @@ class Dossier(Aggregate):
         self.payments.append({"at": at, "amount_vnd": amount_vnd, "channel": channel})
 
     def mark_synchronised(self, at: datetime) -> None:
+        self._require_not_before_receipt(at)
         self._synchronised(at=at)
 
     @event("Synchronised", topic=T + "Dossier.Synchronised")
@@ -830,6 +930,9 @@ class Dossier(Aggregate):
             )
         if self.rating is not None:
             raise NotAllowed("already rated", "Hồ sơ này đã được đánh giá.")
+        if self.ended_at is not None and at < self.ended_at:
+            raise InvalidCommand("a rating cannot predate the result",
+                                 "Thời điểm đánh giá không được trước khi có kết quả.")
         if level not in RATING_LEVELS:
             raise InvalidCommand("unknown level", "Mức đánh giá không hợp lệ.")
         bad = [k for k, v in criteria.items() if k not in RATING_CRITERIA or v not in RATING_LEVELS]
@@ -848,3 +951,83 @@ class Dossier(Aggregate):
         comment_present: bool,
     ) -> None:
         self.rating = {"at": at, "level": level, "criteria": criteria}
+
+
+# ---------------------------------------------------------------------------------------------
+class ReceptionGuidance(Aggregate):
+    """Mẫu 02 at reception: an incomplete dossier is NOT received; the officer guides the
+    citizen, once and in writing, on what to complete. Only the procedure's official components
+    may be named; anything else needs a legal basis and is flagged as extra paperwork.
+
+    The citizen's contact data is sealed like a dossier applicant's (crypto-shredding); the
+    public sees counts per agency and procedure, never the person.
+    """
+
+    TOPIC = T + "ReceptionGuidance"
+
+    class Created(Aggregate.Created):
+        TOPIC = T + "ReceptionGuidance.Created"
+
+    @event("Issued", topic=T + "ReceptionGuidance.Issued")
+    def __init__(
+        self,
+        reference: str,
+        procedure_code: str,
+        procedure_name: str,
+        agency: str,
+        officer: str | None,
+        channel: str,
+        at: datetime,
+        regime: str,
+        form: str,
+        missing: list[str],
+        extra_items: list[dict[str, str]],
+        extra_paperwork: bool,
+        note: str,
+        applicant_key_id: str,
+        applicant_sealed: str,
+        applicant_kind: int,
+    ) -> None:
+        self.reference = reference
+        self.procedure_code = procedure_code
+        self.procedure_name = procedure_name
+        self.agency = agency
+        self.officer = officer
+        self.channel = channel
+        self.at = at
+        self.regime = regime
+        self.form = form
+        self.missing = missing
+        self.extra_items = extra_items
+        self.extra_paperwork = extra_paperwork
+        self.note = note
+        self.applicant_key_id = applicant_key_id
+        self.applicant_sealed = applicant_sealed
+        self.applicant_kind = applicant_kind
+
+    @staticmethod
+    def create_id(reference: str) -> UUID:
+        return guidance_id(reference)
+
+    @staticmethod
+    def check_items(missing: list[str], extra_items: list[dict[str, str]],
+                    official: list[str]) -> None:
+        """The same rule as a supplement request: official components, or a legal basis."""
+        if not missing and not extra_items:
+            raise InvalidCommand(
+                "name at least one missing component",
+                "Cần nêu ít nhất một thành phần hồ sơ còn thiếu.",
+            )
+        unknown = [i for i in missing if i not in official]
+        if unknown:
+            raise InvalidCommand(
+                f"not in the procedure's official component list: {unknown}",
+                "Thành phần không có trong danh mục hồ sơ của thủ tục: " + "; ".join(unknown)
+                + ". Giấy tờ ngoài danh mục phải ghi căn cứ pháp lý.",
+            )
+        for extra in extra_items:
+            if not extra.get("name", "").strip() or not extra.get("legal_basis", "").strip():
+                raise InvalidCommand(
+                    "an item outside the official list needs a name and a legal basis",
+                    "Giấy tờ ngoài danh mục phải có tên và căn cứ pháp lý.",
+                )

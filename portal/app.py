@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from jinja2 import pass_context
 from litestar import Litestar, Request, Response
-from litestar.config.compression import CompressionConfig
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
@@ -19,8 +24,10 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
 from domain.errors import DomainError, NotFound
-from portal import labels
+from portal import i18n, labels
 from portal.controllers import discover_routes
+from portal.i18n import gettext as _
+from portal.middleware import HttpCacheMiddleware, LanguageMiddleware
 from portal.settings import ROOT, Settings
 from portal.system import System, build_system
 
@@ -45,13 +52,62 @@ def _configure_engine(engine: JinjaTemplateEngine) -> None:
     env.filters["vn_datetime"] = labels.vn_datetime
     env.filters["vn_date"] = labels.vn_date
     env.filters["vnd"] = labels.vnd
+    env.filters["duration"] = labels.duration
+    env.filters["percent"] = labels.percent
+    env.filters["time_text"] = labels.time_text
+    env.filters["years"] = lambda months: sorted({m[:4] for m in months}, reverse=True)
     env.globals["L"] = labels
+    env.globals["lang_url"] = lang_url
+    i18n.install(env)
+
+
+@pass_context
+def lang_url(context: Any, lang: str) -> str:
+    """The current page in another language (its query kept, `lang` replaced)."""
+    request = context.get("request")
+    if request is None:
+        return f"/?lang={lang}"
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    return request.url.path + "?" + urlencode([*query, ("lang", lang)])
+
+
+# Dossier lookups are rate limited per client address: codes are sequential per office and day,
+# so unlimited lookups would let anyone walk through every dossier of a day.
+RATE_LIMITED_PREFIXES = ("/d/", "/api/dossiers/", "/open311/v2/requests/")
+
+
+def is_dossier_lookup(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith(RATE_LIMITED_PREFIXES)
+
+
+def read_models_version(system: System) -> Any:
+    """What public pages depend on: the read models' newest position (one indexed lookup per
+    request, so a page never lags behind what the read models hold) and the minute (statistics
+    judge open dossiers against the clock)."""
+
+    def version() -> tuple[Any, int]:
+        try:
+            position = system.db.scalar("SELECT MAX(position) AS p FROM projection_tracking")
+        except Exception:  # read models unavailable: nothing cached can be trusted
+            position = object()
+        return position, int(time.time() // 60)
+
+    return version
+
+
+def lookups_per_minute(settings: Settings) -> int:
+    try:
+        return max(1, int(settings.extra.get("dossier_lookups_per_minute", "30")))
+    except ValueError:
+        return 30
 
 
 def _error_page(request: Request[Any, Any, Any], status: int, title: str, message: str
                 ) -> Response[Any]:
-    if request.url.path.startswith("/api/") or ("application/json" in request.headers.get(
-            "accept", "") and "text/html" not in request.headers.get("accept", "")):
+    path = request.url.path
+    accept = request.headers.get("accept", "")
+    if path.startswith(("/api/", "/open311/")) or path.endswith(".json") or (
+            "application/json" in accept and "text/html" not in accept):
         return Response({"status": status, "error": title, "detail": message},
                         status_code=status, headers=SECURITY_HEADERS)
     return Template("error.html", context={"status": status, "title": title,
@@ -62,14 +118,14 @@ def _error_page(request: Request[Any, Any, Any], status: int, title: str, messag
 def not_found_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     detail = getattr(exc, "message_vi", None) or (
         exc.detail if isinstance(exc, HTTPException) and exc.detail != "Not Found" else
-        "Trang bạn tìm không tồn tại hoặc địa chỉ không đúng.")
-    return _error_page(request, 404, "Không tìm thấy", detail)
+        _("Trang bạn tìm không tồn tại hoặc địa chỉ không đúng."))
+    return _error_page(request, 404, _("Không tìm thấy"), detail)
 
 
 def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
     if isinstance(exc, NotFound):
         return not_found_handler(request, exc)
-    return _error_page(request, 400, "Yêu cầu không hợp lệ", exc.message_vi)
+    return _error_page(request, 400, _("Yêu cầu không hợp lệ"), _(exc.message_vi))
 
 
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -77,21 +133,28 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     if status == 404:
         return not_found_handler(request, exc)
     if status == 429:
-        return _error_page(request, 429, "Quá nhiều yêu cầu",
-                           "Bạn tra cứu quá nhanh. Vui lòng đợi một phút rồi thử lại.")
+        own = str(exc.detail or "")
+        # The rate limiter's English default becomes the friendly Vietnamese message; a page
+        # that raised 429 with its own (Vietnamese) explanation keeps it.
+        message = own if own and own not in ("Rate limit exceeded.", "Too Many Requests") else _(
+            "Bạn đã tra cứu hồ sơ nhiều lần trong một phút. Xin vui lòng đợi khoảng một phút"
+            " rồi tra cứu lại. Cảm ơn bạn đã thông cảm.")
+        response = _error_page(request, 429, _("Quá nhiều yêu cầu"), message)
+        response.headers["Retry-After"] = "60"
+        return response
     if isinstance(exc, ValidationException) or status == 400:
-        return _error_page(request, 400, "Yêu cầu không hợp lệ",
-                           "Dữ liệu gửi lên không hợp lệ. Vui lòng kiểm tra lại.")
+        return _error_page(request, 400, _("Yêu cầu không hợp lệ"),
+                           _("Dữ liệu gửi lên không hợp lệ. Vui lòng kiểm tra lại."))
     if status >= 500:
-        return _error_page(request, status, "Lỗi máy chủ",
-                           "Hệ thống gặp sự cố. Vui lòng thử lại sau ít phút.")
-    return _error_page(request, status, "Không thực hiện được", str(exc.detail))
+        return _error_page(request, status, _("Lỗi máy chủ"),
+                           _("Hệ thống gặp sự cố. Vui lòng thử lại sau ít phút."))
+    return _error_page(request, status, _("Không thực hiện được"), str(exc.detail))
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     request.logger.exception("unhandled error on %s", request.url.path)
-    return _error_page(request, HTTP_500_INTERNAL_SERVER_ERROR, "Lỗi máy chủ",
-                       "Hệ thống gặp sự cố. Vui lòng thử lại sau ít phút.")
+    return _error_page(request, HTTP_500_INTERNAL_SERVER_ERROR, _("Lỗi máy chủ"),
+                       _("Hệ thống gặp sự cố. Vui lòng thử lại sau ít phút."))
 
 
 def create_app(settings: Settings, system: System | None = None, *,
@@ -114,7 +177,7 @@ def create_app(settings: Settings, system: System | None = None, *,
             *discover_routes(),
             create_static_files_router(path="/static", directories=[STATIC], name="static",
                                        include_in_schema=False,
-                                       cache_control=None),
+                                       cache_control=None, send_as_attachment=False),
         ],
         response_headers=[ResponseHeader(name=k, value=v) for k, v in SECURITY_HEADERS.items()],
         state={"system": sys_, "settings": settings},  # type: ignore[dict-item]
@@ -127,10 +190,20 @@ def create_app(settings: Settings, system: System | None = None, *,
             HTTPException: http_error_handler,
             Exception: internal_error_handler,
         },
-        compression_config=CompressionConfig(backend="gzip", minimum_size=800,
-                                             gzip_compress_level=6),
-        openapi_config=OpenAPIConfig(title="Cổng minh bạch một cửa", version="0.1.0",
-                                     path="/api/schema", render_plugins=[]),
+        # Outermost first: language, the rate limit of dossier lookups (before any cached
+        # answer), then ETag/304/gzip with the server-side cache of public pages.
+        middleware=[
+            LanguageMiddleware,
+            RateLimitConfig(rate_limit=("minute", lookups_per_minute(settings)),
+                            check_throttle_handler=is_dossier_lookup).middleware,
+            DefineMiddleware(HttpCacheMiddleware, version=read_models_version(sys_)),
+        ],
+        openapi_config=OpenAPIConfig(
+            title="Cổng minh bạch một cửa — API dữ liệu mở", version="1.0.0",
+            description=("Dữ liệu công khai của cơ chế một cửa: thủ tục, cơ quan, cán bộ, hồ sơ"
+                         " (không có thông tin cá nhân), danh sách trễ hạn, đánh giá hài lòng,"
+                         " Bộ chỉ số 766. Tài liệu: /api/docs."),
+            path="/api/schema", render_plugins=[JsonRenderPlugin()]),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         logging_config=LoggingConfig(log_exceptions="debug", disable_stack_trace={404, 400}),

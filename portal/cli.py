@@ -92,6 +92,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             except Exception as e:
                 print(f"Đồng bộ tìm kiếm sẽ thử lại: {e}", file=sys.stderr)
         print(f"Bản đọc đã cập nhật ({n} sự kiện mới).")
+        from portal.auth import seed_demo_accounts
+        from projections.transparency import log_of
+
+        log_of(system).publish_if_due()
+        rows = seed_demo_accounts(system)
+        print("Tài khoản cán bộ mẫu (mật khẩu chung):", rows[0][2])
+        for u, role, _pw in rows[:6] + rows[-1:]:
+            print(f"  {u:12} {role}")
+        print(f"  ... {len(rows)} tài khoản; đăng nhập tại /staff/login")
         app = create_app(settings, system, background=True)
         print(f"Cổng minh bạch chạy tại http://{settings.host}:{args.port or settings.port}"
               " — nhấn Ctrl-C để dừng.")

@@ -1,64 +1,137 @@
-"""Vietnamese labels for codes stored in the read models (what citizens read)."""
+"""Labels for codes stored in the read models: Vietnamese source text, translated per request."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
-STATUS = {
-    "received": "Đã tiếp nhận",
-    "processing": "Đang xử lý",
-    "awaiting_supplement": "Chờ bổ sung hồ sơ",
-    "paused": "Tạm dừng (chờ thực hiện nghĩa vụ)",
-    "processed": "Đã xử lý xong",
-    "returned": "Đã trả kết quả",
-    "refused": "Từ chối giải quyết",
-    "stopped": "Dừng giải quyết",
-    "withdrawn": "Công dân rút hồ sơ",
-}
-CHANNEL = {"in_person": "Trực tiếp", "online": "Trực tuyến", "postal": "Bưu chính công ích"}
-LEVEL = {"province": "Cấp tỉnh", "district": "Cấp huyện", "commune": "Cấp xã"}
-ONLINE = {"full": "Toàn trình", "partial": "Một phần", "none": "Trực tiếp"}
-OUTCOME = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Trễ hạn"}
-TIMELINE = {
-    "received": "Tiếp nhận hồ sơ",
-    "handed_over": "Chuyển bước xử lý",
-    "transferred": "Chuyển liên thông",
-    "supplement_requested": "Yêu cầu bổ sung hồ sơ",
-    "supplement_received": "Nhận hồ sơ bổ sung",
-    "paused": "Tạm dừng",
-    "resumed": "Tiếp tục xử lý",
-    "apologised": "Văn bản xin lỗi, hẹn lại ngày trả",
-    "explained": "Giải trình của cán bộ",
-    "result_issued": "Có kết quả giải quyết",
-    "returned": "Trả kết quả",
-    "refused": "Từ chối giải quyết",
-    "stopped": "Dừng giải quyết",
-    "withdrawn": "Rút hồ sơ",
-    "digitised": "Số hóa thành phần hồ sơ",
-    "data_reused": "Tái sử dụng dữ liệu",
-    "fee_paid": "Nộp phí, lệ phí",
-    "synchronised": "Đồng bộ lên Cổng DVC quốc gia",
-    "rated": "Công dân đánh giá",
-}
-WEEKDAY = ["Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ Nhật"]
+from domain.calendar import VN_TZ
+from portal.i18n import N_, gettext
+
+
+class Labels(dict[str, str]):
+    """A code → label table: `.get()` / `[]` translate into the request's language, `.vi()` never."""
+
+    def __getitem__(self, code: str) -> str:
+        return gettext(super().__getitem__(code))
+
+    def get(self, code: str, default: str | None = None) -> str:  # type: ignore[override]
+        value = super().get(code)
+        return gettext(value) if value is not None else (default if default is not None else code)
+
+    def vi(self, code: str | None, default: str = "") -> str:
+        return super().get(code or "", default or (code or ""))
+
+    def codes(self) -> list[str]:
+        return list(self.keys())
+
+
+STATUS = Labels({
+    "received": N_("Đã tiếp nhận"),
+    "processing": N_("Đang xử lý"),
+    "awaiting_supplement": N_("Chờ bổ sung hồ sơ"),
+    "paused": N_("Tạm dừng (chờ thực hiện nghĩa vụ)"),
+    "processed": N_("Đã xử lý xong"),
+    "returned": N_("Đã trả kết quả"),
+    "refused": N_("Từ chối giải quyết"),
+    "stopped": N_("Dừng giải quyết"),
+    "withdrawn": N_("Công dân rút hồ sơ"),
+})
+CHANNEL = Labels({"in_person": N_("Trực tiếp"), "online": N_("Trực tuyến"),
+                  "postal": N_("Bưu chính công ích")})
+LEVEL = Labels({"province": N_("Cấp tỉnh"), "district": N_("Cấp huyện"), "commune": N_("Cấp xã")})
+ONLINE = Labels({"full": N_("Toàn trình"), "partial": N_("Một phần"), "none": N_("Trực tiếp")})
+OUTCOME = Labels({"early": N_("Trước hạn"), "on_time": N_("Đúng hạn"), "late": N_("Trễ hạn")})
+UNIT = Labels({"one_stop": N_("Bộ phận Một cửa"), "specialist": N_("Chuyên môn"),
+               "leader": N_("Lãnh đạo"), "other_agency": N_("Cơ quan phối hợp")})
+AGENCY_KIND = Labels({
+    "service_centre": N_("Trung tâm Phục vụ hành chính công"),
+    "one_stop_unit": N_("Bộ phận Một cửa"),
+    "commune_committee": N_("Ủy ban nhân dân cấp xã"),
+    "department": N_("Sở, ban, ngành"),
+    "people_committee": N_("Ủy ban nhân dân"),
+})
+ROLE = Labels({"receiving": N_("Tiếp nhận hồ sơ"), "processing": N_("Xử lý hồ sơ"),
+               "head": N_("Lãnh đạo"), "returning": N_("Trả kết quả")})
+TIMELINE = Labels({
+    "received": N_("Tiếp nhận hồ sơ"),
+    "handed_over": N_("Chuyển bước xử lý"),
+    "transferred": N_("Chuyển liên thông"),
+    "supplement_requested": N_("Yêu cầu bổ sung hồ sơ"),
+    "supplement_received": N_("Nhận hồ sơ bổ sung"),
+    "paused": N_("Tạm dừng"),
+    "resumed": N_("Tiếp tục xử lý"),
+    "apologised": N_("Văn bản xin lỗi, hẹn lại ngày trả"),
+    "explained": N_("Giải trình của cán bộ"),
+    "result_issued": N_("Có kết quả giải quyết"),
+    "returned": N_("Trả kết quả"),
+    "refused": N_("Từ chối giải quyết"),
+    "stopped": N_("Dừng giải quyết"),
+    "withdrawn": N_("Rút hồ sơ"),
+    "digitised": N_("Số hóa thành phần hồ sơ"),
+    "data_reused": N_("Tái sử dụng dữ liệu"),
+    "fee_paid": N_("Nộp phí, lệ phí"),
+    "synchronised": N_("Đồng bộ lên Cổng DVC quốc gia"),
+    "rated": N_("Công dân đánh giá"),
+})
+FREE = N_("Miễn phí")  # the search index's fee summary for free procedures
+WEEKDAY = [N_("Thứ Hai"), N_("Thứ Ba"), N_("Thứ Tư"), N_("Thứ Năm"), N_("Thứ Sáu"), N_("Thứ Bảy"),
+           N_("Chủ Nhật")]
+
+
+def _dt(value: str | datetime) -> datetime:
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return dt.astimezone(VN_TZ) if dt.tzinfo is not None else dt
 
 
 def vn_datetime(value: str | datetime | None) -> str:
     """'14:30, Thứ Ba 07/01/2025' from an ISO string or datetime (already in Vietnam time)."""
     if not value:
         return ""
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return f"{dt:%H:%M}, {WEEKDAY[dt.weekday()]} {dt:%d/%m/%Y}"
+    dt = _dt(value)
+    return f"{dt:%H:%M}, {gettext(WEEKDAY[dt.weekday()])} {dt:%d/%m/%Y}"
 
 
 def vn_date(value: str | datetime | None) -> str:
     if not value:
         return ""
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return f"{dt:%d/%m/%Y}"
+    return f"{_dt(value):%d/%m/%Y}"
 
 
 def vnd(value: int | float | None) -> str:
     if value is None:
         return ""
     return f"{value:,.0f} đ".replace(",", ".")
+
+
+def duration(time: dict | None) -> str:
+    """A statutory time ({'value', 'unit'}) in words."""
+    if not time:
+        return ""
+    unit, value = time.get("unit"), time.get("value")
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    if unit == "same_day":
+        return gettext("Trong ngày")
+    if unit == "working_hours":
+        return gettext("%(n)s giờ làm việc") % {"n": shown}
+    return gettext("%(n)s ngày làm việc") % {"n": shown}
+
+
+def percent(part: int | float | None, whole: int | float | None) -> str:
+    if not whole:
+        return "—"
+    return f"{100 * (part or 0) / whole:.1f}%"
+
+
+_SUMMARY = re.compile(r"^(\d+(?:\.\d+)?) (ngày|giờ) làm việc$")
+
+
+def time_text(summary: str) -> str:
+    """A search hit's Vietnamese time summary ('15 ngày làm việc') in the request's language."""
+    if summary == "Trong ngày":
+        return gettext("Trong ngày")
+    m = _SUMMARY.match(summary or "")
+    if not m:
+        return summary
+    unit = "working_days" if m.group(2) == "ngày" else "working_hours"
+    return duration({"value": float(m.group(1)), "unit": unit})

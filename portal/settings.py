@@ -45,6 +45,15 @@ class Settings:
     projection_batch_size: int = 1000
     projection_poll_interval: float = 0.5
     extra: Mapping[str, str] = field(default_factory=dict)
+    # Exchange with the National Public Service Portal (outbox sender, `portal sync`).
+    national_url: str = ""  # endpoint receiving DongBoHoSoMC / CapNhatTienDoHoSoMC; empty = off
+    national_token: str = ""  # sent as "Authorization: Bearer <token>"; never printed
+    national_timeout: float = 10.0  # seconds per request
+    national_backoff: float = 2.0  # first retry delay in seconds; doubles per failed attempt
+    national_backoff_max: float = 300.0  # longest delay between two attempts of one message
+    # Transparency log: checkpoints signed per batch of feed records, or after max_wait seconds.
+    transparency_batch: int = 100
+    transparency_max_wait: float = 3600.0
 
     @property
     def backend(self) -> str:
@@ -124,6 +133,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "PORTAL_MIN_GROUP_SIZE": ("min_group_size", "smallest group published as a statistic (5)"),
     "PORTAL_PROJECTION_BATCH_SIZE": ("projection_batch_size", "events per projection transaction"),
     "PORTAL_PROJECTION_POLL_INTERVAL": ("projection_poll_interval", "seconds between polls"),
+    "PORTAL_NATIONAL_URL": ("national_url", "national portal endpoint for dossier sync; empty = off"),
+    "PORTAL_NATIONAL_TOKEN": ("national_token", "access token for the national portal (Bearer)"),
+    "PORTAL_NATIONAL_TIMEOUT": ("national_timeout", "seconds per request to the national portal (10)"),
+    "PORTAL_NATIONAL_BACKOFF": ("national_backoff", "first retry delay in seconds, doubling (2)"),
+    "PORTAL_NATIONAL_BACKOFF_MAX": ("national_backoff_max", "longest retry delay in seconds (300)"),
+    "PORTAL_TRANSPARENCY_BATCH": ("transparency_batch", "feed records per signed checkpoint (100)"),
+    "PORTAL_TRANSPARENCY_MAX_WAIT": ("transparency_max_wait",
+                                     "seconds before leftover records get a checkpoint (3600)"),
 }
 
 _PARSERS = {
@@ -132,6 +149,11 @@ _PARSERS = {
     "min_group_size": _int,
     "projection_batch_size": _int,
     "projection_poll_interval": _float,
+    "national_timeout": _float,
+    "national_backoff": _float,
+    "national_backoff_max": _float,
+    "transparency_batch": _int,
+    "transparency_max_wait": _float,
 }
 
 

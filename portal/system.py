@@ -94,6 +94,22 @@ class System:
             s = threading.Thread(target=self._sync_forever, name="search-sync", daemon=True)
             s.start()
             self._threads.append(s)
+        c = threading.Thread(target=self._checkpoints_forever, name="checkpoints", daemon=True)
+        c.start()
+        self._threads.append(c)
+
+    def _checkpoints_forever(self, every: float = 5.0) -> None:
+        """Publish signed transparency-log checkpoints in batches as the public feed grows."""
+        import logging
+
+        from projections.transparency import log_of
+
+        log = logging.getLogger("portal.transparency")
+        while not self._stop.wait(every):
+            try:
+                log_of(self).publish_if_due()
+            except Exception as e:  # the feed table may not exist yet; retry next round
+                log.warning("checkpoint not published: %s", e)
 
     def _sync_forever(self) -> None:
         import logging
@@ -133,6 +149,9 @@ def build_system(settings: Settings, **overrides: Any) -> System:
                   token_secret=token_secret(settings))
     runner = Runner(app, db, overrides.get("projections") or public_projections(),
                     batch_size=settings.projection_batch_size)
+    # Appends made by this process wake its own runner at once (the embedded `portal demo`);
+    # workers in other processes wake on NOTIFY (PostgreSQL) or poll.
+    app._notify = lambda recordings, wakeup=runner.wakeup: wakeup.set()
     search = SearchService(settings.meili_url, settings.meili_key, settings.meili_index, db)
     sync = SearchSync(search) if search.configured else None
     return System(settings=settings, app=app, db=db, keys=keys, runner=runner, search=search,

@@ -37,11 +37,17 @@ class Projection:
 
     name: str = ""
     version: int = 1  # bump to force a rebuild when the schema or the rules change
+    # False for a projection that owns state outside the log (an outbox's delivery columns):
+    # a plain `rebuild` leaves it alone; `rebuild --only NAME` still rebuilds it.
+    rebuildable: bool = True
     tables: dict[str, str] = {}
     indexes: Sequence[str] = ()  # "CREATE INDEX IF NOT EXISTS {t_name}_x ON {t_name}(...)"
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
+        # Set by the runner for each batch, the same dict for every projection fed from the
+        # same decoded events: lets them share derived values (e.g. public feed records).
+        self.shared: dict[str, Any] = {}
 
     def t(self, table: str) -> str:
         return f"{self.prefix}{table}"
@@ -96,16 +102,26 @@ def now_iso() -> str:
 
 
 class Runner:
-    """Feeds projections from an eventsourcing application's notification log."""
+    """Feeds projections from an eventsourcing application's notification log.
+
+    `run_once` / `catch_up` are safe to call from several processes at once (the tracking row
+    is advanced with a compare-and-set in the batch's own transaction). `run_forever` is the
+    worker loop: on PostgreSQL it wakes on the event store's NOTIFY (with polling as fallback)
+    and holds a session advisory lock per projection, so one worker feeds a projection at a
+    time while others stand by.
+    """
 
     def __init__(self, app: Any, db: ReadDB, projections: Iterable[Projection],
-                 batch_size: int = 1000) -> None:
+                 batch_size: int = 1000,
+                 event_filter: Callable[[Any], bool] | None = None) -> None:
         self.app = app
         self.db = db
         self.projections = list(projections)
         self.batch_size = batch_size
+        self.event_filter = event_filter  # None = every event; used by "as of" rebuilds
         self.failed: dict[str, str] = {}
         self.wakeup = threading.Event()
+        self.owned: set[str] | None = None  # None = no locking (all projections are fed)
         self.setup()
 
     def setup(self) -> None:
@@ -123,6 +139,10 @@ class Runner:
         return int(self.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
                                   (p.tracking_name,)) or 0)
 
+    def positions(self) -> dict[str, int]:
+        rows = self.db.fetchall("SELECT name, position FROM projection_tracking")
+        return {r["name"]: int(r["position"]) for r in rows}
+
     def head(self) -> int:
         return int(self.app.recorder.max_notification_id() or 0)
 
@@ -131,11 +151,13 @@ class Runner:
         return [(n.id, to_event(n)) for n in notifications]
 
     def run_once(self, stop: int | None = None) -> int:
-        """Apply at most one batch to every projection that is behind. Returns events applied."""
-        active = [p for p in self.projections if p.tracking_name not in self.failed]
+        """Apply at most one batch to every projection that is behind. Returns events read."""
+        active = [p for p in self.projections if p.tracking_name not in self.failed
+                  and (self.owned is None or p.tracking_name in self.owned)]
         if not active:
             return 0
-        positions = {p.tracking_name: self.position(p) for p in active}
+        tracked = self.positions()
+        positions = {p.tracking_name: tracked.get(p.tracking_name, 0) for p in active}
         start = min(positions.values())
         notifications = self.app.recorder.select_notifications(
             start=start, limit=self.batch_size, stop=stop, inclusive_of_start=False
@@ -145,11 +167,14 @@ class Runner:
         events = self._decode(notifications)
         last = events[-1][0]
         last_time = getattr(events[-1][1], "timestamp", None)
+        if self.event_filter is not None:
+            events = [(pos, ev) for pos, ev in events if self.event_filter(ev)]
         applied = 0
+        shared: dict[str, Any] = {}
         for p in active:
-            mine = [(pos, ev) for pos, ev in events if pos > positions[p.tracking_name]]
-            if not mine:
+            if positions[p.tracking_name] >= last:
                 continue
+            mine = [(pos, ev) for pos, ev in events if pos > positions[p.tracking_name]]
             try:
                 with self.db.transaction() as cur:
                     cur.execute(
@@ -161,19 +186,20 @@ class Runner:
                     if cur.rowcount != 1:
                         # Another runner advanced it: nothing of this batch is written twice.
                         raise _Superseded
+                    p.shared = shared
                     p.apply_batch(cur, mine)
             except _Superseded:
                 continue
             except Exception as e:
                 msg = f"{type(e).__name__}: {e}"
-                log.error("projection %s stopped at position %s: %s",
-                          p.tracking_name, positions[p.tracking_name], msg)
+                log.error("projection %s stopped at position %s (it resumes from there once"
+                          " fixed): %s", p.tracking_name, positions[p.tracking_name], msg)
                 self.failed[p.tracking_name] = msg
                 with self.db.transaction() as cur:
                     cur.execute(self.db.q("UPDATE projection_tracking SET error=? WHERE name=?"),
                                 (msg[:2000], p.tracking_name))
                 continue
-            applied += len(mine)
+            applied = max(applied, last - positions[p.tracking_name])
         return applied
 
     def catch_up(self, stop: int | None = None, progress: Callable[[int], None] | None = None
@@ -190,17 +216,44 @@ class Runner:
             raise ProjectionFailed("; ".join(f"{k}: {v}" for k, v in self.failed.items()))
         return total
 
-    def run_forever(self, stop_event: threading.Event, poll_interval: float = 0.5) -> None:
-        while not stop_event.is_set():
-            try:
-                n = self.run_once()
-            except Exception:
-                log.exception("projection runner error; retrying")
-                n = 0
-                stop_event.wait(min(5.0, poll_interval * 4))
-            if n == 0:
-                self.wakeup.wait(poll_interval)
-                self.wakeup.clear()
+    def run_forever(self, stop_event: threading.Event, poll_interval: float = 0.5,
+                    exclusive: bool | None = None) -> None:
+        """The worker loop. On PostgreSQL: LISTEN/NOTIFY wake-up and (unless exclusive=False)
+        one advisory lock per projection; polling every `poll_interval` regardless."""
+        from projections.worker import AdvisoryLocks, Listener
+
+        postgres = self.db.dialect == "postgres"
+        listener = Listener.for_runner(self) if postgres else None
+        locks = AdvisoryLocks(self) if postgres and exclusive is not False else None
+        if listener is not None:
+            listener.start()
+        try:
+            while not stop_event.is_set():
+                try:
+                    if locks is not None:
+                        locks.refresh()
+                    n = self.run_once()
+                except Exception:
+                    log.exception("projection runner error; retrying")
+                    n = 0
+                    stop_event.wait(min(5.0, poll_interval * 4))
+                if n == 0:
+                    self.wakeup.wait(poll_interval)
+                    self.wakeup.clear()
+        finally:
+            if listener is not None:
+                listener.stop()
+            if locks is not None:
+                locks.release()
+
+    def lag_seconds(self, position: int) -> float:
+        """Age of the oldest event not yet applied (0 when up to date)."""
+        nxt = self.app.recorder.select_notifications(start=position, limit=1,
+                                                     inclusive_of_start=False)
+        if not nxt:
+            return 0.0
+        ts = self.app.mapper.to_domain_event(nxt[0]).timestamp
+        return max(0.0, time.time() - ts.timestamp())
 
     def status(self) -> list[Status]:
         head = self.head()
@@ -209,13 +262,9 @@ class Runner:
             row = self.db.fetchone("SELECT * FROM projection_tracking WHERE name=?",
                                    (p.tracking_name,)) or {}
             pos = int(row.get("position") or 0)
-            lag_s = None
-            if pos < head and row.get("event_time"):
-                lag_s = max(0.0, time.time() - datetime.fromisoformat(row["event_time"])
-                            .timestamp())
-            out.append(Status(p.tracking_name, pos, head, head - pos, row.get("event_time"),
-                              row.get("updated_at"), lag_s if pos < head else 0.0,
-                              row.get("error")))
+            out.append(Status(p.tracking_name, pos, head, max(0, head - pos),
+                              row.get("event_time"), row.get("updated_at"),
+                              self.lag_seconds(pos) if pos < head else 0.0, row.get("error")))
         return out
 
 

@@ -112,6 +112,7 @@ class PostgresReadDB(ReadDB):
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
 
+        self.url = url
         self.schema = schema
         self._psycopg = psycopg
 

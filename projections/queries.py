@@ -79,10 +79,138 @@ def counts(db: ReadDB) -> dict[str, int]:
 
 
 def freshness(db: ReadDB) -> list[dict[str, Any]]:
+    """Position and time of the last event applied, per live read model (snapshots and shadow
+    tables of a rebuild in progress are left out)."""
     return db.fetchall("SELECT name, position, event_time, updated_at, error"
-                       " FROM projection_tracking ORDER BY name")
+                       " FROM projection_tracking WHERE substr(name, 1, 5) <> 'asof_'"
+                       " AND substr(name, 1, 3) <> 'rb_' ORDER BY name")
 
 
 def fields(db: ReadDB) -> list[str]:
     return [r["field"] for r in db.fetchall(
         "SELECT DISTINCT field FROM procedures WHERE status='active' ORDER BY field")]
+
+
+# -- public statistics (read models of projections.stats; rules in projections.statistics) ----
+SNAPSHOTS_DDL = """CREATE TABLE IF NOT EXISTS projection_snapshots (
+    prefix TEXT PRIMARY KEY,
+    as_of TEXT,
+    mode TEXT NOT NULL,
+    position BIGINT NOT NULL,
+    built_at TEXT NOT NULL
+)"""
+
+
+def judgement_moment(db: ReadDB, prefix: str = "", now: str | None = None) -> str:
+    """When open dossiers are judged: `now` if given, a snapshot's as-of moment, else the clock."""
+    if now is not None:
+        return now
+    if prefix and db.table_exists("projection_snapshots"):
+        as_of = db.scalar("SELECT as_of FROM projection_snapshots WHERE prefix=?", (prefix,))
+        if as_of:
+            return as_of
+    from datetime import datetime
+
+    from domain.calendar import VN_TZ
+
+    return datetime.now(VN_TZ).isoformat(timespec="seconds")
+
+
+def _facts(db: ReadDB, prefix: str, where: str, params: list[Any]) -> dict[str, dict[str, Any]]:
+    from projections.stats import DOSSIER_COLUMNS, row_to_facts
+
+    rows = db.fetchall(f"SELECT {', '.join(DOSSIER_COLUMNS)} FROM {prefix}stat_dossiers"
+                       f" WHERE {where}", params)
+    return {r["id"]: row_to_facts(r) for r in rows}
+
+
+def _facts_by_ids(db: ReadDB, prefix: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        out.update(_facts(db, prefix, f"id IN ({','.join('?' for _ in chunk)})", chunk))
+    return out
+
+
+def late_list(db: ReadDB, month: str, agency: str | None = None, *, now: str | None = None,
+              prefix: str = "") -> dict[str, Any]:
+    """The public late list of a month (optionally of one agency): see statistics.late_list."""
+    from projections import index766, statistics
+
+    _start, end = index766.period_bounds(month)
+    cut = statistics.cut_of(end, judgement_moment(db, prefix, now))
+    overdue = _facts(db, prefix, "received_at < ? AND (ended_at IS NULL OR ended_at >= ?)"
+                     " AND appointment_at < ?", [cut, cut, cut])
+    late_rows = db.fetchall(f"SELECT * FROM {prefix}stat_late WHERE month=?", (month,))
+    ids = sorted({r["id"] for r in late_rows} | set(overdue))
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        late_rows += db.fetchall(f"SELECT * FROM {prefix}stat_late WHERE month<>? AND id IN"
+                                 f" ({','.join('?' for _ in chunk)})", [month, *chunk])
+    dossiers = {**_facts_by_ids(db, prefix, sorted({r["id"] for r in late_rows})), **overdue}
+    officer_month = {(r["officer"], r["agency"], r["month"]): int(r["handled"])
+                     for r in db.fetchall(f"SELECT officer, agency, month, handled FROM"
+                                          f" {prefix}stat_officer_month WHERE month=?", (month,))}
+    return statistics.late_list(dossiers, late_rows, officer_month, month, agency, cut)
+
+
+def satisfaction_counts(db: ReadDB, prefix: str = "", scope: str | None = None
+                        ) -> dict[tuple[str, ...], int]:
+    sql = f"SELECT scope, grp, month, criterion, level, n FROM {prefix}stat_satisfaction"
+    rows = db.fetchall(sql + " WHERE scope=?", (scope,)) if scope else db.fetchall(sql)
+    return {(r["scope"], r["grp"], r["month"], r["criterion"], r["level"]): int(r["n"])
+            for r in rows}
+
+
+def satisfaction(db: ReadDB, scope: str, period: str, min_group_size: int,
+                 group: str | None = None, *, prefix: str = "") -> list[dict[str, Any]]:
+    """Satisfaction per agency or procedure ('agency' | 'procedure') for a month (or quarter,
+    year); groups under `min_group_size` ratings are flagged and their counts withheld."""
+    from projections import statistics
+
+    return statistics.satisfaction(satisfaction_counts(db, prefix, scope), scope, period,
+                                   min_group_size, group)
+
+
+def scoreboard(db: ReadDB, period: str, agency: str | None = None, *, now: str | None = None,
+               prefix: str = "", province_name: str = "") -> dict[str, Any]:
+    """The 766 scoreboard of a period ('2025-09', '2025-Q3', '2025') as a tree province ->
+    agencies -> communes (or the subtree of one agency); every indicator with numerator,
+    denominator, ratio, target, score, maximum and formula; the total and the band."""
+    from projections import index766, statistics
+
+    start, end = index766.period_bounds(period)
+    cut = statistics.cut_of(end, judgement_moment(db, prefix, now))
+    facts = _facts(db, prefix, "received_at < ? AND (received_at >= ? OR ended_at IS NULL"
+                   " OR ended_at >= ? OR first_paid_at >= ?)", [cut, start, start, start])
+    procedures = {r["code"]: r for r in db.fetchall(f"SELECT * FROM {prefix}stat_procedures")}
+    agencies = {r["key"]: r for r in db.fetchall(f"SELECT * FROM {prefix}stat_agencies")}
+    per = statistics.period_inputs(facts.values(), procedures,
+                                   satisfaction_counts(db, prefix, "agency"), start, end, cut)
+    return statistics.scoreboard(per, agencies, period, start, end, cut, province_name, agency)
+
+
+def stat_months(db: ReadDB, prefix: str = "") -> list[str]:
+    """Months that have dossiers, newest first (for period pickers)."""
+    rows = db.fetchall(f"SELECT DISTINCT substr(received_at, 1, 7) AS m FROM {prefix}stat_dossiers"
+                       " ORDER BY m DESC")
+    return [r["m"] for r in rows]
+
+
+def public_feed(db: ReadDB, after: int = 0, limit: int = 1000, *, prefix: str = ""
+                ) -> list[dict[str, Any]]:
+    """Rows of the public feed after a position: position, type, record (canonical JSON), sha256."""
+    return db.fetchall(f"SELECT position, type, record, sha256 FROM {prefix}public_feed"
+                       " WHERE position > ? ORDER BY position LIMIT ?", (after, limit))
+
+
+def export_feed(db: ReadDB, *, prefix: str = "", batch: int = 5000) -> Any:
+    """Every public feed record in log order, as canonical JSON text (one per line when written)."""
+    after = 0
+    while True:
+        rows = public_feed(db, after, batch, prefix=prefix)
+        if not rows:
+            return
+        for r in rows:
+            yield r["record"]
+        after = rows[-1]["position"]

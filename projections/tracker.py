@@ -7,6 +7,7 @@ are joined to the public directory when read.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,48 +71,89 @@ class TrackerProjection(Projection):
         "CREATE INDEX IF NOT EXISTS {t_dossiers}_procedure ON {t_dossiers}(procedure_code)",
     )
 
-    def _code(self, cur: Any, ev: Any) -> tuple[str, str]:
-        row = cur.execute(f"SELECT code, holder_agency FROM {self.t('dossiers')} WHERE id=?",
-                          (str(ev.originator_id),)).fetchone()
-        if row is None:
+    COLUMNS = ("code", "id", "procedure_code", "procedure_name", "agency", "holder_agency",
+               "channel", "regime", "received_at", "appointment_at", "original_appointment_at",
+               "status", "closed", "masked_applicant", "supplements", "stopped_seconds",
+               "apology_at", "apology_new_appointment_at", "apology_timely", "apology_reason",
+               "result_at", "result_electronic", "outcome", "outcome_766", "returned_at",
+               "return_channel", "ended_at", "rated", "last_position")
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__(prefix)
+        # Per batch: the rows of the dossiers it touches (one SELECT), written once (flush).
+        self._docs: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
+        self._rows: list[tuple[Any, ...]] = []  # timeline rows of the batch
+
+    def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+        self._docs, self._dirty, self._rows = {}, set(), []
+        ids = sorted({str(ev.originator_id) for _, ev in events
+                      if type(ev).__qualname__.startswith("Dossier.")
+                      and type(ev).__qualname__ != "Dossier.Received"})
+        cols = ", ".join(self.COLUMNS)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for row in cur.execute(
+                    f"SELECT {cols} FROM {self.t('dossiers')} WHERE id IN"
+                    f" ({','.join('?' for _ in chunk)})", chunk).fetchall():
+                self._docs[row["id"]] = dict(row)
+        super().apply_batch(cur, events)
+
+    def _doc(self, ev: Any) -> dict[str, Any]:
+        doc = self._docs.get(str(ev.originator_id))
+        if doc is None:
             raise LookupError(f"dossier {ev.originator_id} has no Received event before it")
-        return row["code"], row["holder_agency"]
+        return doc
+
+    def _code(self, cur: Any, ev: Any) -> tuple[str, str]:
+        doc = self._doc(ev)
+        return doc["code"], doc["holder_agency"]
 
     def _timeline(self, cur: Any, position: int, code: str, at: datetime, kind: str,
                   officer: str | None, agency: str | None, outcome: str | None = None,
                   **detail: Any) -> None:
-        cur.execute(
-            f"INSERT INTO {self.t('timeline')} (position, code, at, kind, officer, agency,"
-            " outcome, detail) VALUES (?,?,?,?,?,?,?,?)",
-            (position, code, iso(at), kind, officer, agency, outcome,
-             json.dumps(detail, ensure_ascii=False, default=iso)),
-        )
+        self._rows.append((position, code, iso(at), kind, officer, agency, outcome,
+                           json.dumps(detail, ensure_ascii=False, default=iso)))
+
+    def flush(self, cur: Any) -> None:
+        if self._dirty:
+            cols = self.COLUMNS
+            cur.executemany(
+                f"INSERT INTO {self.t('dossiers')} ({', '.join(cols)}) VALUES"
+                f" ({','.join('?' for _ in cols)}) ON CONFLICT (code) DO UPDATE SET "
+                + ", ".join(f"{c}=excluded.{c}" for c in cols[1:]),
+                [tuple(self._docs[i][c] for c in cols) for i in sorted(self._dirty)])
+            self._dirty = set()
+        if self._rows:
+            cur.executemany(
+                f"INSERT INTO {self.t('timeline')} (position, code, at, kind, officer, agency,"
+                " outcome, detail) VALUES (?,?,?,?,?,?,?,?)", self._rows)
+            self._rows = []
 
     def _update(self, cur: Any, ev: Any, position: int, kind: str, officer: str | None,
-                outcome: str | None = None, detail: dict[str, Any] | None = None,
+                step_outcome: str | None = None, detail: dict[str, Any] | None = None,
                 **columns: Any) -> str:
-        code, holder = self._code(cur, ev)
-        sets = ", ".join(f"{k}=?" for k in columns)
-        cur.execute(
-            f"UPDATE {self.t('dossiers')} SET {sets + ', ' if sets else ''}last_position=?"
-            " WHERE code=?",
-            (*columns.values(), position, code),
-        )
-        self._timeline(cur, position, code, ev.at, kind, officer,
-                       columns.get("holder_agency", holder), outcome, **(detail or {}))
-        return code
+        doc = self._doc(ev)
+        holder = doc["holder_agency"]
+        doc.update(columns)
+        doc["last_position"] = position
+        self._dirty.add(doc["id"])
+        self._timeline(cur, position, doc["code"], ev.at, kind, officer,
+                       columns.get("holder_agency", holder), step_outcome, **(detail or {}))
+        return doc["code"]
 
     # events -------------------------------------------------------------------------------
     def on_Dossier_Received(self, cur: Any, ev: Dossier.Received, position: int) -> None:
-        cur.execute(
-            f"INSERT INTO {self.t('dossiers')} (code, id, procedure_code, procedure_name, agency,"
-            " holder_agency, channel, regime, received_at, appointment_at,"
-            " original_appointment_at, status, masked_applicant, last_position)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (ev.code, str(ev.originator_id), ev.procedure_code, ev.procedure_name, ev.agency,
-             ev.agency, ev.channel, ev.regime, iso(ev.received_at), iso(ev.appointment_at),
-             iso(ev.appointment_at), "received", ev.applicant_masked, position),
-        )
+        doc = dict.fromkeys(self.COLUMNS)
+        doc.update(code=ev.code, id=str(ev.originator_id), procedure_code=ev.procedure_code,
+                   procedure_name=ev.procedure_name, agency=ev.agency, holder_agency=ev.agency,
+                   channel=ev.channel, regime=ev.regime, received_at=iso(ev.received_at),
+                   appointment_at=iso(ev.appointment_at),
+                   original_appointment_at=iso(ev.appointment_at), status="received",
+                   closed=0, masked_applicant=ev.applicant_masked, supplements=0,
+                   stopped_seconds=0, rated=0, last_position=position)
+        self._docs[doc["id"]] = doc
+        self._dirty.add(doc["id"])
         self._timeline(cur, position, ev.code, ev.received_at, "received", ev.officer,
                        ev.agency, None, channel=ev.channel,
                        appointment_at=ev.appointment_at,
@@ -125,10 +167,10 @@ class TrackerProjection(Projection):
 
     def on_Dossier_Transferred(self, cur: Any, ev: Any, position: int) -> None:
         # The timeline row is the giving agency's act; the dossier now sits with the receiver.
-        code, _holder = self._code(cur, ev)
-        cur.execute(f"UPDATE {self.t('dossiers')} SET status='processing', holder_agency=?,"
-                    " last_position=? WHERE code=?", (ev.to_agency, position, code))
-        self._timeline(cur, position, code, ev.at, "transferred", ev.from_officer,
+        doc = self._doc(ev)
+        doc.update(status="processing", holder_agency=ev.to_agency, last_position=position)
+        self._dirty.add(doc["id"])
+        self._timeline(cur, position, doc["code"], ev.at, "transferred", ev.from_officer,
                        ev.from_agency, ev.outcome, to_officer=ev.to_officer,
                        to_agency=ev.to_agency, step=ev.step, step_due_at=ev.step_due_at,
                        note=ev.note)
@@ -136,7 +178,8 @@ class TrackerProjection(Projection):
     def on_Dossier_SupplementRequested(self, cur: Any, ev: Any, position: int) -> None:
         self._update(cur, ev, position, "supplement_requested", ev.officer, None,
                      {"items": ev.items, "extra_items": ev.extra_items, "reason": ev.reason,
-                      "number": ev.number},
+                      "number": ev.number,
+                      "extra_paperwork": getattr(ev, "extra_paperwork", False)},
                      status="awaiting_supplement", supplements=ev.number)
 
     def on_Dossier_SupplementReceived(self, cur: Any, ev: Any, position: int) -> None:
@@ -157,7 +200,8 @@ class TrackerProjection(Projection):
         self._update(cur, ev, position, "apologised", ev.officer, None,
                      {"reason": ev.reason, "new_appointment_at": ev.new_appointment_at,
                       "timely": ev.timely, "form": ev.form,
-                      "fault_officer": ev.fault_officer},
+                      "fault_officer": ev.fault_officer,
+                      "after_deadline": getattr(ev, "after_deadline", False)},
                      apology_at=iso(ev.at), apology_new_appointment_at=iso(ev.new_appointment_at),
                      apology_timely=int(ev.timely), apology_reason=ev.reason)
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
+import socket
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ SETTINGS: dict[str, Any] = {
     "filterableAttributes": ["level", "field", "agencies", "online_level", "status"],
     "sortableAttributes": ["usage_count", "name"],
     "displayedAttributes": ["*"],
+    # Text relevance first; among equally good matches the procedure people use most wins.
     "rankingRules": ["words", "typo", "proximity", "attribute", "sort", "exactness",
                      "usage_bucket:desc"],
     "typoTolerance": {"enabled": True, "minWordSizeForTypos": {"oneTypo": 4, "twoTypos": 8}},
@@ -41,13 +46,19 @@ FIELD_LABELS_LEVEL = {"commune": "Cấp xã", "province": "Cấp tỉnh", "distr
 
 
 def load_synonyms(path: Path = SYNONYMS_FILE) -> dict[str, list[str]]:
+    """Mutual synonym groups from the data file, each term also in its unaccented spelling.
+
+    Meilisearch 1.21 folds tone marks in synonyms itself (measured: the same scores without the
+    unaccented copies); the copies keep both spellings working should its normaliser change.
+    """
     groups = json.loads(path.read_text(encoding="utf-8"))["groups"]
     out: dict[str, list[str]] = {}
     for group in groups:
-        for term in group:
-            others = [t for t in group if t != term]
+        terms = list(dict.fromkeys(t for term in group
+                                   for t in (" ".join(words(term)), fold(" ".join(words(term))))))
+        for term in terms:
             out.setdefault(term, [])
-            out[term].extend(o for o in others if o not in out[term])
+            out[term].extend(o for o in terms if o != term and o not in out[term])
     return out
 
 
@@ -128,27 +139,89 @@ class SearchResult:
     filters: dict[str, str] = field(default_factory=dict)
 
 
-def accent_rerank(query: str, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Meilisearch ignores tone marks; when the query carries them, exact accented words win.
+RERANK_DEPTH = 30  # how many of Meilisearch's hits the re-rank may reorder
 
-    Stable sort by (number of query words found with their exact accents in the name, then
-    whether the accented phrase appears as is), keeping Meilisearch's order among equals.
+
+def _contains(text: str, phrase: str) -> bool:
+    """Whole-word phrase match; the last word may be a prefix (people stop typing mid-word)."""
+    return re.search(r"(?:^| )" + re.escape(phrase) + r"\w*(?: |$)", text) is not None
+
+
+@dataclass(frozen=True)
+class _Forms:
+    name_words: tuple[str, ...]
+    name_spaced: str
+    name_folded: str
+    keywords_folded: tuple[str, ...]
+    vocabulary: frozenset[str]
+
+
+@lru_cache(maxsize=8192)
+def _forms(name: str, keywords: tuple[str, ...]) -> _Forms:
+    """Word forms of one procedure for the re-rank, computed once (hits repeat across queries)."""
+    name_words = tuple(words(name))
+    return _Forms(
+        name_words=name_words,
+        name_spaced=" ".join(name_words),
+        name_folded=fold(" ".join(name_words)),
+        keywords_folded=tuple(fold(" ".join(words(k))) for k in keywords),
+        vocabulary=frozenset(name_words) | {w for k in keywords for w in words(k)},
+    )
+
+
+def rerank(query: str, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Re-rank Meilisearch's top hits with what its rules cannot see.
+
+    1. Phrase tier (tone-insensitive): the query is the official name or one of the names people
+       use (a keyword) > the query appears as a phrase in the name or in one keyword > the rest.
+       Meilisearch treats the keyword list as one long text, so a keyword's place in the list
+       would otherwise decide ("khai sinh lưu động" listed first beats "khai sinh cho con" listed
+       second); here every keyword counts on its own.
+    2. Tone marks, when the query carries them: words typed with their exact accents win
+       ("bản đồ" puts "bản đồ địa chính" above "bàn đỡ"); unaccented queries skip this.
+    3. Length normalisation: among names that contain the phrase, the one it covers most is the
+       general case ("Đăng ký khai sinh" before "Đăng ký khai sinh lưu động").
+    The sort is stable: Meilisearch's order (typos, proximity, usage...) decides among equals.
     """
-    if not has_accents(query):
+    q_words = words(query)
+    if not q_words:
         return hits
-    q_words = [w for w in words(query) if w]
-    phrase = " ".join(q_words)
+    phrase = " ".join(fold(w) for w in q_words)
+    accented = has_accents(query)
 
-    def score(hit: dict[str, Any]) -> tuple[int, int]:
-        name = hit.get("name", "").lower()
-        name_words = set(words(name)) | {w for k in hit.get("keywords", []) for w in words(k)}
-        exact = sum(1 for w in q_words if w in name_words)
-        return (exact, 1 if phrase in name else 0)
+    def score(hit: dict[str, Any]) -> tuple[int, int, int, float]:
+        forms = _forms(hit.get("name", ""), tuple(hit.get("keywords", ())))
+        in_name = _contains(forms.name_folded, phrase)
+        if phrase == forms.name_folded or phrase in forms.keywords_folded:
+            tier = 3
+        elif in_name or any(_contains(k, phrase) for k in forms.keywords_folded):
+            tier = 2
+        else:
+            tier = 1
+        exact = accent_phrase = 0
+        if accented:
+            exact = sum(1 for w in q_words if w in forms.vocabulary)
+            accent_phrase = 1 if " ".join(q_words) in forms.name_spaced else 0
+        coverage = len(q_words) / len(forms.name_words) if in_name and forms.name_words else 0.0
+        return (tier, exact, accent_phrase, coverage)
 
     return sorted(hits, key=score, reverse=True)
 
 
+def accent_rerank(query: str, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kept for callers of the first version: the full re-rank includes the accent step."""
+    return rerank(query, hits)
+
+
+class QueryRejected(RuntimeError):
+    """Meilisearch answered 4xx to one query (not an outage)."""
+
+
 class SearchService:
+    RETRY_SECONDS = 1.0
+    CACHE_SECONDS = 60.0
+    CACHE_SIZE = 4096
+
     def __init__(self, url: str, key: str, index: str, db: ReadDB) -> None:
         self.url = url.rstrip("/")
         self.key = key
@@ -157,6 +230,13 @@ class SearchService:
         self.client = meilisearch.Client(self.url, key, timeout=10) if url else None
         self._async: httpx.AsyncClient | None = None
         self.down_since: float | None = None
+        self.retry_at = 0.0  # while Meilisearch is down, ask it again only after this moment
+        self.snapshot_revision = 0
+        self.sync_name = f"search:{index}"
+        # Citizens type the same few hundred things: answers are kept until the index changes
+        # (sync position) or for CACHE_SECONDS (another process may have reindexed).
+        self._cache: OrderedDict[tuple[Any, ...], tuple[float, SearchResult]] = OrderedDict()
+        self._fallback_rows: tuple[Any, list[dict[str, Any]]] | None = None
 
     @property
     def configured(self) -> bool:
@@ -203,13 +283,17 @@ class SearchService:
         self.wait(self.client.create_index(tmp, {"primaryKey": "id"}).task_uid)
         try:
             self.apply_settings(tmp)
-            rows = self.db.fetchall("SELECT * FROM procedures WHERE status='active' ORDER BY code")
-            docs = [build_document(r) for r in rows]
+            # One SELECT is one snapshot: the highest revision in it tells the sync where the
+            # new index stands, so an update made while it is being built is sent again.
+            rows = self.db.fetchall("SELECT * FROM procedures ORDER BY code")
+            self.snapshot_revision = max((int(r["revision"]) for r in rows), default=0)
+            docs = [build_document(r) for r in rows if r["status"] == "active"]
             for i in range(0, len(docs), 1000):
                 self.wait(self.client.index(tmp).add_documents(docs[i:i + 1000]).task_uid)
                 if progress:
                     progress(min(i + 1000, len(docs)), len(docs))
             self.wait(self.client.swap_indexes([{"indexes": [self.index, tmp]}]).task_uid)
+            self._cache.clear()
         finally:
             self.wait(self.client.delete_index(tmp).task_uid)
         return len(docs)
@@ -217,8 +301,12 @@ class SearchService:
     # -- queries (async) ------------------------------------------------------------------
     def _client(self) -> httpx.AsyncClient:
         if self._async is None:
+            # TCP_NODELAY: h11 writes a POST's headers and body separately; with Nagle and the
+            # server's delayed ACK every query on a reused connection would wait ~40 ms.
+            transport = httpx.AsyncHTTPTransport(
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
             self._async = httpx.AsyncClient(
-                base_url=self.url, timeout=httpx.Timeout(2.0, connect=0.5),
+                base_url=self.url, timeout=httpx.Timeout(2.0, connect=0.5), transport=transport,
                 headers={"Authorization": f"Bearer {self.key}", "Accept-Encoding": "identity"},
             )
         return self._async
@@ -233,16 +321,28 @@ class SearchService:
         query = query.strip()[:200]
         filters = {k: v for k, v in (filters or {}).items() if v}
         started = time.perf_counter()
-        if self.client is not None:
+        if self.client is not None and time.monotonic() >= self.retry_at:
+            key = (query, tuple(sorted(filters.items())), limit, self.index_version())
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] > time.monotonic():
+                self._cache.move_to_end(key)
+                return cached[1]
             try:
                 result = await self._meili(query, filters, limit)
+                if self.down_since is not None:
+                    log.warning("Meilisearch is back; search answers from it again")
                 self.down_since = None
                 result.took_ms = (time.perf_counter() - started) * 1000
+                self._remember(key, result)
                 return result
-            except (httpx.HTTPError, MeilisearchCommunicationError, RuntimeError) as e:
+            except QueryRejected as e:  # this query only: the server is fine
+                log.warning("%s; answering from SQL", e)
+            except (httpx.HTTPError, MeilisearchCommunicationError, RuntimeError, ValueError) as e:
                 if self.down_since is None:
                     log.warning("Meilisearch unavailable (%s); answering from SQL", e)
                     self.down_since = time.time()
+                # A dead server is asked again once a second, not by every visitor.
+                self.retry_at = time.monotonic() + self.RETRY_SECONDS
         result = self.fallback(query, filters, limit)
         result.took_ms = (time.perf_counter() - started) * 1000
         return result
@@ -251,10 +351,9 @@ class SearchService:
         expr = ["status = 'active'"] + [
             f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in sorted(filters.items())
         ]
-        rerank = has_accents(query)
         body = {
             "q": query,
-            "limit": max(limit, 30) if rerank else limit,
+            "limit": max(limit, RERANK_DEPTH),
             "filter": " AND ".join(expr),
             "attributesToHighlight": ["name"],
             "highlightPreTag": PRE,
@@ -263,10 +362,12 @@ class SearchService:
                                      "fee", "online_level", "keywords"],
         }
         r = await self._client().post(f"/indexes/{self.index}/search", json=body)
+        if 400 <= r.status_code < 500 and r.status_code != 404:
+            raise QueryRejected(f"Meilisearch refused the query ({r.status_code}): {r.text[:200]}")
         if r.status_code != 200:
             raise RuntimeError(f"Meilisearch answered {r.status_code}: {r.text[:200]}")
         data = r.json()
-        hits = accent_rerank(query, data["hits"])[:limit]
+        hits = rerank(query, data["hits"])[:limit]
         return SearchResult(
             query=query,
             hits=[Hit(code=h["code"], name=h["name"],
@@ -278,36 +379,65 @@ class SearchService:
             filters=filters,
         )
 
+    def _fallback_catalogue(self) -> list[dict[str, Any]]:
+        """The active catalogue with folded text, parsed once per catalogue change."""
+        version = self.db.fetchone("SELECT MAX(revision) AS r, COUNT(*) AS n FROM procedures")
+        stamp = (version or {}).get("r"), (version or {}).get("n")
+        if self._fallback_rows is None or self._fallback_rows[0] != stamp:
+            rows = []
+            for r in self.db.fetchall(
+                    "SELECT code, name, field, level, online_level, record, usage_count"
+                    " FROM procedures WHERE status='active'"):
+                record = json.loads(r["record"])
+                keywords = record.get("keywords", [])
+                hay = fold(" ".join([r["name"], r["code"], r["field"], *keywords]))
+                agencies = {a for a in [record.get("implementing_agency"),
+                                        record.get("competent_agency"),
+                                        *record.get("coordinating_agencies", [])] if a}
+                rows.append({**r, "record": None, "keywords": keywords, "hay": hay,
+                             "agencies": agencies,
+                             "hay_words": frozenset(hay.split()),
+                             "time": time_summary(record.get("processing_time", {})),
+                             "fee": fee_summary(record)})
+            self._fallback_rows = (stamp, rows)
+        return self._fallback_rows[1]
+
     def fallback(self, query: str, filters: dict[str, str], limit: int) -> SearchResult:
-        """SQL search over folded names when Meilisearch is unreachable."""
+        """SQL search over folded names when Meilisearch is unreachable (same re-rank)."""
         tokens = [fold(w) for w in words(query)][:8]
-        rows = self.db.fetchall(
-            "SELECT code, name, field, level, online_level, record, usage_count FROM procedures"
-            " WHERE status='active'")
         scored = []
-        for r in rows:
+        for r in self._fallback_catalogue():
             if any(r.get(k) != v for k, v in filters.items() if k in ("level", "field",
                                                                       "online_level")):
                 continue
-            record = json.loads(r["record"])
-            hay = fold(" ".join([r["name"], r["code"], r["field"],
-                                 *record.get("keywords", [])]))
-            hay_words = set(hay.split())
-            found = sum(1 for t in tokens if t in hay_words or (len(t) > 2 and t in hay))
+            if filters.get("agencies") and filters["agencies"] not in r["agencies"]:
+                continue
+            found = sum(1 for t in tokens if t in r["hay_words"] or (len(t) > 2 and t in r["hay"]))
             if tokens and found == 0:
                 continue
-            scored.append((found, int(r["usage_count"] or 0), r, record))
+            scored.append((found, int(r["usage_count"] or 0), r))
         scored.sort(key=lambda x: (-x[0], -x[1], x[2]["name"]))
+        top = rerank(query, [r for _, _, r in scored[:RERANK_DEPTH]])
         hits = [
             Hit(code=r["code"], name=r["name"], name_html=html.escape(r["name"]),
                 field=r["field"], level=r["level"],
                 level_label=FIELD_LABELS_LEVEL.get(r["level"], r["level"]),
-                time=time_summary(rec.get("processing_time", {})), fee=fee_summary(rec),
-                online_level=r["online_level"])
-            for _, _, r, rec in scored[:limit]
+                time=r["time"], fee=r["fee"], online_level=r["online_level"])
+            for r in top[:limit]
         ]
         return SearchResult(query=query, hits=hits, total=len(scored), fallback=True,
                             filters=filters)
+
+    # -- answers cache ----------------------------------------------------------------------
+    def index_version(self) -> int:
+        """Where the sync stands: a cached answer is valid until the index changes."""
+        return int(self.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
+                                  (self.sync_name,)) or 0)
+
+    def _remember(self, key: tuple[Any, ...], result: SearchResult) -> None:
+        self._cache[key] = (time.monotonic() + self.CACHE_SECONDS, result)
+        while len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
 
 
 class SearchSync:
@@ -321,7 +451,7 @@ class SearchSync:
         self.service = service
         self.db = service.db
         self.batch_size = batch_size
-        self.name = f"search:{service.index}"
+        self.name = service.sync_name
         with self.db.transaction() as cur:
             cur.execute(self.db.q("INSERT INTO projection_tracking (name, position, updated_at)"
                                   " VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING"),
@@ -355,10 +485,24 @@ class SearchSync:
             self.service.wait(index.delete_documents(deletes).task_uid)
         last = max(int(r["revision"]) for r in rows)
         with self.db.transaction() as cur:
+            # Compare-and-set: a reindex may have rewound the position meanwhile; keep its word.
             cur.execute(self.db.q("UPDATE projection_tracking SET position=?, updated_at=?,"
-                                  " error=NULL WHERE name=?"),
-                        (last, time.strftime("%Y-%m-%dT%H:%M:%S"), self.name))
+                                  " error=NULL WHERE name=? AND position=?"),
+                        (last, time.strftime("%Y-%m-%dT%H:%M:%S"), self.name, pos))
         return len(rows)
+
+    def rewind(self, revision: int) -> None:
+        """Send again every row changed after `revision` (used after a reindex swap)."""
+        with self.db.transaction() as cur:
+            cur.execute(self.db.q("UPDATE projection_tracking SET position=? WHERE name=?"
+                                  " AND position>?"), (revision, self.name, revision))
+
+    def reindex(self, progress: Any = None) -> int:
+        """Full rebuild into a temporary index, swapped in; then catch up what changed since."""
+        n = self.service.reindex(progress)
+        self.rewind(self.service.snapshot_revision)
+        self.catch_up()
+        return n
 
     def catch_up(self) -> int:
         total = 0

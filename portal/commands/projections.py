@@ -1,20 +1,66 @@
-"""`portal projections ...`: projection workers, status, catch-up."""
+"""`portal projections ...`: workers, status, catch-up, rebuild (live or "as of"), feed export."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+import time
+from datetime import datetime
 from typing import Any
 
 from portal.settings import Settings
 
 
-def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
-    import threading
+class Progress:
+    """A progress bar on stderr (a line per 10% when stderr is not a terminal)."""
 
+    def __init__(self, label: str, stream: Any = None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = time.perf_counter()
+        self._last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        total = max(total, 1)
+        share = min(done / total, 1.0)
+        rate = done / max(time.perf_counter() - self.started, 1e-9)
+        if self.tty:
+            width = 30
+            bar = "#" * int(width * share) + "." * (width - int(width * share))
+            self.stream.write(f"\r{self.label} [{bar}] {done}/{total} ({rate:,.0f}/s)")
+        elif int(share * 10) > self._last_decile:
+            self._last_decile = int(share * 10)
+            self.stream.write(f"{self.label}: {done}/{total} ({rate:,.0f}/s)\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _moment(text: str) -> datetime:
+    from domain.calendar import VN_TZ
+
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=VN_TZ)
+
+
+def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     from portal.system import build_system
 
+    as_of = None
+    if getattr(args, "as_of", None):
+        try:
+            as_of = _moment(args.as_of)
+        except ValueError:
+            print(f"portal: --as-of expects an ISO date-time, got {args.as_of!r}",
+                  file=sys.stderr)
+            return 2
     system = build_system(settings)
     try:
         if args.action == "status":
@@ -24,20 +70,73 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "catch-up":
             print(json.dumps({"applied": system.catch_up()}))
             return 0
-        stop = threading.Event()
-        system.start_background()
-        print("projection runner started; Ctrl-C to stop", file=sys.stderr)
-        try:
-            while not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
+        if args.action == "export-feed":
+            from projections import queries
+
+            out = sys.stdout
+            for record in queries.export_feed(system.db):
+                out.write(record + "\n")
+            return 0
+        if args.action == "snapshots":
+            from projections.rebuild import snapshots
+
+            print(json.dumps(snapshots(system.db), ensure_ascii=False, indent=1))
+            return 0
+        if args.action == "rebuild":
+            return _rebuild(system, args, as_of)
+        return _run(system)
     finally:
         system.close()
+
+
+def _rebuild(system: Any, args: argparse.Namespace, as_of: datetime | None) -> int:
+    from projections.rebuild import rebuild
+    from projections.registry import public_projections
+
+    bar = Progress("rebuild")
+    try:
+        result = rebuild(system.app, system.db, public_projections,
+                         only=args.only or None, position=args.position, as_of=as_of,
+                         by=args.by, label=args.name,
+                         batch_size=system.settings.projection_batch_size, progress=bar)
+    except ValueError as e:
+        bar.close()
+        print(f"portal: {e}", file=sys.stderr)
+        return 2
+    bar.close()
+    print(json.dumps({**result.__dict__, "events_per_second": round(result.events_per_second)},
+                     ensure_ascii=False))
+    return 0
+
+
+def _run(system: Any) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    system.start_background()  # the runner (and the search sync when configured)
+    print("projection runner started; Ctrl-C to stop", file=sys.stderr)
+    while not stop.wait(0.5):
+        pass
     return 0
 
 
 def register(sub: Any) -> None:
-    pr = sub.add_parser("projections", help="projection workers and their status")
-    pr.add_argument("action", choices=["run", "status", "catch-up"])
+    pr = sub.add_parser("projections", help="projection workers, status, rebuilds, feed export")
+    pr.add_argument("action", choices=["run", "status", "catch-up", "rebuild", "export-feed",
+                                       "snapshots"],
+                    help="run: worker loop; status: position and lag; rebuild: shadow tables"
+                    " then swap; export-feed: public feed as JSON lines on stdout")
+    pr.add_argument("--only", action="append", metavar="NAME",
+                    help="rebuild only this projection (repeatable)")
+    when = pr.add_mutually_exclusive_group()
+    when.add_argument("--as-of", metavar="ISO_DATETIME",
+                      help="snapshot as it stood at this moment (local time if no offset)")
+    when.add_argument("--position", type=int, metavar="N", help="snapshot up to log position N")
+    pr.add_argument("--by", choices=["record", "act"], default="record",
+                    help="--as-of clock: record time of the log (default) or act time")
+    pr.add_argument("--name", metavar="LABEL", help="snapshot label (a-z, 0-9, _)")
     pr.set_defaults(func=cmd_projections)

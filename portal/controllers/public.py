@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 from typing import Any
 
@@ -11,6 +12,9 @@ from litestar.params import FromPath, Parameter
 from litestar.plugins.htmx import HTMXRequest, HTMXTemplate
 from litestar.response import Redirect, Template
 
+from portal import public_data, stats_view
+from portal.i18n import N_
+from portal.i18n import gettext as _
 from portal.qr import qr_svg
 from portal.system import System
 from projections import queries
@@ -18,6 +22,9 @@ from projections import queries
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
 PROCEDURE_CODE = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
 FILTERS = ("level", "field", "online_level")
+# Intervals in which the clock stops (766 rule): the timeline kinds that open and close them.
+STOPS = {"supplement_requested": ("supplement_received", N_("Chờ bổ sung hồ sơ")),
+         "paused": ("resumed", N_("Tạm dừng chờ thực hiện nghĩa vụ"))}
 
 
 def system_of(request: Request[Any, Any, Any]) -> System:
@@ -41,6 +48,7 @@ class PublicController(Controller):
     async def home(self, request: Request[Any, Any, Any]) -> Template:
         s = system_of(request)
         return Template("home.html", context={
+            "headline": stats_view.headline(s),
             "counts": queries.counts(s.db),
             "fields": queries.fields(s.db),
             "freshness": queries.freshness(s.db),
@@ -55,15 +63,20 @@ class PublicController(Controller):
         level: str = Parameter(default="", max_length=40),
         field: str = Parameter(default="", max_length=200),
         online_level: str = Parameter(default="", max_length=20),
+        agency: str = Parameter(default="", max_length=200),
     ) -> Template:
         s = system_of(request)
         query = clean(q)
         filters = {"level": clean(level, 40), "field": clean(field), "online_level":
                    clean(online_level, 20)}
-        result = await s.search.search(query, filters) if (query or any(filters.values())) \
+        wanted = dict(filters)
+        if clean(agency):
+            wanted["agencies"] = clean(agency)
+        result = await s.search.search(query, wanted) if (query or any(wanted.values())) \
             else None
-        context = {"q": query, "result": result, "filters": filters,
-                   "fields": queries.fields(s.db)}
+        context = {"q": query, "result": result, "filters": {**filters, "agency": clean(agency)},
+                   "fields": queries.fields(s.db),
+                   "agencies": public_data.implementing_agencies(s.db)}
         if request.htmx:
             return HTMXTemplate(template_name="partials/search_results.html", context=context,
                                 push_url=False)
@@ -73,10 +86,11 @@ class PublicController(Controller):
     async def procedure(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         s = system_of(request)
         if not PROCEDURE_CODE.match(code):
-            raise NotFoundException("Mã thủ tục không đúng định dạng.")
+            raise NotFoundException(_("Mã thủ tục không đúng định dạng."))
         row = queries.procedure(s.db, code)
         if row is None:
-            raise NotFoundException(f"Không tìm thấy thủ tục hành chính mã {code}.")
+            raise NotFoundException(_("Không tìm thấy thủ tục hành chính mã %(code)s.")
+                                    % {"code": code})
         return Template("procedure.html", context={
             "p": row, "r": row["record"],
             "stats": queries.procedure_stats(s.db, code),
@@ -88,7 +102,8 @@ class PublicController(Controller):
     async def procedure_qr(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Response[bytes]:
         s = system_of(request)
         if not PROCEDURE_CODE.match(code) or queries.procedure(s.db, code) is None:
-            raise NotFoundException(f"Không tìm thấy thủ tục hành chính mã {code}.")
+            raise NotFoundException(_("Không tìm thấy thủ tục hành chính mã %(code)s.")
+                                    % {"code": code})
         data, etag = qr_svg(f"{s.settings.public_base_url}/p/{code}")
         headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
         if request.headers.get("if-none-match") == etag:
@@ -104,16 +119,49 @@ class PublicController(Controller):
     @get("/d/{code:str}")
     async def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         s = system_of(request)
-        if not DOSSIER_CODE.match(code):
-            raise NotFoundException(
-                f"Mã hồ sơ “{clean(code, 60)}” không đúng định dạng. Mã hồ sơ có dạng "
-                "<mã đơn vị>-YYMMDD-XXXX, ví dụ 000.00.12.H60-250115-0001.")
-        row = queries.dossier(s.db, code)
-        if row is None:
-            raise NotFoundException(
-                f"Không tìm thấy hồ sơ mã {code}. Hồ sơ vừa nộp có thể cần vài giây để hiển thị.")
-        return Template("dossier.html", context={"d": row,
-                                                 "timeline": queries.timeline(s.db, code)})
+        row = find_dossier(s, code)
+        timeline = queries.timeline(s.db, code)
+        token = clean(request.query_params.get("token"), 64)
+        rate_url = None
+        if (token and not row["rated"] and row["closed"] and has_route(request, "/d/{code:str}/rate")
+                and hmac.compare_digest(token, s.app.rating_token(code))):
+            rate_url = f"/d/{code}/rate?token={token}"
+        return Template("dossier.html", context={"d": row, "timeline": timeline,
+                                                 "stops": stop_intervals(timeline),
+                                                 "rate_url": rate_url})
+
+
+def has_route(request: Request[Any, Any, Any], path: str) -> bool:
+    return any(getattr(r, "path", None) == path for r in request.app.routes)
+
+
+def find_dossier(s: System, code: str) -> dict[str, Any]:
+    """The public row of a dossier, or a Vietnamese 404 (bad format or unknown code)."""
+    if not DOSSIER_CODE.match(code):
+        raise NotFoundException(
+            _("Mã hồ sơ “%(code)s” không đúng định dạng. Mã hồ sơ có dạng <mã đơn vị>-YYMMDD-XXXX,"
+              " ví dụ 000.00.12.H60-250115-0001.") % {"code": clean(code, 60)})
+    row = queries.dossier(s.db, code)
+    if row is None:
+        raise NotFoundException(
+            _("Không tìm thấy hồ sơ mã %(code)s. Hồ sơ vừa nộp có thể cần vài giây để hiển thị.")
+            % {"code": code})
+    return row
+
+
+def stop_intervals(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Supplement and pause intervals from the timeline (open ones have no end yet)."""
+    intervals: list[dict[str, Any]] = []
+    open_: dict[str, dict[str, Any]] = {}
+    closers = {end: start for start, (end, _label) in STOPS.items()}
+    for t in timeline:
+        if t["kind"] in STOPS:
+            item = {"kind": t["kind"], "label": STOPS[t["kind"]][1], "start": t["at"], "end": None}
+            intervals.append(item)
+            open_[t["kind"]] = item
+        elif t["kind"] in closers and closers[t["kind"]] in open_:
+            open_.pop(closers[t["kind"]])["end"] = t["at"]
+    return intervals
 
 
 ROUTES = [PublicController]

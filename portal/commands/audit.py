@@ -1,0 +1,125 @@
+"""`portal audit ...`: the auditor's tools over the event store and the transparency log.
+
+- `verify`: recompute the public feed and the Merkle tree from the event store and report every
+  event changed, removed, inserted or reordered since a signed checkpoint (exit 1 if any).
+- `checkpoint`: sign a checkpoint of the whole feed now.
+- `export-feed`: write the public feed (JSON Lines) to a file.
+- `reproduce --period YYYY-MM`: recompute the month's late list, satisfaction and 766 scoreboard
+  from a feed file alone (no database) and compare them with what the portal publishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from portal.cli import _fail
+from portal.settings import Settings
+
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def export_feed(db: Any, path: Path) -> int:
+    from projections import queries
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for line in queries.export_feed(db):
+            f.write(line + "\n")
+            n += 1
+    return n
+
+
+def reproduce(feed_path: Path, db: Any, period: str, now: str, province: str,
+              min_group_size: int) -> dict[str, Any]:
+    """Recompute from the feed file alone, then compare with the portal's published figures."""
+    from projections import queries, recompute
+
+    with feed_path.open(encoding="utf-8") as f:
+        store = recompute.fold_feed(recompute.parse(f))
+    figures: list[dict[str, Any]] = []
+
+    def compare(name: str, mine: Any, published: Any) -> None:
+        figures.append({"figure": name, "match": mine == published})
+
+    for agency in [None, *sorted(store.agencies)]:
+        compare(f"late_list:{agency or 'province'}",
+                recompute.late_list(store, period, agency, now=now),
+                queries.late_list(db, period, agency, now=now))
+    for scope in ("agency", "procedure"):
+        compare(f"satisfaction:{scope}",
+                recompute.satisfaction(store, scope, period, min_group_size),
+                queries.satisfaction(db, scope, period, min_group_size))
+    compare("scoreboard", recompute.scoreboard(store, period, now=now, province_name=province),
+            queries.scoreboard(db, period, now=now, province_name=province))
+    mismatched = [f["figure"] for f in figures if not f["match"]]
+    return {"period": period, "judged_at": now, "feed": str(feed_path),
+            "figures_compared": len(figures), "mismatched": mismatched, "ok": not mismatched}
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.calendar import VN_TZ
+    from portal.system import build_system
+    from projections.transparency import log_of, verify_log
+
+    if args.action == "reproduce" and not MONTH.match(args.period or ""):
+        return _fail("--period must be a month YYYY-MM")
+    if args.action == "reproduce" and args.feed and not Path(args.feed).is_file():
+        return _fail(f"no such feed file: {args.feed}")
+    system = build_system(settings)
+    try:
+        system.runner.catch_up()
+        log = log_of(system)
+        if args.action == "checkpoint":
+            cp = log.publish()
+            cp = cp or log.latest()
+            print(json.dumps(cp.public() if cp else {"size": 0}, ensure_ascii=False))
+            return 0
+        if args.action == "verify":
+            if args.checkpoint is None and log.latest() is None:
+                log.publish()
+            report = verify_log(system.app, log, args.checkpoint)
+            print(json.dumps(report, ensure_ascii=False, indent=1))
+            if report.get("ok"):
+                print("Nhật ký toàn vẹn: không sự kiện nào bị sửa, xóa, chèn hay đảo thứ tự.",
+                      flush=True)
+                return 0
+            print("CẢNH BÁO: nhật ký sự kiện không khớp điểm kiểm tra đã ký.", flush=True)
+            return 1
+        if args.action == "export-feed":
+            n = export_feed(system.db, Path(args.out))
+            print(json.dumps({"records": n, "file": args.out}))
+            return 0
+        # reproduce
+        feed = Path(args.feed) if args.feed else Path(settings.var_dir) / "audit" / "feed.jsonl"
+        if not args.feed:
+            export_feed(system.db, feed)
+        now = args.now or datetime.now(VN_TZ).isoformat(timespec="seconds")
+        report = reproduce(feed, system.db, args.period, now, settings.province_name,
+                           settings.min_group_size)
+        print(json.dumps(report, ensure_ascii=False, indent=1))
+        return 0 if report["ok"] else 1
+    except ValueError as e:
+        return _fail(str(e))
+    finally:
+        system.close()
+
+
+def register(sub: Any) -> None:
+    a = sub.add_parser("audit", help="auditor tools: verify the log, reproduce published figures")
+    asub = a.add_subparsers(dest="action", required=True)
+    v = asub.add_parser("verify", help="recompute feed and tree from the event store; report tampering")
+    v.add_argument("--checkpoint", type=int, default=None, help="size of the checkpoint (latest)")
+    asub.add_parser("checkpoint", help="sign a checkpoint of the whole feed now")
+    e = asub.add_parser("export-feed", help="write the public feed as JSON Lines")
+    e.add_argument("--out", required=True)
+    r = asub.add_parser("reproduce", help="recompute a month's figures from a feed file alone")
+    r.add_argument("--period", required=True, help="month YYYY-MM")
+    r.add_argument("--feed", default=None, help="feed file (default: export the portal's feed)")
+    r.add_argument("--now", default=None, help="judgement moment, ISO (default: now)")
+    a.set_defaults(func=cmd_audit)

@@ -1,0 +1,360 @@
+"""The staff desk: login, worklist sorted by deadline, intake with the Mẫu 01 receipt, head's view.
+
+Every staff page needs a live session (anonymous visitors are sent to the login page; a POST
+without a session gets 403); every form carries the session's CSRF token and a fresh
+idempotency key, so a double submit appends nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import CacheControlHeader, Cookie
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.params import FromPath, QueryParameter
+from litestar.plugins.htmx import HTMXRequest, HTMXTemplate
+from litestar.response import Redirect, Template
+
+from domain.calendar import VN_TZ
+from domain.errors import DomainError
+from domain.privacy import Applicant
+from portal import auth
+from portal.auth import Account, Role, StaffSession
+from portal.qr import qr_svg
+from portal.system import System
+
+DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
+OP_KEY = re.compile(r"^[0-9a-f]{32}$")
+# Staff pages hold personal data and per-session tokens: no cache may keep them.
+NO_STORE = CacheControlHeader(no_store=True, private=True)
+
+
+def system_of(request: Request[Any, Any, Any]) -> System:
+    return request.app.state["system"]
+
+
+def clean(text: Any, limit: int = 200) -> str:
+    text = unicodedata.normalize("NFC", str(text or ""))
+    text = "".join(ch for ch in text if ch.isprintable())
+    return " ".join(text.split())[:limit]
+
+
+def client_ip(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def secure_cookies(request: Request[Any, Any, Any]) -> bool:
+    return system_of(request).settings.public_base_url.startswith("https://")
+
+
+def staff_session(request: Request[Any, Any, Any]) -> StaffSession | None:
+    cached = request.scope.get("staff_session", False)  # type: ignore[typeddict-item]
+    if cached is not False:
+        return cached  # type: ignore[return-value]
+    session = auth.accounts(system_of(request)).session(request.cookies.get(auth.SESSION_COOKIE))
+    request.scope["staff_session"] = session  # type: ignore[typeddict-unknown-key]
+    return session
+
+
+def require_session(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    """before_request of every staff controller: no session, no page."""
+    if staff_session(request) is not None:
+        return None
+    if request.method == "GET" and not request.url.path.endswith(".svg"):
+        return Redirect(f"/staff/login?next={quote(request.url.path)}")
+    raise PermissionDeniedException("Phiên đăng nhập đã hết hạn hoặc chưa đăng nhập.")
+
+
+def current(request: Request[Any, Any, Any]) -> StaffSession:
+    session = staff_session(request)
+    if session is None:  # pragma: no cover - the before_request hook runs first
+        raise PermissionDeniedException("Chưa đăng nhập.")
+    return session
+
+
+async def checked_form(request: Request[Any, Any, Any]) -> tuple[StaffSession, Any]:
+    """The session and the posted form, after the CSRF check (403 without a valid token)."""
+    session = current(request)
+    form = await request.form()
+    given = form.get("csrf") or request.headers.get("x-csrf-token")
+    if not auth.csrf_ok(session.csrf, given):
+        raise PermissionDeniedException("Thiếu hoặc sai mã bảo vệ biểu mẫu (CSRF). Hãy tải lại trang.")
+    return session, form
+
+
+def op_key(form: Any) -> str:
+    """The idempotency key of a form submission (hidden field `op`, one per rendered form)."""
+    op = str(form.get("op") or "")
+    if not OP_KEY.match(op):
+        raise PermissionDeniedException("Biểu mẫu không hợp lệ (thiếu mã thao tác). Hãy tải lại trang.")
+    return "desk:" + op
+
+
+def new_op() -> str:
+    return uuid.uuid4().hex
+
+
+def now_vn() -> datetime:
+    return datetime.now(VN_TZ)
+
+
+def page_context(request: Request[Any, Any, Any], **extra: Any) -> dict[str, Any]:
+    session = current(request)
+    return {"me": session.account, "csrf": session.csrf, "new_op": new_op, "vn": vn, **extra}
+
+
+def vn(at: datetime | None) -> str | None:
+    """An aware datetime as a Vietnam-time ISO string (what the vn_datetime filter reads)."""
+    return None if at is None else at.astimezone(VN_TZ).isoformat(timespec="seconds")
+
+
+def agency_names(system: System) -> dict[str, str]:
+    return {r["key"]: r["name"] for r in system.db.fetchall("SELECT key, name FROM agencies")}
+
+
+# -- login ----------------------------------------------------------------------------------
+class StaffLoginController(Controller):
+    cache_control = NO_STORE
+    path = "/staff"
+    include_in_schema = False
+
+    @get("/login")
+    async def login_form(
+        self, request: Request[Any, Any, Any],
+        next_: Annotated[str, QueryParameter(name="next", max_length=200)] = "/staff",
+    ) -> Template:
+        token = secrets.token_urlsafe(24)
+        return Template("staff/login.html", context={"login_csrf": token, "next": safe_next(next_),
+                                                     "error": None},
+                        cookies=[Cookie(key=auth.LOGIN_CSRF_COOKIE, value=token, httponly=True,
+                                        samesite="strict", path="/staff",
+                                        secure=secure_cookies(request), max_age=3600)])
+
+    @post("/login", status_code=303)
+    async def login(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        form = await request.form()
+        if not auth.csrf_ok(request.cookies.get(auth.LOGIN_CSRF_COOKIE), form.get("csrf")):
+            raise PermissionDeniedException("Thiếu hoặc sai mã bảo vệ biểu mẫu. Hãy tải lại trang.")
+        store = auth.accounts(system_of(request))
+        nxt = safe_next(str(form.get("next") or "/staff"))
+        try:
+            token, session = store.login(clean(form.get("username"), 60),
+                                          str(form.get("password") or "")[:300], client_ip(request))
+        except auth.LoginThrottled as e:
+            return self._again(request, nxt, e.message_vi, 429)
+        except auth.AuthError as e:
+            return self._again(request, nxt, e.message_vi, 401)
+        store.follow_directory(system_of(request).app, session.account.username)
+        if store.session(token) is None:  # the officer has left: the account was just disabled
+            return self._again(request, nxt, "Tài khoản đã bị khóa.", 403)
+        return Redirect(nxt, status_code=303, cookies=[Cookie(
+            key=auth.SESSION_COOKIE, value=token, httponly=True, samesite="strict", path="/",
+            secure=secure_cookies(request), max_age=auth.SESSION_HOURS * 3600)])
+
+    def _again(self, request: Request[Any, Any, Any], nxt: str, message: str, status: int
+               ) -> Response[Any]:
+        token = request.cookies.get(auth.LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+        return Template("staff/login.html", status_code=status,  # type: ignore[return-value]
+                        context={"login_csrf": token, "next": nxt, "error": message},
+                        cookies=[Cookie(key=auth.LOGIN_CSRF_COOKIE, value=token, httponly=True,
+                                        samesite="strict", path="/staff",
+                                        secure=secure_cookies(request), max_age=3600)])
+
+    @post("/logout", status_code=303)
+    async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        session = staff_session(request)
+        if session is not None:
+            await checked_form(request)
+            auth.accounts(system_of(request)).logout(request.cookies.get(auth.SESSION_COOKIE))
+        return Redirect("/staff/login", status_code=303, cookies=[Cookie(
+            key=auth.SESSION_COOKIE, value="", max_age=0, path="/", httponly=True,
+            samesite="strict")])
+
+
+def safe_next(value: str) -> str:
+    """Only local staff paths: never an open redirect."""
+    return value if re.match(r"^/staff(/[A-Za-z0-9._/-]*)?$", value or "") else "/staff"
+
+
+# -- worklist, intake, head's view ----------------------------------------------------------
+def worklist_rows(system: System, account: Account, limit: int = 300) -> list[dict[str, Any]]:
+    """Open dossiers held by the agency, and processed ones it must return; deadline first."""
+    if account.agency is None:
+        rows = system.db.fetchall(
+            "SELECT code, procedure_name, agency, holder_agency, status, received_at,"
+            " appointment_at, masked_applicant FROM dossiers WHERE closed=0 OR status='processed'"
+            " ORDER BY appointment_at LIMIT ?", (limit,))
+    else:
+        rows = system.db.fetchall(
+            "SELECT code, procedure_name, agency, holder_agency, status, received_at,"
+            " appointment_at, masked_applicant FROM dossiers"
+            " WHERE (holder_agency=? AND closed=0) OR (agency=? AND status='processed')"
+            " ORDER BY appointment_at LIMIT ?", (account.agency, account.agency, limit))
+    now = now_vn()
+    cal = system.app.calendar
+    day = cal.hours.day_seconds
+    out = []
+    for r in rows:
+        try:
+            d = system.app.dossier(r["code"])
+        except DomainError:
+            continue
+        appointment = d.appointment_at
+        step_due = d.step_due_at if d.is_open else None
+        deadlines = [x for x in (appointment, step_due) if x is not None]
+        first = min(deadlines)
+        r["step_due_at"] = step_due.astimezone(VN_TZ).isoformat() if step_due else None
+        r["step_holder"] = d.step_holder if d.is_open else None
+        r["deadline"] = first
+        r["overdue"] = d.is_open and first < now
+        r["due_soon"] = d.is_open and not r["overdue"] and (
+            cal.working_seconds_between(now, first) <= day)
+        out.append(r)
+    out.sort(key=lambda r: (not r["overdue"], r["deadline"]))
+    return out
+
+
+def head_view(system: System, agency: str | None) -> dict[str, Any]:
+    """Late and at-risk dossiers of an agency, and its officers' late steps."""
+    where, params = ("", ()) if agency is None else (" AND holder_agency=?", (agency,))
+    now = now_vn()
+    now_iso = now.isoformat(timespec="seconds")
+    late_open = system.db.fetchall(
+        "SELECT code, procedure_name, status, appointment_at, apology_at FROM dossiers"
+        f" WHERE closed=0 AND appointment_at<?{where} ORDER BY appointment_at", (now_iso, *params))
+    cal = system.app.calendar
+    soon = system.db.fetchall(
+        "SELECT code, procedure_name, status, appointment_at, apology_at FROM dossiers"
+        f" WHERE closed=0 AND appointment_at>=?{where} ORDER BY appointment_at LIMIT 500",
+        (now_iso, *params))
+    at_risk = [r for r in soon if cal.working_seconds_between(
+        now, datetime.fromisoformat(r["appointment_at"])) <= cal.hours.day_seconds]
+    where_done = "" if agency is None else " AND agency=?"
+    late_done = system.db.fetchall(
+        "SELECT code, procedure_name, status, appointment_at, result_at, apology_at FROM dossiers"
+        f" WHERE outcome='late'{where_done} ORDER BY result_at DESC LIMIT 100", params)
+    where_t = "" if agency is None else " AND t.agency=?"
+    officers = system.db.fetchall(
+        "SELECT t.officer, o.name, o.title, COUNT(*) AS steps,"
+        " SUM(CASE WHEN t.outcome='late' THEN 1 ELSE 0 END) AS late"
+        " FROM timeline t LEFT JOIN officers o ON o.key=t.officer"
+        f" WHERE t.officer IS NOT NULL AND t.outcome IS NOT NULL{where_t}"
+        " GROUP BY t.officer, o.name, o.title ORDER BY late DESC, steps DESC", params)
+    return {"late_open": late_open, "at_risk": at_risk, "late_done": late_done,
+            "officers": officers}
+
+
+class StaffController(Controller):
+    cache_control = NO_STORE
+    path = "/staff"
+    include_in_schema = False
+    before_request = require_session
+
+    @get("/", sync_to_thread=True)
+    def worklist(self, request: Request[Any, Any, Any]) -> Template:
+        s = system_of(request)
+        ctx = page_context(request)
+        return Template("staff/worklist.html", context={
+            **ctx, "rows": worklist_rows(s, ctx["me"]), "agencies": agency_names(s)})
+
+    @get("/head", sync_to_thread=True)
+    def head(self, request: Request[Any, Any, Any]) -> Template:
+        me = current(request).account
+        if me.role not in (Role.HEAD, Role.AUDITOR, Role.ADMIN):
+            raise PermissionDeniedException("Chỉ lãnh đạo cơ quan, thanh tra xem được trang này.")
+        s = system_of(request)
+        return Template("staff/head.html", context={
+            **page_context(request), **head_view(s, me.agency), "agencies": agency_names(s)})
+
+    @get("/intake", sync_to_thread=True)
+    def intake_form(self, request: HTMXRequest,
+                    procedure: Annotated[str, QueryParameter(max_length=64)] = "") -> Template:
+        me = current(request).account
+        if not me.may("intake"):
+            raise PermissionDeniedException("Vai trò của bạn không được tiếp nhận hồ sơ.")
+        s = system_of(request)
+        ctx = {**page_context(request), "procedures": s.db.fetchall(
+            "SELECT code, name, field, level FROM procedures WHERE status='active'"
+            " ORDER BY field, name"), "selected": None, "error": None, "values": {}}
+        if procedure:
+            ctx["selected"] = self._procedure(s, procedure)
+        if request.htmx and procedure:
+            return HTMXTemplate(template_name="staff/intake_components.html", context=ctx)
+        return Template("staff/intake.html", context=ctx)
+
+    @staticmethod
+    def _procedure(s: System, code: str) -> dict[str, Any]:
+        import json
+
+        row = s.db.fetchone("SELECT code, name, record FROM procedures WHERE code=?"
+                            " AND status='active'", (clean(code, 64),))
+        if row is None:
+            raise NotFoundException("Không tìm thấy thủ tục đang hiệu lực.")
+        row["record"] = json.loads(row["record"])
+        return row
+
+    @post("/intake", status_code=303)
+    async def intake(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        session, form = await checked_form(request)
+        me = session.account
+        if not me.may("intake") or me.officer_key is None or me.agency is None:
+            raise PermissionDeniedException("Vai trò của bạn không được tiếp nhận hồ sơ.")
+        s = system_of(request)
+        key = op_key(form)
+        proc = self._procedure(s, str(form.get("procedure") or ""))
+        official = [c["name"] for c in proc["record"].get("components", [])]
+        received = set(form.getall("received", []))
+        digitised = set(form.getall("digitised", []))
+        components = [{"name": n, "digitised": n in digitised} for n in official if n in received]
+        values = {k: clean(form.get(k), 200) for k in
+                  ("name", "id_number", "address", "phone", "email", "channel", "kind")}
+        try:
+            if not components:
+                raise auth.InvalidCommand("no component", "Cần đánh dấu ít nhất một thành phần"
+                                          " hồ sơ đã nhận.")
+            kind = int(values["kind"] or 1) if values["kind"].isdigit() else 0
+            receipt = s.app.receive_dossier(
+                procedure_code=proc["code"], agency=me.agency, channel=values["channel"],
+                applicant=Applicant(name=values["name"], id_number=values["id_number"],
+                                    address=values["address"], phone=values["phone"],
+                                    email=values["email"], kind=kind),
+                received_at=now_vn(), officer=me.officer_key, components=components, key=key)
+        except DomainError as e:
+            ctx = {**page_context(request), "procedures": s.db.fetchall(
+                "SELECT code, name, field, level FROM procedures WHERE status='active'"
+                " ORDER BY field, name"), "selected": proc, "error": e.message_vi,
+                "values": {**values, "received": received, "digitised": digitised}}
+            return Template("staff/intake.html", context=ctx,  # type: ignore[return-value]
+                            status_code=400)
+        s.runner.wakeup.set()
+        return Redirect(f"/staff/dossiers/{receipt.code}/receipt", status_code=303)
+
+    @get("/dossiers/{code:str}/qr.svg", media_type="image/svg+xml")
+    async def dossier_qr(self, request: Request[Any, Any, Any], code: FromPath[str]
+                         ) -> Response[bytes]:
+        if not DOSSIER_CODE.match(code):
+            raise NotFoundException("Mã hồ sơ không đúng định dạng.")
+        s = system_of(request)
+        data, etag = qr_svg(f"{s.settings.public_base_url}/d/{code}")
+        return Response(data, media_type="image/svg+xml",
+                        headers={"ETag": etag, "Cache-Control": "private, max-age=86400"})
+
+
+def due_label(deadline: datetime | None) -> str:
+    if deadline is None:
+        return ""
+    delta = deadline - now_vn()
+    if delta < timedelta(0):
+        return "Quá hạn"
+    hours = int(delta.total_seconds() // 3600)
+    return f"còn {hours} giờ" if hours < 48 else f"còn {hours // 24} ngày"
+
+
+ROUTES = [StaffLoginController, StaffController]

@@ -1,0 +1,112 @@
+"""Auditor tools on the desk: the read models "as of" a day (snapshots rebuilt from the log)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+
+from domain.calendar import VN_TZ
+from domain.errors import InvalidCommand
+from portal.auth import Role
+from portal.controllers.staff import (
+    NO_STORE,
+    checked_form,
+    clean,
+    current,
+    page_context,
+    require_session,
+    system_of,
+)
+from projections import rebuild as rebuilds
+from projections.registry import public_projections
+
+LABEL = re.compile(r"^d\d{8}[ra]$")
+READERS = (Role.AUDITOR, Role.ADMIN, Role.HEAD)
+
+
+def _reader(request: Request[Any, Any, Any]) -> Any:
+    me = current(request).account
+    if me.role not in READERS:
+        raise PermissionDeniedException("Chỉ thanh tra, lãnh đạo xem được số liệu theo ngày.")
+    return me
+
+
+class StaffAuditController(Controller):
+    path = "/staff/asof"
+    include_in_schema = False
+    cache_control = NO_STORE
+    before_request = require_session
+
+    @get("/", sync_to_thread=True)
+    def index(self, request: Request[Any, Any, Any]) -> Template:
+        _reader(request)
+        snaps = [s for s in rebuilds.snapshots(system_of(request).db)
+                 if LABEL.match(s["prefix"].removeprefix("asof_").removesuffix("_"))]
+        for s in snaps:
+            s["label"] = s["prefix"].removeprefix("asof_").removesuffix("_")
+        return Template("staff/asof.html", context={**page_context(request), "snapshots": snaps,
+                                                    "rows": None, "label": None})
+
+    @post("/", status_code=303)
+    async def build(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        _session, form = await checked_form(request)
+        me = current(request).account
+        if me.role not in (Role.AUDITOR, Role.ADMIN):
+            raise PermissionDeniedException("Chỉ thanh tra, quản trị được dựng số liệu theo ngày.")
+        try:
+            day = date.fromisoformat(clean(form.get("day"), 10))
+        except ValueError:
+            raise InvalidCommand("bad day", "Ngày không hợp lệ (dạng YYYY-MM-DD).") from None
+        by = "act" if form.get("by") == "act" else "record"
+        label = f"d{day:%Y%m%d}{by[0]}"
+        s = system_of(request)
+        moment = datetime.combine(day, time(23, 59, 59), VN_TZ)
+        import anyio
+
+        await anyio.to_thread.run_sync(lambda: rebuilds.rebuild(
+            s.app, s.db, public_projections, only=["catalogue", "tracker"], as_of=moment, by=by,
+            label=label))
+        return Redirect(f"/staff/asof/{label}", status_code=303)
+
+    @get("/{label:str}", sync_to_thread=True)
+    def snapshot(self, request: Request[Any, Any, Any], label: FromPath[str],
+                 status: Annotated[str, QueryParameter(max_length=30)] = "") -> Template:
+        me = _reader(request)
+        if not LABEL.match(label):
+            raise NotFoundException("Không có số liệu theo ngày này.")
+        s = system_of(request)
+        prefix = f"asof_{label}_"
+        snap = next((x for x in rebuilds.snapshots(s.db) if x["prefix"] == prefix), None)
+        if snap is None or not s.db.table_exists(prefix + "dossiers"):
+            raise NotFoundException("Chưa dựng số liệu cho ngày này.")
+        where, params = [], []
+        if me.agency is not None:
+            where.append("(agency=? OR holder_agency=?)")
+            params += [me.agency, me.agency]
+        if status:
+            where.append("status=?")
+            params.append(clean(status, 30))
+        sql = (f"SELECT code, procedure_name, agency, holder_agency, status, received_at,"
+               f" appointment_at, outcome FROM {prefix}dossiers"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY received_at LIMIT 2000")
+        rows = s.db.fetchall(sql, params)
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        as_of = snap["as_of"] or ""
+        overdue = [r for r in rows if r["status"] in ("received", "processing",
+                                                       "awaiting_supplement", "paused")
+                   and as_of and r["appointment_at"] < as_of]
+        return Template("staff/asof.html", context={
+            **page_context(request), "snapshots": [], "rows": rows, "label": label,
+            "snap": snap, "counts": counts, "overdue": overdue})
+
+
+ROUTES = [StaffAuditController]

@@ -1,0 +1,322 @@
+"""The staff dossier page: only the actions its state and the person's role and agency allow,
+the printable forms of the regime in force (Mẫu 01, 02, 04, control sheet), and the auditor's
+full event history with the state at any moment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Annotated, Any
+
+from eventsourcing.application import AggregateNotFoundError
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_409_CONFLICT
+
+from domain.calendar import VN_TZ
+from domain.errors import DomainError, InvalidCommand, NotAllowed
+from domain.model import CHANNELS, OPEN, Dossier, command_id
+from domain.regimes import REGIMES
+from portal.auth import Account, Role
+from portal.controllers.staff import (
+    DOSSIER_CODE,
+    NO_STORE,
+    checked_form,
+    clean,
+    current,
+    now_vn,
+    op_key,
+    page_context,
+    require_session,
+    system_of,
+)
+from portal.system import System
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    statuses: tuple[str, ...]
+    returning_agency: bool = False  # the receiving one-stop unit may act too (return result)
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in (
+    Action("hand_over", "Chuyển bước xử lý / chuyển liên thông", ("received", "processing")),
+    Action("request_supplement", "Yêu cầu bổ sung hồ sơ (Mẫu 02)", ("received", "processing")),
+    Action("receive_supplement", "Nhận hồ sơ bổ sung", ("awaiting_supplement",)),
+    Action("pause", "Tạm dừng (chờ nghĩa vụ tài chính…)", ("received", "processing")),
+    Action("resume", "Tiếp tục xử lý", ("paused",)),
+    Action("apologise", "Văn bản xin lỗi, hẹn lại (Mẫu 04)", OPEN),
+    Action("digitise", "Số hóa thành phần hồ sơ", OPEN),
+    Action("issue_result", "Ghi nhận kết quả giải quyết", ("received", "processing")),
+    Action("return_result", "Trả kết quả cho công dân", ("processed",), returning_agency=True),
+    Action("pay", "Ghi nhận nộp phí, lệ phí", (*OPEN, "processed"), returning_agency=True),
+    Action("stop", "Dừng giải quyết (Mẫu 05)", OPEN),
+    Action("refuse", "Từ chối giải quyết (Mẫu 03)", ("received", "processing")),
+)}
+
+
+def state_allows(d: Dossier, action: str) -> bool:
+    a = ACTIONS[action]
+    if d.status not in a.statuses:
+        return False
+    if action == "hand_over":
+        return d.step + 1 < len(d.workflow)
+    if action == "apologise":
+        return d.apology is None
+    if action == "stop":
+        return REGIMES[d.regime].stop_form is not None
+    return True
+
+
+def agency_allows(account: Account, d: Dossier, action: str) -> bool:
+    if account.agency is None:
+        return False
+    if account.agency == d.holder_agency:
+        return True
+    return ACTIONS[action].returning_agency and account.agency == d.agency
+
+
+def holder_allows(account: Account, d: Dossier, action: str) -> bool:
+    """Only the officer holding the dossier, or the agency head, hands it on (as OneStop rules)."""
+    if action != "hand_over":
+        return True
+    return d.step_holder in (None, account.officer_key) or account.role is Role.HEAD
+
+
+def allowed_actions(account: Account, d: Dossier) -> list[Action]:
+    return [a for name, a in ACTIONS.items()
+            if account.may(name) and agency_allows(account, d, name)
+            and holder_allows(account, d, name) and state_allows(d, name)]
+
+
+def may_view(account: Account, d: Dossier) -> bool:
+    agencies = {d.agency, d.holder_agency, *(s["agency"] for s in d.steps)}
+    return account.agency is None or account.agency in agencies
+
+
+def sees_personal_data(account: Account, d: Dossier) -> bool:
+    """Staff of the dossier's agencies (who act on it) and auditors; never administrators."""
+    if account.role is Role.AUDITOR:
+        return True
+    return account.role.acts and account.agency in (d.agency, d.holder_agency)
+
+
+def already_done(s: System, key: str) -> bool:
+    """Was this form submission already carried out (a double submit replays its result)?"""
+    try:
+        s.app.repository.get(command_id(key))
+    except AggregateNotFoundError:
+        return False
+    return True
+
+
+def parse_local(value: str) -> datetime:
+    """A datetime-local (or date) field, read as Vietnam time."""
+    value = clean(value, 40)
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(16, 0), VN_TZ)
+        return datetime.fromisoformat(value).replace(tzinfo=VN_TZ)
+    except ValueError:
+        raise InvalidCommand("bad date", "Ngày giờ không hợp lệ (dạng YYYY-MM-DD HH:MM).") from None
+
+
+def load(request: Request[Any, Any, Any], code: str) -> tuple[System, Account, Dossier]:
+    if not DOSSIER_CODE.match(code):
+        raise NotFoundException("Mã hồ sơ không đúng định dạng.")
+    s = system_of(request)
+    me = current(request).account
+    d = s.app.dossier(code)  # DossierNotFound → 404
+    if not may_view(me, d):
+        raise PermissionDeniedException("Hồ sơ thuộc cơ quan khác: bạn không có quyền xem.")
+    return s, me, d
+
+
+def dossier_context(request: Request[Any, Any, Any], s: System, me: Account, d: Dossier,
+                    error: str | None = None) -> dict[str, Any]:
+    proc = s.db.fetchone("SELECT record FROM procedures WHERE code=?", (d.procedure_code,))
+    record = json.loads(proc["record"]) if proc else {}
+    officers = s.db.fetchall(
+        "SELECT o.key, o.name, o.title, o.agency, a.name AS agency_name FROM officers o"
+        " LEFT JOIN agencies a ON a.key=o.agency WHERE o.active=1 ORDER BY"
+        " CASE WHEN o.agency=? THEN 0 ELSE 1 END, a.name, o.name", (d.holder_agency,))
+    row = s.db.fetchone("SELECT masked_applicant FROM dossiers WHERE code=?", (d.code,))
+    names = {r["key"]: r["name"] for r in s.db.fetchall("SELECT key, name FROM agencies")}
+    people = {o["key"]: o for o in officers}
+    return {
+        **page_context(request), "d": d, "regime": REGIMES[d.regime], "record": record,
+        "official": [c["name"] for c in record.get("components", [])],
+        "actions": allowed_actions(me, d), "officers": [o for o in officers
+                                                        if o["key"] != me.officer_key],
+        "applicant": s.app.applicant_of(d.code) if sees_personal_data(me, d) else None,
+        "personal_allowed": sees_personal_data(me, d),
+        "masked": row["masked_applicant"] if row else d.applicant_masked,
+        "agency_names": names, "people": people, "error": error, "CHANNELS": CHANNELS,
+        "rating_token": s.app.rating_token(d.code) if sees_personal_data(me, d) else None,
+        "base_url": s.settings.public_base_url,
+    }
+
+
+class StaffDossierController(Controller):
+    cache_control = NO_STORE
+    path = "/staff/dossiers"
+    include_in_schema = False
+    before_request = require_session
+
+    @get("/{code:str}", sync_to_thread=True)
+    def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
+        s, me, d = load(request, code)
+        return Template("staff/dossier.html", context=dossier_context(request, s, me, d))
+
+    @post("/{code:str}/act/{action:str}", status_code=303)
+    async def act(self, request: Request[Any, Any, Any], code: FromPath[str],
+                  action: FromPath[str]) -> Response[Any]:
+        _session, form = await checked_form(request)
+        s, me, d = load(request, code)
+        if action not in ACTIONS:
+            raise NotFoundException("Thao tác không tồn tại.")
+        if not me.may(action):
+            raise PermissionDeniedException("Vai trò của bạn không được thực hiện thao tác này.")
+        key = op_key(form)
+        # A repeated submission replays its first result (OneStop appends nothing), even though
+        # the dossier has moved on since; only a new submission is checked against the present.
+        if not already_done(s, key):
+            if not agency_allows(me, d, action):
+                raise PermissionDeniedException(
+                    "Hồ sơ đang do cơ quan khác giữ: bạn không được thao tác trên hồ sơ này.")
+            if not holder_allows(me, d, action):
+                raise PermissionDeniedException(
+                    "Chỉ người đang giữ hồ sơ hoặc lãnh đạo đơn vị mới được chuyển bước.")
+            if not state_allows(d, action):
+                return Template("staff/dossier.html", status_code=HTTP_409_CONFLICT,  # type: ignore
+                                context=dossier_context(request, s, me, d, error=(
+                                    "Trạng thái hiện tại của hồ sơ không cho phép thao tác: "
+                                    + ACTIONS[action].label)))
+        try:
+            self._perform(s, me, d, action, form, key)
+        except DomainError as e:
+            d = s.app.dossier(code)
+            status = HTTP_409_CONFLICT if isinstance(e, NotAllowed) else 400
+            return Template("staff/dossier.html", status_code=status,  # type: ignore[return-value]
+                            context=dossier_context(request, s, me, d, error=e.message_vi))
+        s.runner.wakeup.set()
+        return Redirect(f"/staff/dossiers/{code}?done={action}", status_code=303)
+
+    @staticmethod
+    def _perform(s: System, me: Account, d: Dossier, action: str, form: Any, key: str) -> None:
+        app, code, officer, at = s.app, d.code, me.officer_key or "", now_vn()
+        reason = clean(form.get("reason"), 1000)
+        if action == "hand_over":
+            app.hand_over(code, officer=officer, to_officer=clean(form.get("to_officer"), 80),
+                          at=at, note=clean(form.get("note"), 500), key=key)
+        elif action == "request_supplement":
+            official = app.procedure(d.procedure_code).component_names
+            items = [clean(i, 300) for i in form.getall("items", [])]
+            # Only the official list: anything else never reaches the command.
+            if any(i not in official for i in items):
+                raise InvalidCommand("not official", "Chỉ được yêu cầu bổ sung thành phần trong"
+                                     " danh mục hồ sơ của thủ tục.")
+            app.request_supplement(code, officer=officer, at=at, items=items, reason=reason,
+                                   key=key)
+        elif action == "receive_supplement":
+            app.receive_supplement(code, officer=officer, at=at, key=key)
+        elif action == "pause":
+            app.pause(code, officer=officer, at=at, reason=reason, key=key)
+        elif action == "resume":
+            app.resume(code, officer=officer, at=at, key=key)
+        elif action == "apologise":
+            app.apologise(code, officer=officer, at=at, reason=reason,
+                          new_appointment_at=parse_local(str(form.get("new_appointment_at"))),
+                          key=key)
+        elif action == "digitise":
+            app.digitise(code, officer=officer, at=at,
+                         components=[clean(c, 300) for c in form.getall("components", [])],
+                         key=key)
+        elif action == "issue_result":
+            docs = [x for x in (clean(line, 300) for line in
+                                str(form.get("documents") or "").splitlines()) if x]
+            app.issue_result(code, officer=officer, at=at,
+                             electronic=form.get("electronic") == "1", documents=docs, key=key)
+        elif action == "return_result":
+            app.return_result(code, officer=officer, at=at, channel=clean(form.get("channel"), 20),
+                              key=key)
+        elif action == "pay":
+            raw = clean(form.get("amount_vnd"), 15).replace(".", "").replace(",", "")
+            if not raw.isdigit():
+                raise InvalidCommand("bad amount", "Số tiền phải là số nguyên (đồng).")
+            app.pay(code, at=at, amount_vnd=int(raw), channel=clean(form.get("channel"), 20),
+                    key=key)
+        elif action == "stop":
+            app.stop(code, officer=officer, at=at, reason=reason, key=key)
+        elif action == "refuse":
+            app.refuse(code, officer=officer, at=at, reason=reason, key=key)
+
+    @get("/{code:str}/receipt", sync_to_thread=True)
+    def receipt(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
+        """Mẫu 01 with the QR code of the public tracker page and the rating token."""
+        s, me, d = load(request, code)
+        if not sees_personal_data(me, d):
+            raise PermissionDeniedException("Chỉ cán bộ của cơ quan tiếp nhận in được giấy hẹn.")
+        return Template("staff/receipt.html", context=dossier_context(request, s, me, d))
+
+    @get("/{code:str}/form/{form:str}", sync_to_thread=True)
+    def printable(self, request: Request[Any, Any, Any], code: FromPath[str],
+                  form: FromPath[str]) -> Template:
+        """Printable forms of the regime in force: supplement, apology, control sheet."""
+        s, me, d = load(request, code)
+        if form not in ("supplement", "apology", "control"):
+            raise NotFoundException("Không có mẫu này.")
+        ctx = dossier_context(request, s, me, d)
+        history = s.app.repository.event_store.get(d.id)
+        ctx["events"] = [e for e in history]
+        ctx["form"] = form
+        return Template("staff/form.html", context=ctx)
+
+    @get("/{code:str}/history", sync_to_thread=True)
+    def history(self, request: Request[Any, Any, Any], code: FromPath[str],
+                version: Annotated[int | None, QueryParameter(ge=1, le=100000)] = None,
+                at: Annotated[str, QueryParameter(max_length=40)] = "") -> Template:
+        """The full event history of a dossier and its state at any moment (auditors, heads)."""
+        s, me, d = load(request, code)
+        if me.role not in (Role.AUDITOR, Role.HEAD, Role.ADMIN):
+            raise PermissionDeniedException("Chỉ lãnh đạo, thanh tra xem được toàn bộ lịch sử.")
+        events = list(s.app.repository.event_store.get(d.id))
+        if at:
+            moment = parse_local(at)
+            chosen = [e.originator_version for e in events
+                      if (getattr(e, "at", None) or getattr(e, "received_at", None)
+                          or e.timestamp) <= moment]
+            version = chosen[-1] if chosen else 1
+        state = s.app.repository.get(d.id, version=version) if version else d
+        personal = sees_personal_data(me, d) and me.role is not Role.ADMIN
+        rows = [{"version": e.originator_version, "kind": type(e).__name__,
+                 "topic": getattr(e, "TOPIC", ""), "recorded": e.timestamp,
+                 "fields": history_fields(e, personal)} for e in events]
+        return Template("staff/history.html", context={
+            **page_context(request), "d": d, "rows": rows, "state": state,
+            "version": version or d.version, "applicant": s.app.applicant_of(d.code)
+            if personal else None, "at": at})
+
+
+HIDDEN_FIELDS = {"originator_id", "originator_version", "timestamp", "applicant_sealed",
+                 "applicant_key_id", "rating_token_hash"}
+
+
+def history_fields(event: Any, personal: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in sorted(vars(event).items()):
+        if k in HIDDEN_FIELDS:
+            continue
+        if isinstance(v, datetime):
+            v = v.astimezone(VN_TZ).isoformat(timespec="minutes")
+        out[k] = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+    return out
+
+
+ROUTES = [StaffDossierController]

@@ -1,0 +1,449 @@
+"""Public statistics: late list by month and agency, satisfaction, the 766 scoreboard with its
+drill-down and trends; each as a page, as JSON, as CSV, and the late list also as Atom."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.params import FromPath, Parameter
+from litestar.response import Template
+
+from portal import stats_view
+from portal.charts import line_chart
+from portal.controllers.downloads import Download, csv_response, register
+from portal.controllers.feeds import ATOM_TYPE, atom_document
+from portal.controllers.public import clean, system_of
+from portal.i18n import N_
+from portal.i18n import gettext as _
+
+register(Download("/data/late.csv", N_("Danh sách trễ hạn"),
+                  N_("Mỗi dòng một bước trễ hạn của một hồ sơ trong tháng (?month=YYYY-MM):"
+                     " mã hồ sơ, thủ tục, cơ quan, bước, cán bộ, hạn bước, lúc xong, xin lỗi,"
+                     " giải trình."), "CSV"))
+register(Download("/api/late", N_("Danh sách trễ hạn (JSON)"),
+                  N_("Cùng danh sách, kèm tổng số hồ sơ trễ và số hồ sơ đã xử lý của mỗi cán bộ;"
+                     " nguồn Atom theo tháng tại /late/{YYYY-MM}/feed.atom."), "JSON"))
+register(Download("/data/satisfaction.csv", N_("Mức độ hài lòng"),
+                  N_("Mỗi dòng một nhóm (cơ quan hoặc thủ tục, ?by=agency|procedure) và một"
+                     " tiêu chí: số lượt theo mức; nhóm dưới ngưỡng tối thiểu không công bố số."),
+                  "CSV"))
+register(Download("/api/satisfaction", N_("Mức độ hài lòng (JSON)"),
+                  N_("Cùng số liệu ở dạng JSON."), "JSON"))
+register(Download("/data/scoreboard.csv", N_("Bộ chỉ số 766"),
+                  N_("Mỗi dòng một chỉ số của một cơ quan trong kỳ (?period=YYYY-MM, YYYY-Qn,"
+                     " YYYY): tử số, mẫu số, tỉ lệ, mục tiêu, điểm, điểm tối đa, công thức."),
+                  "CSV"))
+register(Download("/api/scoreboard", N_("Bộ chỉ số 766 (JSON)"),
+                  N_("Cây tỉnh → cơ quan → xã với mọi chỉ số, đầu vào và công thức."), "JSON"))
+
+
+class LateStep(msgspec.Struct, kw_only=True):
+    step: int | str | None
+    officer: str | None
+    officer_name: str | None
+    agency: str | None
+    due_at: str | None
+    done_at: str | None
+
+
+class LateApology(msgspec.Struct, kw_only=True):
+    at: str
+    timely: bool
+    new_appointment_at: str | None
+    reason: str | None
+
+
+class LateExplanation(msgspec.Struct, kw_only=True):
+    officer: str | None
+    officer_name: str | None
+    at: str | None
+    text: str
+
+
+class LateDossier(msgspec.Struct, kw_only=True):
+    code: str
+    kind: str
+    procedure_code: str
+    procedure_name: str
+    agency: str
+    agency_name: str | None
+    received_at: str
+    appointment_at: str
+    result_at: str | None
+    attribution: list[LateStep]
+    apology: LateApology | None
+    explanations: list[LateExplanation]
+
+
+class LateOfficer(msgspec.Struct, kw_only=True):
+    officer: str
+    officer_name: str | None
+    late: int
+    handled: int
+
+
+class LateList(msgspec.Struct, kw_only=True):
+    month: str
+    agency: str | None
+    judged_at: str
+    method_vi: str
+    dossiers: list[LateDossier]
+    officers: list[LateOfficer]
+
+
+class CriterionResult(msgspec.Struct, kw_only=True):
+    enough: bool
+    total: int | None
+    levels: dict[str, int] | None
+    rate: float | None
+    label_vi: str | None
+
+
+class SatisfactionGroup(msgspec.Struct, kw_only=True):
+    scope: str
+    group: str
+    name: str
+    period: str
+    enough: bool
+    criteria: dict[str, CriterionResult]
+
+
+class IndicatorResult(msgspec.Struct, kw_only=True):
+    key: str
+    group: str
+    name_vi: str
+    maximum: float
+    target: float | None
+    formula_vi: str
+    numerator: float | None
+    denominator: float | None
+    ratio: float | None
+    score: float
+    applies: bool
+
+
+class GroupScore(msgspec.Struct, kw_only=True):
+    name_vi: str
+    maximum: float
+    score: float
+
+
+class ScoreNode(msgspec.Struct, kw_only=True):
+    agency: str | None
+    name: str
+    level: str
+    unit_code: str | None
+    total: float
+    band: dict[str, str]
+    groups: dict[str, GroupScore]
+    indicators: list[IndicatorResult]
+    inputs: dict[str, float]
+    children: list[ScoreNode]
+
+
+class Scoreboard(msgspec.Struct, kw_only=True):
+    period: str
+    kind: str
+    start: str
+    end: str
+    judged_at: str
+    tree: ScoreNode
+
+
+METHOD_VI = N_(
+    "Danh sách gồm: hồ sơ có kết quả trong tháng nhưng sau ngày hẹn trả, và hồ sơ chưa kết thúc"
+    " mà đã quá ngày hẹn vào cuối tháng (hoặc đến hôm nay với tháng hiện tại). Ngày hẹn đã lùi"
+    " theo thời gian chờ bổ sung, tạm dừng. Mỗi hồ sơ được quy cho bước và cán bộ giữ hồ sơ khi"
+    " bước đó quá thời gian được giao (Phiếu kiểm soát quá trình giải quyết hồ sơ). Tổng của mỗi"
+    " cán bộ đi kèm số hồ sơ cán bộ đó đã xử lý trong tháng; danh sách xếp theo mã cán bộ, không"
+    " xếp hạng theo số trễ.")
+
+
+def _month(db: Any, month: str) -> str:
+    month = clean(month, 7)
+    if not month:
+        return stats_view.default_month(db)
+    if not stats_view.MONTH.match(month):
+        raise HTTPException(status_code=400, detail=_("Tháng không hợp lệ; dùng dạng YYYY-MM."))
+    return month
+
+
+def _period(db: Any, period: str) -> str:
+    period = clean(period, 7)
+    if not period:
+        return stats_view.default_month(db)
+    if not stats_view.PERIOD.match(period):
+        raise HTTPException(status_code=400, detail=_(
+            "Kỳ không hợp lệ; dùng tháng YYYY-MM, quý YYYY-Qn hoặc năm YYYY."))
+    return period
+
+
+def _agency(agencies: dict[str, str], agency: str) -> str | None:
+    agency = clean(agency, 64)
+    if agency and agency not in agencies:
+        raise NotFoundException(_("Không tìm thấy cơ quan mã %(key)s.") % {"key": agency})
+    return agency or None
+
+
+def _require(db: Any) -> None:
+    if not stats_view.available(db):
+        raise NotFoundException(_("Số liệu thống kê chưa được tạo trên máy chủ này."))
+
+
+def late_data(request: Request[Any, Any, Any], month: str, agency: str) -> LateList:
+    s = system_of(request)
+    _require(s.db)
+    month = _month(s.db, month)
+    agencies, officers = stats_view.names(s.db)
+    key = _agency(agencies, agency)
+    raw = stats_view.late_list(s.db, month, key)
+
+    def oname(k: str | None) -> str | None:
+        return officers[k]["name"] if k and k in officers else None
+
+    return LateList(
+        month=month, agency=key, judged_at=raw["judged_at"], method_vi=METHOD_VI,
+        dossiers=[LateDossier(
+            code=d["code"], kind=d["kind"], procedure_code=d["procedure_code"],
+            procedure_name=d["procedure_name"], agency=d["agency"],
+            agency_name=agencies.get(d["agency"]), received_at=d["received_at"],
+            appointment_at=d["appointment_at"], result_at=d.get("result_at"),
+            attribution=[LateStep(step=a.get("step"), officer=a.get("officer"),
+                                  officer_name=oname(a.get("officer")), agency=a.get("agency"),
+                                  due_at=a.get("due_at"), done_at=a.get("done_at"))
+                         for a in d["attribution"]],
+            apology=None if d["apology"] is None else LateApology(**d["apology"]),
+            explanations=[LateExplanation(officer=e.get("officer"),
+                                          officer_name=oname(e.get("officer")), at=e.get("at"),
+                                          text=e.get("text", ""))
+                          for e in d["explanations"]])
+            for d in sorted(raw["dossiers"], key=lambda d: d["code"])],
+        officers=[LateOfficer(officer=o["officer"], officer_name=oname(o["officer"]),
+                              late=int(o["late"]), handled=int(o["handled"]))
+                  for o in raw["officers"]])
+
+
+def satisfaction_data(request: Request[Any, Any, Any], scope: str, period: str
+                      ) -> list[SatisfactionGroup]:
+    s = system_of(request)
+    _require(s.db)
+    if scope not in ("agency", "procedure"):
+        raise HTTPException(status_code=400, detail=_("Phạm vi phải là agency hoặc procedure."))
+    period = _period(s.db, period)
+    agencies, _officers = stats_view.names(s.db)
+    procedures = {r["code"]: r["name"] for r in s.db.fetchall("SELECT code, name FROM procedures")}
+    names = agencies if scope == "agency" else procedures
+    return [SatisfactionGroup(
+        scope=g["scope"], group=g["group"], name=names.get(g["group"], g["group"]),
+        period=g["period"], enough=g["enough"],
+        criteria={k: CriterionResult(**v) for k, v in g["criteria"].items()})
+        for g in stats_view.satisfaction(s.db, scope, period, s.settings.min_group_size)]
+
+
+def _node(raw: dict[str, Any]) -> ScoreNode:
+    return ScoreNode(
+        agency=raw["agency"], name=raw["name"], level=raw["level"], unit_code=raw["unit_code"],
+        total=raw["total"], band=raw["band"],
+        groups={k: GroupScore(**v) for k, v in raw["groups"].items()},
+        indicators=[IndicatorResult(**i) for i in raw["indicators"]],
+        inputs={k: float(v) for k, v in raw["inputs"].items()},
+        children=[_node(c) for c in raw["children"]])
+
+
+def scoreboard_data(request: Request[Any, Any, Any], period: str, agency: str) -> Scoreboard:
+    s = system_of(request)
+    _require(s.db)
+    period = _period(s.db, period)
+    agencies, _officers = stats_view.names(s.db)
+    key = _agency(agencies, agency)
+    raw = stats_view.scoreboard(s.db, period, key, s.settings.province_name)
+    return Scoreboard(period=raw["period"], kind=raw["kind"], start=raw["start"], end=raw["end"],
+                      judged_at=raw["judged_at"], tree=_node(raw["tree"]))
+
+
+def ancestors(db: Any, key: str | None) -> list[dict[str, Any]]:
+    """Breadcrumbs from the province down to (not including) `key`."""
+    parents = {r["key"]: r for r in db.fetchall("SELECT key, name, parent FROM agencies")}
+    chain: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    current = parents.get(key or "", {}).get("parent")
+    while current and current in parents and current not in seen:
+        seen.add(current)
+        chain.append(parents[current])
+        current = parents[current].get("parent")
+    return list(reversed(chain))
+
+
+class StatisticsPages(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/late")
+    async def late(self, request: Request[Any, Any, Any],
+                   month: str = Parameter(default="", max_length=20),
+                   agency: str = Parameter(default="", max_length=64)) -> Template:
+        s = system_of(request)
+        if not stats_view.available(s.db):
+            return Template("stats_pending.html", context={"title": N_("Danh sách trễ hạn")})
+        data = late_data(request, month, agency)
+        return Template("late.html", context={
+            "data": data, "months": stats_view.months(s.db) or [data.month],
+            "agencies": [a for a in stats_view.names(s.db)[0].items()]})
+
+    @get("/late/{month:str}/feed.atom", media_type=ATOM_TYPE)
+    async def late_feed(self, request: Request[Any, Any, Any],
+                        month: FromPath[str]) -> Response[bytes]:
+        s = system_of(request)
+        data = late_data(request, month, "")
+        base = s.settings.public_base_url
+        page = f"{base}/late?month={data.month}"
+        entries = []
+        for d in data.dossiers:
+            who = ", ".join(sorted({a.officer_name or a.officer or "" for a in d.attribution}))
+            text = (f"{d.procedure_name} · {d.agency_name or d.agency} · hẹn trả"
+                    f" {d.appointment_at[:16].replace('T', ' ')}"
+                    + (f" · có kết quả {d.result_at[:16].replace('T', ' ')}" if d.result_at
+                       else " · chưa có kết quả") + (f" · cán bộ: {who}" if who else "")
+                    + "".join(f" · giải trình: “{e.text}”" for e in d.explanations))
+            entries.append({"id": f"{base}/late/{data.month}#{d.code}",
+                            "title": f"Hồ sơ {d.code} trễ hạn", "content": text,
+                            "updated": d.result_at or data.judged_at, "link": f"{base}/d/{d.code}"})
+        body = atom_document(feed_id=f"{base}/late/{data.month}",
+                             title=f"Danh sách hồ sơ trễ hạn tháng {data.month[5:]}/{data.month[:4]}",
+                             updated=max([e["updated"] for e in entries] or [data.judged_at]),
+                             self_url=f"{base}/late/{data.month}/feed.atom", alternate=page,
+                             author=f"Cổng minh bạch một cửa tỉnh {s.settings.province_name}",
+                             entries=entries)
+        return Response(body, media_type=ATOM_TYPE)
+
+    @get("/satisfaction")
+    async def satisfaction(self, request: Request[Any, Any, Any],
+                           period: str = Parameter(default="", max_length=20)) -> Template:
+        s = system_of(request)
+        if not stats_view.available(s.db):
+            return Template("stats_pending.html", context={"title": N_("Mức độ hài lòng")})
+        period = _period(s.db, period)
+        return Template("satisfaction.html", context={
+            "period": period, "months": stats_view.months(s.db) or [period],
+            "agency_groups": satisfaction_data(request, "agency", period),
+            "procedure_groups": satisfaction_data(request, "procedure", period),
+            "min_group": s.settings.min_group_size,
+            "criteria_order": ["overall", "on_time", "attitude", "apology_received"]})
+
+    @get("/scoreboard")
+    async def scoreboard(self, request: Request[Any, Any, Any],
+                         period: str = Parameter(default="", max_length=20),
+                         agency: str = Parameter(default="", max_length=64)) -> Template:
+        s = system_of(request)
+        if not stats_view.available(s.db):
+            return Template("stats_pending.html", context={"title": N_("Bộ chỉ số 766")})
+        board = scoreboard_data(request, period, agency)
+        month = board.period if stats_view.MONTH.match(board.period) else \
+            stats_view.default_month(s.db)
+        points = stats_view.trend(s.db, month, board.tree.agency, s.settings.province_name)
+        chart = line_chart(points, title=_("Tổng điểm 12 tháng đến %(m)s của %(name)s")
+                           % {"m": f"{month[5:]}/{month[:4]}", "name": board.tree.name})
+        return Template("scoreboard.html", context={
+            "board": board, "node": board.tree, "chart": chart, "points": points,
+            "crumbs": ancestors(s.db, board.tree.agency),
+            "months": stats_view.months(s.db) or [board.period]})
+
+
+class StatisticsApi(Controller):
+    path = "/"
+    tags = ["Thống kê công khai"]
+
+    @get("/api/late", summary=N_("Danh sách hồ sơ trễ hạn của một tháng (tùy chọn một cơ quan),"
+         " quy cho bước và cán bộ, kèm xin lỗi và giải trình"))
+    async def late_api(self, request: Request[Any, Any, Any],
+                       month: str = Parameter(default="", max_length=20,
+                                              description="YYYY-MM; mặc định tháng mới nhất"),
+                       agency: str = Parameter(default="", max_length=64)) -> LateList:
+        return late_data(request, month, agency)
+
+    @get("/api/satisfaction", summary=N_("Mức độ hài lòng theo cơ quan hoặc thủ tục; nhóm dưới"
+         " ngưỡng tối thiểu không công bố số"))
+    async def satisfaction_api(self, request: Request[Any, Any, Any],
+                               by: str = Parameter(default="agency", max_length=20,
+                                                   description="agency | procedure"),
+                               period: str = Parameter(default="", max_length=20)
+                               ) -> list[SatisfactionGroup]:
+        return satisfaction_data(request, clean(by, 20), period)
+
+    @get("/api/scoreboard", summary=N_("Bộ chỉ số 766 của một kỳ: cây tỉnh → cơ quan → xã, mỗi"
+         " chỉ số kèm công thức, tử số, mẫu số và điểm"))
+    async def scoreboard_api(self, request: Request[Any, Any, Any],
+                             period: str = Parameter(default="", max_length=20,
+                                                     description="YYYY-MM, YYYY-Qn hoặc YYYY"),
+                             agency: str = Parameter(default="", max_length=64)) -> Scoreboard:
+        return scoreboard_data(request, period, agency)
+
+    @get("/data/late.csv", summary=N_("Danh sách trễ hạn (CSV)"), media_type="text/csv")
+    async def late_csv(self, request: Request[Any, Any, Any],
+                       month: str = Parameter(default="", max_length=20),
+                       agency: str = Parameter(default="", max_length=64)) -> Response[bytes]:
+        data = late_data(request, month, agency)
+        rows = []
+        for d in data.dossiers:
+            for a in d.attribution or [LateStep(step=None, officer=None, officer_name=None,
+                                                agency=None, due_at=None, done_at=None)]:
+                rows.append({
+                    "month": data.month, "code": d.code, "kind": d.kind,
+                    "procedure_code": d.procedure_code, "procedure_name": d.procedure_name,
+                    "agency": d.agency, "agency_name": d.agency_name,
+                    "appointment_at": d.appointment_at, "result_at": d.result_at,
+                    "step": a.step, "officer": a.officer, "officer_name": a.officer_name,
+                    "step_agency": a.agency, "step_due_at": a.due_at, "step_done_at": a.done_at,
+                    "apology_at": d.apology.at if d.apology else None,
+                    "apology_timely": d.apology.timely if d.apology else None,
+                    "explanations": [e.text for e in d.explanations]})
+        columns = ["month", "code", "kind", "procedure_code", "procedure_name", "agency",
+                   "agency_name", "appointment_at", "result_at", "step", "officer",
+                   "officer_name", "step_agency", "step_due_at", "step_done_at", "apology_at",
+                   "apology_timely", "explanations"]
+        return csv_response(rows, columns, f"tre-han-{data.month}.csv")
+
+    @get("/data/satisfaction.csv", summary=N_("Mức độ hài lòng (CSV)"), media_type="text/csv")
+    async def satisfaction_csv(self, request: Request[Any, Any, Any],
+                               by: str = Parameter(default="agency", max_length=20),
+                               period: str = Parameter(default="", max_length=20)
+                               ) -> Response[bytes]:
+        groups = satisfaction_data(request, clean(by, 20), period)
+        rows = [{"period": g.period, "scope": g.scope, "group": g.group, "name": g.name,
+                 "criterion": k, "enough": c.enough, "total": c.total, "rate": c.rate,
+                 **{lv: (c.levels or {}).get(lv) for lv in
+                    ("very_satisfied", "satisfied", "not_satisfied", "yes", "no")}}
+                for g in groups for k, c in g.criteria.items()]
+        columns = ["period", "scope", "group", "name", "criterion", "enough", "total", "rate",
+                   "very_satisfied", "satisfied", "not_satisfied", "yes", "no"]
+        return csv_response(rows, columns, f"hai-long-{clean(by, 20)}.csv")
+
+    @get("/data/scoreboard.csv", summary=N_("Bộ chỉ số 766 (CSV)"), media_type="text/csv")
+    async def scoreboard_csv(self, request: Request[Any, Any, Any],
+                             period: str = Parameter(default="", max_length=20)
+                             ) -> Response[bytes]:
+        board = scoreboard_data(request, period, "")
+        rows: list[dict[str, Any]] = []
+
+        def walk(node: ScoreNode, parent: str | None) -> None:
+            for i in node.indicators:
+                rows.append({"period": board.period, "agency": node.agency or "",
+                             "name": node.name, "parent": parent or "", "total": node.total,
+                             "indicator": i.key, "indicator_name": i.name_vi,
+                             "numerator": i.numerator, "denominator": i.denominator,
+                             "ratio": i.ratio, "target": i.target, "score": i.score,
+                             "maximum": i.maximum, "applies": i.applies, "formula": i.formula_vi})
+            for c in node.children:
+                walk(c, node.agency)
+
+        walk(board.tree, None)
+        columns = ["period", "agency", "name", "parent", "total", "indicator", "indicator_name",
+                   "numerator", "denominator", "ratio", "target", "score", "maximum", "applies",
+                   "formula"]
+        return csv_response(rows, columns, f"bo-chi-so-766-{board.period}.csv")
+
+
+ROUTES = [StatisticsPages, StatisticsApi]

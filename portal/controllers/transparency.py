@@ -1,0 +1,112 @@
+"""Public endpoints of the transparency log: key, signed checkpoints, inclusion and consistency proofs.
+
+Everything here is computed from the public feed (never from personal data); the JSON answers
+are what `deploy/verify_proof.py` reads.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Template
+
+from domain.model import dossier_id
+from portal.system import System
+from projections.transparency import log_of
+
+DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
+JSON_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"}
+
+
+def system_of(request: Request[Any, Any, Any]) -> System:
+    return request.app.state["system"]
+
+
+def _json(data: Any, immutable: bool = False) -> Response[Any]:
+    headers = dict(JSON_HEADERS)
+    if immutable:
+        headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return Response(data, media_type="application/json", headers=headers)
+
+
+class TransparencyController(Controller):
+    path = "/transparency"
+    include_in_schema = False
+
+    @get("/", sync_to_thread=True)
+    def overview(self, request: Request[Any, Any, Any]) -> Template:
+        log = log_of(system_of(request))
+        log.publish_if_due()
+        return Template("transparency.html", context={
+            "key": log.public_key(), "checkpoints": log.checkpoints(limit=20),
+            "latest": log.latest()})
+
+    @get("/key", sync_to_thread=True)
+    def key(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        return _json(log_of(system_of(request)).public_key())
+
+    @get("/checkpoints", sync_to_thread=True)
+    def checkpoints(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        log = log_of(system_of(request))
+        log.publish_if_due()
+        return _json({"checkpoints": [c.public() for c in log.checkpoints()]})
+
+    @get("/checkpoints/latest", sync_to_thread=True)
+    def latest(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        log = log_of(system_of(request))
+        log.publish_if_due()
+        cp = log.latest()
+        if cp is None:
+            raise NotFoundException("Chưa có điểm kiểm tra nào được công bố.")
+        return _json(cp.public())
+
+    @get("/checkpoints/{size:int}", sync_to_thread=True)
+    def checkpoint(self, request: Request[Any, Any, Any], size: FromPath[int]) -> Response[Any]:
+        cp = log_of(system_of(request)).checkpoint(size)
+        if cp is None:
+            raise NotFoundException(f"Không có điểm kiểm tra kích thước {size}.")
+        return _json(cp.public(), immutable=True)
+
+    @get("/proofs/inclusion", sync_to_thread=True)
+    def inclusion(self, request: Request[Any, Any, Any],
+                  position: Annotated[int, QueryParameter(ge=1)],
+                  size: Annotated[int | None, QueryParameter(ge=1)] = None) -> Response[Any]:
+        try:
+            return _json(log_of(system_of(request)).inclusion(position, size))
+        except LookupError as e:
+            raise NotFoundException(f"Không lập được bằng chứng: {e}.") from None
+
+    @get("/proofs/consistency", sync_to_thread=True)
+    def consistency(self, request: Request[Any, Any, Any],
+                    first: Annotated[int, QueryParameter(ge=1)],
+                    second: Annotated[int, QueryParameter(ge=1)]) -> Response[Any]:
+        try:
+            return _json(log_of(system_of(request)).consistency(first, second))
+        except LookupError as e:
+            raise NotFoundException(f"Không lập được bằng chứng: {e}.") from None
+
+    @get("/dossiers/{code:str}", sync_to_thread=True)
+    def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
+        """The public feed records of one dossier, each with a link to its inclusion proof."""
+        if not DOSSIER_CODE.match(code):
+            raise NotFoundException("Mã hồ sơ không đúng định dạng.")
+        s = system_of(request)
+        log = log_of(s)
+        log.publish_if_due()
+        positions = log.positions_of(str(dossier_id(code)))
+        if not positions:
+            raise NotFoundException(f"Không tìm thấy hồ sơ mã {code} trong nhật ký công khai.")
+        latest = log.latest()
+        rows = s.db.fetchall("SELECT position, type, sha256 FROM public_feed WHERE position IN ("
+                             + ",".join("?" for _ in positions) + ") ORDER BY position", positions)
+        for r in rows:
+            r["covered"] = latest is not None and r["position"] <= latest.last_position
+        return Template("transparency_dossier.html", context={
+            "code": code, "rows": rows, "latest": latest})
+
+
+ROUTES = [TransparencyController]

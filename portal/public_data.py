@@ -1,0 +1,85 @@
+"""Public lists read from the catalogue read model for pages, the JSON API, CSV and Open311.
+
+Plain SQL returning plain rows (projections/queries.py holds the per-item queries). Only public
+columns are selected: no list here can carry an applicant's data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from projections.db import ReadDB
+
+
+def procedures(db: ReadDB, *, level: str = "", field: str = "", online_level: str = "",
+               include_abolished: bool = False) -> list[dict[str, Any]]:
+    where, args = [], []
+    if not include_abolished:
+        where.append("status='active'")
+    for column, value in (("level", level), ("field", field), ("online_level", online_level)):
+        if value:
+            where.append(f"{column}=?")
+            args.append(value)
+    sql = ("SELECT code, name, field, level, online_level, status, usage_count, record"
+           " FROM procedures" + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY field, name, code")
+    rows = db.fetchall(sql, args)
+    for r in rows:
+        record = json.loads(r.pop("record"))
+        time = record.get("processing_time") or {}
+        r["processing_time_value"] = time.get("value")
+        r["processing_time_unit"] = time.get("unit")
+        fees = [c.get("fee_vnd") for c in record.get("channels", []) if c.get("fee_vnd") is not None]
+        r["fee_min_vnd"] = min(fees) if fees else None
+        r["implementing_agency"] = record.get("implementing_agency", "")
+        r["keywords"] = record.get("keywords", [])
+        r["usage_count"] = int(r["usage_count"] or 0)
+    return rows
+
+
+def agencies(db: ReadDB, *, active_only: bool = False) -> list[dict[str, Any]]:
+    sql = ("SELECT key, unit_code, name, level, kind, parent, effective_from, effective_to,"
+           " merged_into, address, phone FROM agencies"
+           + (" WHERE effective_to IS NULL" if active_only else "") + " ORDER BY level, name")
+    return db.fetchall(sql)
+
+
+def officers(db: ReadDB, *, agency: str = "", active_only: bool = True) -> list[dict[str, Any]]:
+    """The public directory: officers act in an official capacity (directive 1.4)."""
+    where, args = [], []
+    if active_only:
+        where.append("o.active=1")
+    if agency:
+        where.append("o.agency=?")
+        args.append(agency)
+    sql = ("SELECT o.key, o.name, o.title, o.agency, a.name AS agency_name, o.phone, o.role,"
+           " o.active FROM officers o LEFT JOIN agencies a ON a.key = o.agency"
+           + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY a.name, o.role, o.name")
+    rows = db.fetchall(sql, args)
+    for r in rows:
+        r["active"] = bool(r["active"])
+    return rows
+
+
+def agency(db: ReadDB, key: str) -> dict[str, Any] | None:
+    return db.fetchone("SELECT key, unit_code, name, level, kind, parent, effective_from,"
+                       " effective_to, merged_into, address, phone FROM agencies WHERE key=?",
+                       (key,))
+
+
+def last_change(db: ReadDB) -> dict[str, Any] | None:
+    """The newest tracked position of the read models: the freshness shown on pages."""
+    return db.fetchone("SELECT MAX(position) AS position, MAX(event_time) AS event_time,"
+                       " MAX(updated_at) AS updated_at FROM projection_tracking")
+
+
+def implementing_agencies(db: ReadDB) -> list[str]:
+    """Names of implementing agencies in the catalogue (the search page's agency filter)."""
+    names = set()
+    for r in db.fetchall("SELECT record FROM procedures WHERE status='active'"):
+        name = json.loads(r["record"]).get("implementing_agency")
+        if name:
+            names.add(name)
+    return sorted(names)

@@ -1,0 +1,125 @@
+"""Public statistics for pages and APIs: periods, names and a short cache over projections.queries.
+
+The numbers come from `projections.queries` (late list, satisfaction, 766 scoreboard), which the
+public feed alone can reproduce; this module only chooses periods, joins public names and keeps
+recent answers for a minute (the inputs change only when the log moves).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from datetime import date
+from typing import Any
+
+from domain.calendar import VN_TZ
+from portal import public_data
+from projections import queries
+from projections.db import ReadDB
+
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$")
+
+_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_lock = threading.Lock()
+CACHE_SIZE = 256
+
+
+def available(db: ReadDB) -> bool:
+    return db.table_exists("stat_dossiers")
+
+
+def this_month() -> str:
+    from datetime import datetime
+
+    return datetime.now(VN_TZ).strftime("%Y-%m")
+
+
+def months(db: ReadDB) -> list[str]:
+    return queries.stat_months(db) if available(db) else []
+
+
+def default_month(db: ReadDB) -> str:
+    found = months(db)
+    return found[0] if found else this_month()
+
+
+def previous_months(month: str, count: int) -> list[str]:
+    y, m = int(month[:4]), int(month[5:7])
+    out = []
+    for _ in range(count):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+    return list(reversed(out))
+
+
+def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
+    version = (public_data.last_change(db) or {}).get("position"), int(time.time() // 60)
+    full = (*key, version)
+    with _lock:
+        if full in _cache:
+            _cache.move_to_end(full)
+            return _cache[full]
+    value = compute()
+    with _lock:
+        _cache[full] = value
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return value
+
+
+def late_list(db: ReadDB, month: str, agency: str | None) -> dict[str, Any]:
+    return _cached(("late", month, agency), db,
+                   lambda: queries.late_list(db, month, agency or None))
+
+
+def satisfaction(db: ReadDB, scope: str, period: str, min_group: int) -> list[dict[str, Any]]:
+    return _cached(("sat", scope, period, min_group), db,
+                   lambda: queries.satisfaction(db, scope, period, min_group))
+
+
+def scoreboard(db: ReadDB, period: str, agency: str | None, province: str) -> dict[str, Any]:
+    return _cached(("board", period, agency, province), db,
+                   lambda: queries.scoreboard(db, period, agency or None, province_name=province))
+
+
+def trend(db: ReadDB, month: str, agency: str | None, province: str, count: int = 12
+          ) -> list[tuple[str, float | None]]:
+    """Total score of a node for the `count` months up to `month` (None before any dossier)."""
+    first = min(months(db) or [month])
+    points: list[tuple[str, float | None]] = []
+    for m in previous_months(month, count):
+        if m < first:
+            points.append((m[5:] + "/" + m[2:4], None))
+            continue
+        board = scoreboard(db, m, agency, province)
+        points.append((m[5:] + "/" + m[2:4], board["tree"]["total"]))
+    return points
+
+
+def headline(system: Any) -> dict[str, Any] | None:
+    """The province's total for the latest month with data, for the home page."""
+    db = system.db
+    if not available(db) or not months(db):
+        return None
+    month = default_month(db)
+    board = scoreboard(db, month, None, system.settings.province_name)
+    tree = board["tree"]
+    return {"period": f"{month[5:]}/{month[:4]}", "month": month, "total": tree["total"],
+            "total_text": f"{tree['total']:.2f}".replace(".", ","),
+            "band": tree["band"]["name_vi"], "judged_at": board["judged_at"]}
+
+
+def names(db: ReadDB) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Agency key -> name, officer key -> public directory row."""
+    agencies = {a["key"]: a["name"] for a in public_data.agencies(db)}
+    officers = {o["key"]: o for o in public_data.officers(db, active_only=False)}
+    return agencies, officers
+
+
+def today() -> date:
+    from datetime import datetime
+
+    return datetime.now(VN_TZ).date()

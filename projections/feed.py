@@ -1,0 +1,257 @@
+"""The public feed: one canonical, personal-data-free JSON record per event of the log, in log order.
+
+It is the contract between the internal log and the public. Every published statistic (late
+list, satisfaction, the 766 scoreboard) is computed by `projections.stats` from these records
+alone, and `projections.recompute` recomputes them from an exported feed, so anyone holding the
+feed can check every number. The transparency log (Merkle tree) is built over this table.
+
+Table ``public_feed`` (one row per notification of the log, none left out; positions are the event
+store's notification ids, strictly increasing; PostgreSQL may skip a number that a rolled-back
+insert consumed, SQLite does not):
+
+    position BIGINT PRIMARY KEY   -- log position (notification id), strictly increasing
+    type     TEXT NOT NULL        -- "Dossier.Received", ..., or "internal"
+    record   TEXT NOT NULL        -- canonical JSON (see below), UTF-8 text
+    sha256   TEXT NOT NULL        -- hex SHA-256 of the UTF-8 bytes of `record`
+
+Canonical JSON: ``json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``.
+Times are ISO 8601: acts (``at``, ``received_at``, ``appointment_at`` ...) in Asia/Ho_Chi_Minh
+with seconds, ``recorded_at`` (when the log stored the event) in UTC with microseconds.
+
+Every record has ``position`` and ``type``. Aggregate records also have ``id`` (the aggregate's
+UUID, itself derived from its public code or key), ``version`` and ``recorded_at``; then the
+fields below. Anything not listed is left out.
+
+- Agency.Registered: key, unit_code, name, level, kind, parent, effective_from, effective_to,
+  address, phone (office data, public). Agency.Renamed: name, effective_from.
+  Agency.Merged: into, effective_on. Agency.Dissolved: effective_on.
+- Officer.Registered: key, name, title, agency, phone, role (officers act in an official
+  capacity: directive 1.4). Officer.Moved: agency, title, effective_on. Officer.Left:
+  effective_on.
+- Procedure.Published / Procedure.Amended: code, record (the national catalogue record).
+  Procedure.Abolished: decision, effective.
+- Dossier.Received: code, procedure_code, procedure_name, agency, channel, received_at,
+  clock_start_at, appointment_at, statutory, cutoff_applies, regime, components (name,
+  digitised), workflow, step_due_at, officer, applicant_masked, applicant_kind.
+  NEVER: applicant_sealed, applicant_key_id, rating_token_hash.
+- Dossier.HandedOver / Dossier.Transferred: at, step, from_officer, to_officer, to_unit,
+  step_due_at, outcome, next_step_due_at, note (+ from_agency, to_agency).
+- Dossier.SupplementRequested: at, officer, items, extra_items, reason, number.
+  Dossier.SupplementReceived / Dossier.Resumed: at, officer, appointment_at, step_due_at.
+  Dossier.Paused: at, officer, reason.
+- Dossier.Apologised: at, officer, reason, fault_agency, fault_officer, new_appointment_at,
+  previous_appointment_at, timely, form. Dossier.LatenessExplained: at, officer, text (the
+  officer's public reply).
+- Dossier.ResultIssued: at, officer, electronic, documents, appointment_at, outcome,
+  outcome_766, last_step_outcome, attribution (step, officer, agency, due_at, done_at).
+- Dossier.ResultReturned: at, officer, channel. Dossier.Refused / Dossier.Stopped: at, officer,
+  reason (the officer's official reason). Dossier.Withdrawn: at (the citizen's own reason is
+  left out: citizens' free text is never public).
+- Dossier.Digitised / Dossier.DataReused: at, officer, components. Dossier.FeePaid: at,
+  amount_vnd, channel. Dossier.Synchronised: at.
+- Dossier.Rated: NO id, version or recorded_at: a rating is public only in aggregate, so the
+  record names the dossier's agency and procedure instead, the local ``date`` only, level,
+  criteria and apology_received. (The comment flag is left out; comments never reach the log.)
+- ReceptionGuidance.Issued (Mẫu 02 at the counter, dossier not received): reference,
+  procedure_code, procedure_name, agency, officer, channel, at, regime, form, missing,
+  extra_items, extra_paperwork. NEVER: applicant_sealed, applicant_key_id; the officer's free
+  note is left out (it is about the citizen).
+- An event type not classified here becomes ``{"position", "type": "unclassified", "event"}``
+  (nothing of its content) until someone decides; a unit test fails meanwhile.
+- CommandRecord.* and DayCounter.* (idempotency results and code counters, internal bookkeeping)
+  become ``{"position": n, "type": "internal"}``: nothing of their content is published, but
+  every log position has a record, so anyone can check that no event was left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from domain.calendar import VN_TZ
+from projections.base import Projection
+
+INTERNAL = "internal"
+
+# Fields published per event type (besides position, type, id, version, recorded_at).
+PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
+    "Agency.Registered": ("key", "unit_code", "name", "level", "kind", "parent", "effective_from",
+                          "effective_to", "address", "phone"),
+    "Agency.Renamed": ("name", "effective_from"),
+    "Agency.Merged": ("into", "effective_on"),
+    "Agency.Dissolved": ("effective_on",),
+    "Officer.Registered": ("key", "name", "title", "agency", "phone", "role"),
+    "Officer.Moved": ("agency", "title", "effective_on"),
+    "Officer.Left": ("effective_on",),
+    "Procedure.Published": ("code", "record"),
+    "Procedure.Amended": ("record",),
+    "Procedure.Abolished": ("decision", "effective"),
+    "Dossier.Received": ("code", "procedure_code", "procedure_name", "agency", "channel",
+                         "received_at", "clock_start_at", "appointment_at", "statutory",
+                         "cutoff_applies", "regime", "components", "workflow", "step_due_at",
+                         "officer", "applicant_masked", "applicant_kind"),
+    "Dossier.HandedOver": ("at", "step", "from_officer", "to_officer", "to_unit", "step_due_at",
+                           "outcome", "next_step_due_at", "note"),
+    "Dossier.Transferred": ("at", "step", "from_officer", "to_officer", "to_unit", "step_due_at",
+                            "outcome", "next_step_due_at", "note", "from_agency", "to_agency"),
+    "Dossier.SupplementRequested": ("at", "officer", "items", "extra_items", "reason", "number"),
+    "Dossier.SupplementReceived": ("at", "officer", "appointment_at", "step_due_at"),
+    "Dossier.Paused": ("at", "officer", "reason"),
+    "Dossier.Resumed": ("at", "officer", "appointment_at", "step_due_at"),
+    "Dossier.Apologised": ("at", "officer", "reason", "fault_agency", "fault_officer",
+                           "new_appointment_at", "previous_appointment_at", "timely", "form"),
+    "Dossier.LatenessExplained": ("at", "officer", "text"),
+    "Dossier.ResultIssued": ("at", "officer", "electronic", "documents", "appointment_at",
+                             "outcome", "outcome_766", "last_step_outcome", "attribution"),
+    "Dossier.ResultReturned": ("at", "officer", "channel"),
+    "Dossier.Refused": ("at", "officer", "reason"),
+    "Dossier.Stopped": ("at", "officer", "reason"),
+    "Dossier.Withdrawn": ("at",),
+    "Dossier.Digitised": ("at", "officer", "components"),
+    "Dossier.DataReused": ("at", "officer", "components"),
+    "Dossier.FeePaid": ("at", "amount_vnd", "channel"),
+    "Dossier.Synchronised": ("at",),
+    "ReceptionGuidance.Issued": ("reference", "procedure_code", "procedure_name", "agency",
+                                 "officer", "channel", "at", "regime", "form", "missing",
+                                 "extra_items", "extra_paperwork"),
+}
+# Event types kept out of the feed (their record is {"position", "type": "internal"}).
+INTERNAL_TYPES = ("CommandRecord.", "DayCounter.")
+# Fields holding datetimes below the top level (everything else is JSON-ready as stored).
+NESTED_TIMES = frozenset({"attribution"})
+# Only the component's official name and whether it was digitised are published.
+COMPONENT_FIELDS = ("name", "digitised")
+RATED = "Dossier.Rated"
+
+
+def local_iso(at: datetime) -> str:
+    return at.astimezone(VN_TZ).isoformat(timespec="seconds")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: datetimes -> local ISO, dates -> ISO, tuples -> lists, sets sorted."""
+    if isinstance(value, datetime):
+        return local_iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(_plain(v) for v in value)
+    return value
+
+
+def canonical(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def event_type(ev: Any) -> str:
+    return type(ev).__qualname__
+
+
+RatingLookup = Callable[[str], "tuple[str, str] | None"]
+
+
+def public_record(position: int, ev: Any, rating_lookup: RatingLookup | None = None
+                  ) -> dict[str, Any]:
+    """The public record of one domain event (pure apart from `rating_lookup`).
+
+    `rating_lookup(dossier_id)` returns the dossier's (agency, procedure_code): a rating is
+    published against those, never against the dossier.
+    """
+    kind = event_type(ev)
+    if kind == RATED:
+        found = rating_lookup(str(ev.originator_id)) if rating_lookup else None
+        agency, procedure_code = found if found else (None, None)
+        return {"position": position, "type": kind, "agency": agency,
+                "procedure_code": procedure_code,
+                "date": ev.at.astimezone(VN_TZ).date().isoformat(),
+                "level": ev.level, "criteria": _plain(dict(ev.criteria)),
+                "apology_received": ev.apology_received}
+    fields = PUBLIC_FIELDS.get(kind)
+    if fields is None:
+        if not kind.startswith(INTERNAL_TYPES):
+            # A new event type nobody classified yet: publish nothing of it until someone
+            # decides (tests/unit/test_projection_feed.py fails for it meanwhile).
+            return {"position": position, "type": "unclassified", "event": kind}
+        return {"position": position, "type": INTERNAL}
+    record: dict[str, Any] = {
+        "position": position, "type": kind, "id": str(ev.originator_id),
+        "version": ev.originator_version,
+        "recorded_at": ev.timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
+    }
+    for f in fields:
+        value = getattr(ev, f, None)
+        if isinstance(value, datetime):
+            record[f] = local_iso(value)
+        elif f in NESTED_TIMES:
+            record[f] = _plain(value)
+        else:  # plain JSON values already (strings, numbers, lists and dicts of them)
+            record[f] = value
+    if kind == "Dossier.Received":
+        record["components"] = [{k: c.get(k) for k in COMPONENT_FIELDS}
+                                for c in record["components"]]
+    if kind == "Procedure.Amended":
+        record["code"] = record["record"].get("code")
+    return record
+
+
+def shared_records(shared: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Records computed once per batch, shared by the projections fed from the same events
+    (the feed and the statistics). Records must not be changed by their users."""
+    return shared.setdefault("public_records", {})
+
+
+class FeedProjection(Projection):
+    """Writes `public_feed` (see the module docstring for the schema)."""
+
+    name = "feed"
+    tables = {
+        "public_feed": """
+            position BIGINT PRIMARY KEY,
+            type TEXT NOT NULL,
+            record TEXT NOT NULL,
+            sha256 TEXT NOT NULL""",
+        # dossier id -> agency and procedure, to publish ratings in aggregate form.
+        "feed_dossiers": """
+            id TEXT PRIMARY KEY,
+            agency TEXT NOT NULL,
+            procedure_code TEXT NOT NULL""",
+    }
+
+    def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+        new_dossiers: list[tuple[str, str, str]] = []
+        batch: dict[str, tuple[str, str]] = {}
+        wanted = [str(ev.originator_id) for _, ev in events if event_type(ev) == RATED]
+        if wanted:
+            marks = ",".join("?" for _ in wanted)
+            for row in cur.execute(f"SELECT id, agency, procedure_code FROM "
+                                   f"{self.t('feed_dossiers')} WHERE id IN ({marks})",
+                                   wanted).fetchall():
+                batch[row["id"]] = (row["agency"], row["procedure_code"])
+        rows = []
+        records = shared_records(self.shared)
+        for position, ev in events:
+            if event_type(ev) == "Dossier.Received":
+                key = str(ev.originator_id)
+                batch[key] = (ev.agency, ev.procedure_code)
+                new_dossiers.append((key, ev.agency, ev.procedure_code))
+            record = records.get(position)
+            if record is None:
+                record = records[position] = public_record(position, ev, batch.get)
+            text = canonical(record)
+            rows.append((position, record["type"], text, digest(text)))
+        if new_dossiers:
+            cur.executemany(f"INSERT INTO {self.t('feed_dossiers')} (id, agency, procedure_code)"
+                            " VALUES (?,?,?)", new_dossiers)
+        cur.executemany(f"INSERT INTO {self.t('public_feed')} (position, type, record, sha256)"
+                        " VALUES (?,?,?,?)", rows)

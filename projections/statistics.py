@@ -1,0 +1,235 @@
+"""The public statistics as pure functions over statistics facts (rows of `projections.stats`).
+
+Used twice, on the same rules: `projections.queries` feeds them rows read from SQL (after a
+SQL pre-filter that keeps a superset), `projections.recompute` feeds them the facts folded from an
+exported public feed. No SQL, no clock: the moment of judgement `now` is an argument.
+
+Judgement at a period's end: a dossier is judged for a period [start, end) at
+cut = min(end, now). It is judged if it ended in [start, cut), or if it is still open at the cut
+with its appointment before the cut (then it is late), unless its clock is stopped (waiting for a
+supplement or paused) and it is still open now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from projections import index766
+
+STOPPED = ("awaiting_supplement", "paused")
+SATISFIED = ("very_satisfied", "satisfied")
+
+
+def cut_of(end: str, now: str | None) -> str:
+    return end if now is None or now >= end else now
+
+
+def verdict_in(d: Mapping[str, Any], start: str, cut: str) -> str | None:
+    """'on_time' or 'late' when the dossier is judged in [start, cut), else None."""
+    if d["received_at"] >= cut:
+        return None
+    ended = d["ended_at"]
+    if ended is not None and ended < cut:
+        if ended < start:
+            return None
+        return "late" if d["verdict"] == "late" else "on_time"
+    if d["appointment_at"] < cut:
+        if ended is None and d["status"] in STOPPED:
+            return None
+        return "late"
+    return None
+
+
+def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str, Mapping],
+                  satisfaction: Mapping[tuple[str, ...], int], start: str, end: str,
+                  cut: str) -> dict[str, dict[str, Any]]:
+    """766 inputs of every agency (the receiving agency) for one period, judged at `cut`."""
+    per: dict[str, dict[str, Any]] = {}
+
+    def inputs(agency: str) -> dict[str, Any]:
+        if agency not in per:
+            per[agency] = index766.empty_inputs()
+        return per[agency]
+
+    for d in dossiers:
+        i = None
+        if start <= d["received_at"] < cut:
+            i = inputs(d["agency"])
+            i["received"] += 1
+            code = d["procedure_code"]
+            i["procedures_used"].add(code)
+            proc = procedures.get(code) or {}
+            if proc.get("online"):
+                i["procedures_online"].add(code)
+            if proc.get("fee"):
+                i["fee_procedures"].add(code)
+                if proc.get("payable"):
+                    i["fee_procedures_payable"].add(code)
+            paper_result = (d["result_at"] is not None and d["result_at"] < cut
+                            and d["result_documents"] and not d["result_electronic"])
+            if d["channel"] == "online" and not paper_result:
+                i["online"] += 1
+            i["digitised"] += d["all_digitised"]
+            i["reused"] += d["reused"]
+            if d["synchronised_at"] is not None and d["synchronised_at"] < cut:
+                i["synchronised"] += 1
+        v = verdict_in(d, start, cut)
+        if v is not None:
+            i = i or inputs(d["agency"])
+            i["judged"] += 1
+            i["on_time"] += v != "late"
+        if d["result_at"] is not None and start <= d["result_at"] < cut:
+            i = i or inputs(d["agency"])
+            i["results"] += 1
+            i["results_electronic"] += d["result_electronic"]
+        if d["first_paid_at"] is not None and start <= d["first_paid_at"] < cut:
+            i = i or inputs(d["agency"])
+            i["payments"] += 1
+            i["paid_online"] += d["paid_online"]
+            if d["paid_online"] and (procedures.get(d["procedure_code"]) or {}).get("fee"):
+                i["fee_procedures_paid_online"].add(d["procedure_code"])
+    first, last = start[:7], end[:7]
+    for (scope, grp, month, criterion, level), n in satisfaction.items():
+        if scope != "agency" or criterion != "overall" or not first <= month < last:
+            continue
+        i = inputs(grp)
+        i["ratings"] += n
+        if level == "not_satisfied":
+            i["not_satisfied"] += n
+    for i in per.values():
+        i["fee_procedures_paid_online"] &= i["fee_procedures"]
+    return per
+
+
+def scoreboard(per_agency: Mapping[str, dict[str, Any]], agencies: Mapping[str, Mapping],
+               period: str, start: str, end: str, cut: str, province_name: str = "",
+               agency: str | None = None) -> dict[str, Any]:
+    """The scoreboard tree: province -> agencies -> communes, each node scored on its subtree."""
+    children: dict[str | None, list[str]] = {}
+    for key, a in agencies.items():
+        parent = a.get("parent") if a.get("parent") in agencies else None
+        children.setdefault(parent, []).append(key)
+    for key in per_agency:
+        if key not in agencies:  # a dossier of an agency never registered: keep it visible
+            children.setdefault(None, []).append(key)
+
+    def node(key: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        total = index766.empty_inputs()
+        if key is not None and key in per_agency:
+            index766.add_inputs(total, per_agency[key])
+        kids = []
+        for child in sorted(children.get(key, [])):
+            child_node, child_inputs = node(child)
+            index766.add_inputs(total, child_inputs)
+            kids.append(child_node)
+        a = agencies.get(key or "", {}) if key else {}
+        out = {"agency": key, "name": a.get("name", province_name if key is None else key),
+               "level": a.get("level", "province" if key is None else ""),
+               "unit_code": a.get("unit_code"), **index766.score(total), "children": kids}
+        return out, total
+
+    if agency is not None:
+        tree, _ = node(agency)
+    else:
+        tree, _ = node(None)
+    return {"period": period, "kind": index766.period_kind(period), "start": start, "end": end,
+            "judged_at": cut, "tree": tree}
+
+
+def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Mapping[str, Any]],
+              officer_month: Mapping[tuple[str, str, str], int], month: str,
+              agency: str | None, now: str | None) -> dict[str, Any]:
+    """Late dossiers of a month: late results issued in the month, and dossiers still open and
+    overdue at the month's end (or now). Each with the step(s) and officer(s) it is attributed
+    to, the apology and the officers' explanations. Officer totals carry their denominator
+    (dossiers the officer handled in the month); sorted by officer, never ranked by counts.
+
+    `dossiers` must hold every dossier named in `late_rows` and every dossier that may be open
+    and overdue at the cut (a superset is fine).
+    """
+    start, end = index766.period_bounds(month)
+    cut = cut_of(end, now)
+    attribution: dict[str, list[dict[str, Any]]] = {}
+    for r in late_rows:
+        attribution.setdefault(r["id"], []).append(
+            {"step": r["step"], "officer": r["officer"], "agency": r["agency"],
+             "due_at": r["due_at"], "done_at": r["done_at"], "month": r["month"]})
+    entries = []
+    for d in dossiers.values():
+        if d["result_at"] is not None and start <= d["result_at"] < cut and d["outcome"] == "late":
+            kind = "late_result"
+            steps = [a for a in attribution.get(d["id"], []) if a["month"] == month]
+        elif (d["received_at"] < cut and (d["ended_at"] is None or d["ended_at"] >= cut)
+              and d["appointment_at"] < cut
+              and not (d["ended_at"] is None and d["status"] in STOPPED)):
+            kind = "overdue_open"
+            steps = ([a for a in attribution.get(d["id"], []) if (a["due_at"] or "") < cut]
+                     or [{"step": d["step"], "officer": d["holder_officer"],
+                          "agency": d["holder_agency"], "due_at": d["step_due_at"],
+                          "done_at": None}])
+        else:
+            continue
+        steps = [{k: a[k] for k in ("step", "officer", "agency", "due_at", "done_at")}
+                 for a in sorted(steps, key=lambda a: a["step"])]
+        if agency is not None:
+            steps = [a for a in steps if a["agency"] == agency]
+            if not steps:
+                continue
+        entries.append({
+            "id": d["id"], "code": d["code"], "kind": kind,
+            "procedure_code": d["procedure_code"], "procedure_name": d["procedure_name"],
+            "agency": d["agency"], "received_at": d["received_at"],
+            "appointment_at": d["appointment_at"], "result_at": d["result_at"],
+            "attribution": steps,
+            "apology": None if d["apology_at"] is None else {
+                "at": d["apology_at"], "timely": bool(d["apology_timely"]),
+                "new_appointment_at": d["apology_new_appointment_at"],
+                "reason": d["apology_reason"]},
+            "explanations": list(d["explanations"]),
+        })
+    entries.sort(key=lambda e: e["code"])
+    officers: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        for officer in sorted({a["officer"] for a in e["attribution"] if a["officer"]}):
+            o = officers.setdefault(officer, {"officer": officer, "late": 0, "handled": 0})
+            o["late"] += 1
+    for (officer, ag, m), n in officer_month.items():
+        if officer in officers and m == month and (agency is None or ag == agency):
+            officers[officer]["handled"] += n
+    for o in officers.values():
+        o["share"] = round(o["late"] / o["handled"], 4) if o["handled"] else None
+    return {"month": month, "agency": agency, "judged_at": cut, "dossiers": entries,
+            "officers": [officers[k] for k in sorted(officers)]}
+
+
+def satisfaction(counts: Mapping[tuple[str, ...], int], scope: str, period: str,
+                 min_group_size: int, grp: str | None = None) -> list[dict[str, Any]]:
+    """Ratings per group (agency or procedure) over a period's months; a group or criterion with
+    fewer than `min_group_size` ratings is flagged and its counts are withheld."""
+    start, end = index766.period_bounds(period)
+    first, last = start[:7], end[:7]
+    groups: dict[str, dict[str, dict[str, int]]] = {}
+    for (sc, g, month, criterion, level), n in counts.items():
+        if sc != scope or not first <= month < last or (grp is not None and g != grp):
+            continue
+        levels = groups.setdefault(g, {}).setdefault(criterion, {})
+        levels[level] = levels.get(level, 0) + n
+    out = []
+    for g in sorted(groups):
+        criteria = {}
+        for criterion, levels in sorted(groups[g].items()):
+            total = sum(levels.values())
+            enough = total >= min_group_size
+            good = (levels.get("yes", 0) if criterion == "apology_received"
+                    else sum(levels.get(lv, 0) for lv in SATISFIED))
+            criteria[criterion] = {
+                "enough": enough, "total": total if enough else None,
+                "levels": dict(sorted(levels.items())) if enough else None,
+                "rate": round(good / total, 4) if enough and total else None,
+                "label_vi": None if enough else f"Chưa đủ số đánh giá (dưới {min_group_size})",
+            }
+        overall = criteria.get("overall", {"enough": False})
+        out.append({"scope": scope, "group": g, "period": period, "enough": overall["enough"],
+                    "criteria": criteria})
+    return out

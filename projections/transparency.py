@@ -1,0 +1,388 @@
+"""The transparency log: a Merkle tree over the public feed, with signed checkpoints and proofs.
+
+Leaf i is the i-th record of `public_feed` in position order (its canonical JSON, UTF-8).
+A checkpoint (tree size, root, time) is signed with the portal's Ed25519 key and published in
+batches: when at least `batch_size` new records exist, or when older unpublished records have
+waited `max_wait` seconds. The signed text is a small note (origin, size, base64 root, time,
+one per line) that `deploy/verify_proof.py` checks with the standard library alone.
+
+`verify_log` is the auditor's check: it recomputes the feed from the event store and reports
+every event changed, removed, inserted or reordered since a checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import contextlib
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from projections import merkle
+from projections.db import ReadDB
+from projections.feed import canonical, public_record
+
+CHECKPOINTS_DDL = """CREATE TABLE IF NOT EXISTS transparency_checkpoints (
+    size BIGINT PRIMARY KEY,
+    root TEXT NOT NULL,
+    time TEXT NOT NULL,
+    last_position BIGINT NOT NULL,
+    note TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    key_id TEXT NOT NULL
+)"""
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode(), validate=True)
+
+
+class SigningKey:
+    """The portal's Ed25519 key, kept as a PKCS#8 PEM file (mode 0600) under var/."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            pem = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption())
+            tmp = self.path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, self.path)  # never replace a key another process created first
+            tmp.unlink(missing_ok=True)
+        key = serialization.load_pem_private_key(self.path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{self.path} is not an Ed25519 private key")
+        self._key = key
+        self.public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                    serialization.PublicFormat.Raw)
+        self.key_id = hashlib.sha256(self.public).hexdigest()[:16]
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public).verify(signature, message)
+        except Exception:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    size: int
+    root: str  # base64
+    time: str  # UTC ISO
+    last_position: int
+    note: str
+    signature: str  # base64
+    key_id: str
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def note_text(origin: str, size: int, root: bytes, time: str) -> str:
+    return f"{origin}\n{size}\n{b64(root)}\n{time}\n"
+
+
+@dataclass
+class _Leaves:
+    positions: list[int] = field(default_factory=list)
+    hashes: list[bytes] = field(default_factory=list)
+
+
+class TransparencyLog:
+    """Checkpoints and proofs over the `public_feed` table of a read-model database."""
+
+    def __init__(self, db: ReadDB, key_path: Path, origin: str, batch_size: int = 100,
+                 max_wait: float = 3600.0) -> None:
+        self.db = db
+        self.key = SigningKey(key_path)
+        self.origin = origin
+        self.batch_size = max(1, batch_size)
+        self.max_wait = max_wait
+        self._cache = _Leaves()
+        self._lock = threading.Lock()
+        with db.transaction() as cur:
+            cur.execute(CHECKPOINTS_DDL)
+
+    # -- leaves -----------------------------------------------------------------------------
+    def leaves(self) -> _Leaves:
+        """Leaf hashes of the whole feed, read incrementally (the feed only grows)."""
+        with self._lock:
+            last = self._cache.positions[-1] if self._cache.positions else 0
+            rows = self.db.fetchall("SELECT position, record FROM public_feed WHERE position>?"
+                                    " ORDER BY position", (last,))
+            for r in rows:
+                self._cache.positions.append(int(r["position"]))
+                self._cache.hashes.append(merkle.leaf_hash(r["record"].encode("utf-8")))
+            return _Leaves(list(self._cache.positions), list(self._cache.hashes))
+
+    def public_key(self) -> dict[str, Any]:
+        pem = Ed25519PublicKey.from_public_bytes(self.key.public).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return {"algorithm": "Ed25519", "public_key": b64(self.key.public),
+                "key_id": self.key.key_id, "origin": self.origin, "pem": pem}
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _row(self, row: dict[str, Any] | None) -> Checkpoint | None:
+        if row is None:
+            return None
+        return Checkpoint(size=int(row["size"]), root=row["root"], time=row["time"],
+                          last_position=int(row["last_position"]), note=row["note"],
+                          signature=row["signature"], key_id=row["key_id"])
+
+    def latest(self) -> Checkpoint | None:
+        return self._row(self.db.fetchone("SELECT * FROM transparency_checkpoints"
+                                          " ORDER BY size DESC LIMIT 1"))
+
+    def checkpoint(self, size: int) -> Checkpoint | None:
+        return self._row(self.db.fetchone("SELECT * FROM transparency_checkpoints WHERE size=?",
+                                          (size,)))
+
+    def checkpoints(self, limit: int = 1000) -> list[Checkpoint]:
+        rows = self.db.fetchall("SELECT * FROM transparency_checkpoints ORDER BY size DESC"
+                                " LIMIT ?", (limit,))
+        return [c for c in (self._row(r) for r in rows) if c is not None]
+
+    def publish(self, now: datetime | None = None) -> Checkpoint | None:
+        """Sign a checkpoint of the whole feed now (None when nothing new since the last one)."""
+        leaves = self.leaves()
+        size = len(leaves.hashes)
+        latest = self.latest()
+        if size == 0 or (latest is not None and latest.size >= size):
+            return None
+        root = merkle.root_of(leaves.hashes)
+        time = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+        note = note_text(self.origin, size, root, time)
+        signature = b64(self.key.sign(note.encode()))
+        with self.db.transaction() as cur:
+            cur.execute(self.db.q(
+                "INSERT INTO transparency_checkpoints (size, root, time, last_position, note,"
+                " signature, key_id) VALUES (?,?,?,?,?,?,?) ON CONFLICT (size) DO NOTHING"),
+                (size, b64(root), time, leaves.positions[-1], note, signature, self.key.key_id))
+        return self.checkpoint(size)
+
+    def publish_if_due(self, now: datetime | None = None) -> Checkpoint | None:
+        """Publish in batches: a full batch of new records, or leftovers older than max_wait."""
+        now = now or datetime.now(UTC)
+        latest = self.latest()
+        size = int(self.db.scalar("SELECT COUNT(*) AS n FROM public_feed") or 0)
+        done = latest.size if latest else 0
+        if size <= done:
+            return None
+        if size - done >= self.batch_size:
+            return self.publish(now)
+        if latest is None:  # the very first checkpoint is not held back
+            return self.publish(now)
+        age = (now - datetime.fromisoformat(latest.time)).total_seconds()
+        return self.publish(now) if age >= self.max_wait else None
+
+    # -- proofs -----------------------------------------------------------------------------
+    def inclusion(self, position: int, size: int | None = None) -> dict[str, Any]:
+        """Inclusion proof of the feed record at `position` in the checkpoint of `size`."""
+        cp = self.checkpoint(size) if size is not None else self.latest()
+        if cp is None:
+            raise LookupError("no such checkpoint")
+        leaves = self.leaves()
+        i = bisect.bisect_left(leaves.positions, position)
+        if i >= len(leaves.positions) or leaves.positions[i] != position:
+            raise LookupError(f"no feed record at position {position}")
+        if i >= cp.size:
+            raise LookupError(f"record {position} is newer than the checkpoint of size {cp.size}")
+        record = self.db.scalar("SELECT record FROM public_feed WHERE position=?", (position,))
+        path = merkle.inclusion_proof(i, leaves.hashes[: cp.size])
+        return {"position": position, "leaf_index": i, "tree_size": cp.size,
+                "record": record, "leaf_hash": b64(leaves.hashes[i]),
+                "audit_path": [b64(p) for p in path], "checkpoint": cp.public()}
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        a, b = self.checkpoint(first), self.checkpoint(second)
+        if a is None or b is None:
+            raise LookupError("both sizes must be published checkpoints")
+        if first > second:
+            raise LookupError("the first checkpoint must not be larger than the second")
+        leaves = self.leaves()
+        proof = merkle.consistency_proof(first, leaves.hashes[:second])
+        return {"first": first, "second": second, "proof": [b64(p) for p in proof],
+                "first_checkpoint": a.public(), "second_checkpoint": b.public()}
+
+    def positions_of(self, dossier_id: str) -> list[int]:
+        """Feed positions of one dossier's public records (to link its proofs)."""
+        rows = self.db.fetchall("SELECT position FROM public_feed WHERE type LIKE ?"
+                                " AND record LIKE ? ORDER BY position",
+                                ("Dossier.%", f'%"id":"{dossier_id}"%'))
+        return [int(r["position"]) for r in rows]
+
+
+def log_of(system: Any) -> TransparencyLog:
+    """The transparency log of a System (built once; key under var/)."""
+    log = getattr(system, "_transparency_log", None)
+    if log is None:
+        settings = system.settings
+        extra = getattr(settings, "extra", {}) or {}
+        batch = int(getattr(settings, "transparency_batch", 0) or extra.get(
+            "transparency_batch", 100))
+        wait = float(getattr(settings, "transparency_max_wait", 0) or extra.get(
+            "transparency_max_wait", 3600))
+        log = TransparencyLog(system.db, Path(settings.var_dir) / "transparency-ed25519.pem",
+                              origin=f"{settings.public_base_url}/transparency",
+                              batch_size=batch, max_wait=wait)
+        system._transparency_log = log
+    return log
+
+
+# -- the auditor's check ------------------------------------------------------------------------
+def recomputed_feed(app: Any, batch: int = 1000) -> Iterator[tuple[int, str]]:
+    """(position, canonical record) for every event in the store, recomputed from the events.
+
+    An event that no longer decodes yields a placeholder record that cannot match anything.
+    """
+    lookup: dict[str, tuple[str, str]] = {}
+    start = 0
+    while True:
+        notes = app.recorder.select_notifications(start=start, limit=batch,
+                                                  inclusive_of_start=False)
+        if not notes:
+            return
+        for n in notes:
+            try:
+                ev = app.mapper.to_domain_event(n)
+            except Exception as e:
+                yield n.id, canonical({"position": n.id, "type": "unreadable",
+                                       "error": type(e).__name__,
+                                       "sha256": hashlib.sha256(bytes(n.state)).hexdigest()})
+                continue
+            if type(ev).__qualname__ == "Dossier.Received":
+                lookup[str(ev.originator_id)] = (ev.agency, ev.procedure_code)
+            yield n.id, canonical(public_record(n.id, ev, lookup.get))
+        start = notes[-1].id
+
+
+def content_key(record_text: str) -> str:
+    """A record's identity without its position, so moved records are recognised."""
+    try:
+        record = json.loads(record_text)
+    except ValueError:
+        return hashlib.sha256(record_text.encode()).hexdigest()
+    record.pop("position", None)
+    return hashlib.sha256(canonical(record).encode()).hexdigest()
+
+
+def verify_log(app: Any, log: TransparencyLog, size: int | None = None) -> dict[str, Any]:
+    """Recompute the feed from the event store and compare it with a signed checkpoint."""
+    cp = log.checkpoint(size) if size is not None else log.latest()
+    if cp is None:
+        return {"ok": False, "error": "no checkpoint published yet"}
+    report: dict[str, Any] = {"checkpoint": {"size": cp.size, "root": cp.root, "time": cp.time},
+                              "signature_ok": log.key.verify(cp.note.encode(),
+                                                             unb64(cp.signature))}
+    published = log.db.fetchall("SELECT position, record FROM public_feed ORDER BY position"
+                                " LIMIT ?", (cp.size,))
+    pub_hashes = [merkle.leaf_hash(r["record"].encode("utf-8")) for r in published]
+    report["published_feed_matches_checkpoint"] = (
+        len(published) == cp.size and b64(merkle.root_of(pub_hashes)) == cp.root)
+    fresh = list(recomputed_feed(app))
+    fresh_hashes = [merkle.leaf_hash(t.encode("utf-8")) for _, t in fresh]
+    report["recomputed_root_matches"] = (
+        len(fresh) >= cp.size and b64(merkle.root_of(fresh_hashes[: cp.size])) == cp.root)
+    report.update(compare_feeds([(int(r["position"]), r["record"]) for r in published], fresh,
+                                cp.last_position))
+    report["ok"] = bool(report["signature_ok"] and report["published_feed_matches_checkpoint"]
+                        and report["recomputed_root_matches"] and not report["changed"]
+                        and not report["removed"] and not report["inserted"]
+                        and not report["reordered"])
+    return report
+
+
+def compare_feeds(published: list[tuple[int, str]], fresh: list[tuple[int, str]],
+                  last_position: int) -> dict[str, Any]:
+    """Name the differences between the published records and the recomputed ones.
+
+    Records are matched at the same position first, then by content (position left out), so a
+    record that only moved is recognised; moved records out of their relative order are
+    `reordered`; a position whose record is new content is `changed` when the old content is
+    gone, and the new content is `inserted` when the old content still exists elsewhere.
+    """
+    pub = dict(published)
+    new = dict(fresh)
+    pub_key = {p: content_key(t) for p, t in published}
+    new_key = {p: content_key(t) for p, t in fresh}
+    unmatched_pub = [p for p in pub if not (p in new and new_key[p] == pub_key[p])]
+    matched_new = {p for p in pub if p in new and new_key[p] == pub_key[p]}
+    pool: dict[str, list[int]] = {}
+    for p, _t in fresh:
+        if p not in matched_new:
+            pool.setdefault(new_key[p], []).append(p)
+    for positions in pool.values():
+        positions.reverse()  # pop() takes the earliest
+    moved: list[tuple[int, int]] = []
+    lost: list[int] = []
+    for p in unmatched_pub:
+        candidates = pool.get(pub_key[p])
+        if candidates:
+            moved.append((p, candidates.pop()))
+        else:
+            lost.append(p)
+    leftover = sorted(q for positions in pool.values() for q in positions)
+    leftover_set = set(leftover)
+    changed = [p for p in lost if p in leftover_set]
+    removed = [p for p in lost if p not in leftover_set]
+    changed_set = set(changed)
+    inserted = [q for q in leftover if q not in changed_set and q <= last_position]
+    later = [q for q in leftover if q not in changed_set and q > last_position]
+    # Moved records whose new positions break their published order were reordered.
+    moved.sort()
+    keep = _increasing(moved)
+    reordered = sorted(p for i, (p, _q) in enumerate(moved) if i not in keep)
+    if reordered:  # name both ends of every swap: the records they were exchanged with too
+        bad = set(reordered)
+        for p, q in moved:
+            if any((p < r) != (q < s) for r, s in moved if r in bad):
+                bad.add(p)
+        reordered = sorted(bad)
+    return {"events_checked": len(pub), "changed": changed, "removed": removed,
+            "inserted": inserted, "reordered": reordered, "moved": len(moved),
+            "events_after_checkpoint": len(later)}
+
+
+def _increasing(pairs: list[tuple[int, int]]) -> set[int]:
+    """Indexes of a longest increasing subsequence of the second members (patience sorting)."""
+    tails: list[int] = []
+    tails_idx: list[int] = []
+    prev = [-1] * len(pairs)
+    for i, (_p, q) in enumerate(pairs):
+        k = bisect.bisect_left(tails, q)
+        if k == len(tails):
+            tails.append(q)
+            tails_idx.append(i)
+        else:
+            tails[k] = q
+            tails_idx[k] = i
+        prev[i] = tails_idx[k - 1] if k else -1
+    out: set[int] = set()
+    i = tails_idx[-1] if tails_idx else -1
+    while i != -1:
+        out.add(i)
+        i = prev[i]
+    return out

@@ -1,0 +1,369 @@
+"""Citizen pages through the real app on SQLite: languages, directory, statistics pages with their
+methods and drill-down, security headers, HTTP caching, gzip, the rate limit, page weight."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from portal import i18n
+from portal.app import create_app
+from portal.settings import ROOT, Settings
+from portal.system import build_system
+from tests.factories import at
+from tests.integration.portal_data import busy_month
+
+PAGES = ["/", "/search?q=khai+sinh", "/p/1.001193", "/officers", "/data", "/about", "/api/docs",
+         "/late?month=2025-09", "/satisfaction?period=2025-09", "/scoreboard?period=2025-09", "/o"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    settings = Settings(var_dir=tmp_path_factory.mktemp("var"), secret_key="pages",
+                        extra={"dossier_lookups_per_minute": "1000"})
+    system = build_system(settings)
+    codes = busy_month(system.app)
+    system.catch_up()
+    with TestClient(app=create_app(settings, system)) as client:
+        client.codes = codes  # type: ignore[attr-defined]
+        yield client
+    system.close()
+
+
+def visible_text(html: str) -> str:
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.parts: list[str] = []
+            self.skip = 0
+
+        def handle_starttag(self, tag, attrs):
+            self.skip += tag in ("script", "style")
+
+        def handle_endtag(self, tag):
+            self.skip -= tag in ("script", "style")
+
+        def handle_data(self, data):
+            if not self.skip:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+# -- languages ------------------------------------------------------------------------------
+def test_vietnamese_by_default_english_by_switch_and_cookie(site):
+    site.cookies.clear()
+    vi = site.get("/")
+    assert '<html lang="vi">' in vi.text and "Tra cứu thủ tục hành chính" in vi.text
+    assert vi.headers["content-language"] == "vi"
+    assert 'href="/?lang=en"' in vi.text
+    en = site.get("/", params={"lang": "en"})
+    assert '<html lang="en">' in en.text
+    assert "Find administrative procedures" in en.text
+    assert "lang=en" in en.headers["set-cookie"]
+    # The cookie keeps the language on the next page, and the switch goes back.
+    again = site.get("/about")
+    assert '<html lang="en">' in again.text and "About the data and methods" in again.text
+    back = site.get("/about", params={"lang": "vi"})
+    assert '<html lang="vi">' in back.text and "Về dữ liệu và phương pháp" in back.text
+    site.cookies.clear()
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_is_translated(site, path):
+    """In English no Vietnamese-only text of ours remains (data such as names may be Vietnamese)."""
+    site.cookies.clear()
+    en = site.get(path, params={"lang": "en"})
+    site.cookies.clear()
+    assert en.status_code == 200
+    assert '<html lang="en">' in en.text
+    text = visible_text(en.text)
+    for phrase in ("Tìm thủ tục", "Dữ liệu mở", "Bỏ qua", "Giới thiệu", "Trang chủ",
+                   "Về dữ liệu và phương pháp", "Hài lòng"):
+        assert phrase not in text, (path, phrase)
+
+
+def test_every_message_has_an_english_translation():
+    from babel.messages.pofile import read_po
+
+    with i18n.catalog_path("en").open("rb") as f:
+        catalog = {m.id: m.string for m in read_po(f, locale="en") if m.id}
+    extracted = [msgid for msgid, _where in i18n.extract_messages(ROOT)]
+    assert extracted, "no messages found"
+    untranslated = [m for m in extracted if not catalog.get(m)]
+    assert untranslated == [], "run `python -m portal.i18n extract` and translate: " + \
+        "; ".join(untranslated[:5])
+
+
+def test_catalog_compiles_and_translates_labels():
+    with i18n.language("en"):
+        from portal.labels import STATUS, vn_datetime
+
+        assert STATUS.get("processing") == "In progress"
+        assert STATUS.vi("processing") == "Đang xử lý"
+        assert vn_datetime("2025-09-02T14:30:00+07:00").startswith("14:30, Tuesday")
+    assert STATUS.get("processing") == "Đang xử lý"
+
+
+# -- pages ----------------------------------------------------------------------------------
+def test_officer_directory_has_tap_to_call_phones(site):
+    r = site.get("/officers")
+    assert r.status_code == 200
+    assert "Hoàng Thị Tiếp" in r.text and "Đỗ Văn Xử" in r.text
+    assert 'href="tel:0200000111"' in r.text
+    only_b = site.get("/officers", params={"agency": "xa-b"})
+    assert "Hoàng Thị Tiếp" not in only_b.text and "Cán bộ cv-b" in only_b.text
+
+
+def test_data_page_lists_every_download_and_each_answers(site):
+    r = site.get("/data")
+    links = re.findall(r'<li><a href="([^"]+)">', r.text)
+    for path in ["/data/procedures.csv", "/data/agencies.csv", "/data/officers.csv",
+                 "/data/feed.jsonl", "/data/late.csv", "/data/satisfaction.csv",
+                 "/data/scoreboard.csv", "/api/procedures", "/api/schema/openapi.json",
+                 "/open311/v2/services.json"]:
+        assert path in links
+    for path in links:
+        got = site.get(path)
+        assert got.status_code == 200, path
+        if path.endswith(".csv"):
+            header = got.content.decode("utf-8-sig").splitlines()[0]
+            assert "," in header and header == header.lower(), path
+
+
+def test_about_page_states_methods_and_min_group(site):
+    r = site.get("/about")
+    assert "Cách tính đúng hạn, trễ hạn" in r.text
+    assert "ít hơn 5 lượt" in r.text
+
+
+def test_dossier_page_stop_intervals_and_feed_link(site):
+    r = site.get(f"/d/{site.codes['waiting']}")
+    assert "Thời gian dừng tính hạn" in r.text and "đang chờ" in r.text
+    assert f'href="/d/{site.codes["waiting"]}/feed.atom"' in r.text
+    late = site.get(f"/d/{site.codes['late']}")
+    assert "Văn bản xin lỗi" in late.text or "Xin lỗi, hẹn lại" in late.text
+    assert "Bưu chính công ích" in late.text  # result returned by post
+
+
+def test_rating_link_only_with_the_citizens_token(site):
+    code = site.codes["late"]
+    token = site.codes["tokens"][code]
+    with_token = site.get(f"/d/{code}", params={"token": token})
+    assert f'href="/d/{code}/rate?token={token}"' in with_token.text
+    wrong = site.get(f"/d/{code}", params={"token": "0" * 20})
+    assert "/rate?token=" not in wrong.text
+    assert "/rate?token=" not in site.get(f"/d/{code}").text
+
+
+def test_late_list_shows_method_attribution_and_explanation(site):
+    r = site.get("/late", params={"month": "2025-09"})
+    assert r.status_code == 200
+    assert "Phương pháp" in r.text and "không xếp hạng theo số trễ" in r.text
+    assert site.codes["late"] in r.text and site.codes["overdue"] in r.text
+    assert "Đỗ Văn Xử" in r.text  # the officer the late step is attributed to
+    assert "xác minh nguồn gốc giấy tờ" in r.text  # the officer's explanation
+    assert 'type="application/atom+xml"' in r.text
+    only_b = site.get("/late", params={"month": "2025-09", "agency": "xa-b"})
+    assert site.codes["late"] not in only_b.text
+
+
+def test_satisfaction_withholds_small_groups(site):
+    r = site.get("/satisfaction", params={"period": "2025-09"})
+    assert r.status_code == 200
+    text = visible_text(r.text)
+    assert "Trung tâm Phục vụ hành chính công xã An Tường 6" in text  # six ratings at xa-a
+    assert "Chưa đủ số lượt đánh giá" not in text.split("Theo thủ tục")[0]
+
+
+def test_satisfaction_min_group_message(tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", secret_key="s", min_group_size=10)
+    system = build_system(settings)
+    busy_month(system.app)
+    system.catch_up()
+    with TestClient(app=create_app(settings, system)) as client:
+        text = visible_text(client.get("/satisfaction", params={"period": "2025-09"}).text)
+        assert "Chưa đủ số lượt đánh giá (dưới 10 lượt)" in text
+        assert "Trung tâm Phục vụ hành chính công xã An Tường 6" not in text
+    system.close()
+
+
+def test_scoreboard_drill_down_formulas_and_svg_trend(site):
+    r = site.get("/scoreboard", params={"period": "2025-09"})
+    assert r.status_code == 200
+    assert "/ 100" in r.text
+    assert 'href="/scoreboard?period=2025-09&amp;agency=xa-a"' in r.text
+    assert "Điểm = (số hồ sơ kết thúc trước hạn" in r.text  # the formula next to the number
+    assert re.search(r"<svg class=\"chart\"[^>]*role=\"img\"", r.text)
+    assert "<polyline" in r.text or "<circle" in r.text
+    down = site.get("/scoreboard", params={"period": "2025-09", "agency": "xa-a"})
+    assert "Trung tâm Phục vụ hành chính công xã An Tường" in down.text
+    assert 'aria-current="page"' in down.text
+    year = site.get("/scoreboard", params={"period": "2025"})
+    assert year.status_code == 200
+
+
+def test_home_has_scoreboard_headline_and_freshness(site):
+    r = site.get("/")
+    assert "Quyết định 766/QĐ-TTg" in r.text and "/ 100" in r.text
+    assert "Cập nhật đến sự kiện số" in r.text
+
+
+@pytest.mark.parametrize("path,status", [("/late?month=2025-13", 400), ("/scoreboard?period=x", 400),
+                                         ("/scoreboard?agency=khong-co", 404),
+                                         ("/api/satisfaction?by=xa", 400)])
+def test_bad_statistics_input_is_a_vietnamese_4xx(site, path, status):
+    r = site.get(path)
+    assert r.status_code == status
+    assert "không hợp lệ" in r.text or "Không tìm thấy" in r.text
+
+
+# -- quality: security headers, caching, gzip, weight, rate limit ---------------------------
+@pytest.mark.parametrize("path", PAGES)
+def test_security_headers_and_local_only(site, path):
+    r = site.get(path)
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert r.headers["referrer-policy"] == "same-origin"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert not re.search(r'(src|href|action)="(https?:)?//', r.text)
+    assert "<script>" not in r.text and " style=" not in r.text  # CSP: no inline script/style
+
+
+@pytest.mark.parametrize("path", ["/", "/p/1.001193", "/api/procedures", "/data/officers.csv",
+                                  "/scoreboard?period=2025-09"])
+def test_conditional_get_answers_304(site, path):
+    first = site.get(path)
+    etag = first.headers["etag"]
+    assert "max-age" in first.headers["cache-control"]
+    again = site.get(path, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+
+
+def test_server_cache_follows_the_log_and_skips_signed_in_visitors(tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", secret_key="c")
+    system = build_system(settings)
+    codes = busy_month(system.app)
+    system.catch_up()
+    with TestClient(app=create_app(settings, system)) as client:
+        code = codes["overdue"]
+        before = client.get(f"/d/{code}").text.count('class="what"')
+        assert client.get(f"/d/{code}").text.count('class="what"') == before
+        system.app.hand_over(code, officer="cv-1", to_officer="ld-1", at=at(2025, 9, 24, 10))
+        system.catch_up()
+        # The log moved: the page is rendered again at once, not served from the cache.
+        assert client.get(f"/d/{code}").text.count('class="what"') == before + 1
+    system.close()
+
+
+def test_cache_middleware_keeps_only_anonymous_public_pages():
+    import asyncio
+
+    from portal.middleware import HttpCacheMiddleware
+
+    calls: list[str] = []
+    version = {"v": 1}
+
+    async def inner(scope, receive, send):
+        calls.append(scope["path"])
+        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", b"5")]
+        if scope["path"] == "/p/cookie":
+            headers.append((b"set-cookie", b"csrf=1"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    mw = HttpCacheMiddleware(inner, version=lambda: version["v"])
+
+    def get(path: str, cookie: str = "") -> None:
+        headers = [(b"cookie", cookie.encode())] if cookie else []
+        scope = {"type": "http", "method": "GET", "path": path, "query_string": b"",
+                 "headers": headers}
+        sent: list[dict] = []
+
+        async def send(m):
+            sent.append(m)
+
+        asyncio.run(mw(scope, None, send))
+        assert sent[-1]["body"] == b"hello"
+
+    for _ in range(3):
+        get("/p/1")
+    assert calls.count("/p/1") == 1
+    get("/p/1", cookie="lang=vi")  # the language cookie alone keeps the page shared
+    assert calls.count("/p/1") == 1
+    get("/p/1", cookie="session=abc")  # a signed-in visitor: never from the cache
+    get("/p/1", cookie="session=abc")
+    assert calls.count("/p/1") == 3
+    version["v"] = 2  # the log moved
+    get("/p/1")
+    assert calls.count("/p/1") == 4
+    for path in ("/staff/x", "/staff/x", "/search", "/search", "/p/cookie", "/p/cookie",
+                 "/d/x/rate", "/d/x/rate"):
+        get(path)
+    assert [calls.count(p) for p in ("/staff/x", "/search", "/p/cookie", "/d/x/rate")] == \
+        [2, 2, 2, 2]
+
+
+def test_dossier_pages_are_private_and_revalidated(site):
+    r = site.get(f"/d/{site.codes['late']}")
+    assert r.headers["cache-control"] == "private, no-cache"
+    assert site.get(f"/d/{site.codes['late']}",
+                    headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+
+
+def test_gzip_is_deterministic(site):
+    raw = [site.get("/about", headers={"Accept-Encoding": "gzip"}) for _ in range(2)]
+    assert raw[0].headers["content-encoding"] == "gzip"
+    assert raw[0].headers["etag"] == raw[1].headers["etag"]
+    assert "Accept-Encoding" in raw[0].headers["vary"]
+
+
+def test_procedure_page_by_qr_weighs_under_40_kb(site):
+    """Everything a phone loads after scanning: page, CSS, htmx, the QR image, gzip on."""
+    page = site.get("/p/1.009994", headers={"Accept-Encoding": "gzip"})
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+|/p/[^"]+\.svg)"', page.text)
+    assert "/static/site.css" in assets and "/p/1.009994/qr.svg" in assets
+    total = 0
+    for path in ["/p/1.009994", *assets]:
+        with site.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as resp:
+            body = b"".join(resp.iter_raw())
+        total += len(body)
+    assert total < 40 * 1024, total
+
+
+def test_dossier_lookups_are_rate_limited_with_a_friendly_message(tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", secret_key="rl",
+                        extra={"dossier_lookups_per_minute": "3"})
+    system = build_system(settings)
+    busy_month(system.app)
+    system.catch_up()
+    with TestClient(app=create_app(settings, system)) as client:
+        for _ in range(3):
+            assert client.get("/d/000.00.12.H60-250903-0001").status_code == 200
+        r = client.get("/d/000.00.12.H60-250903-0002")
+        assert r.status_code == 429
+        assert "Xin vui lòng đợi khoảng một phút" in r.text and '<html lang="vi">' in r.text
+        assert r.headers["retry-after"] == "60"
+        # The same budget covers the JSON, Open311 and Atom views of a dossier.
+        code = "000.00.12.H60-250903-0001"
+        for path in (f"/api/dossiers/{code}", f"/open311/v2/requests/{code}.json",
+                     f"/d/{code}/feed.atom"):
+            assert client.get(path).status_code == 429, path
+        # Other pages are not limited.
+        assert client.get("/p/1.001193").status_code == 200
+        assert client.get("/").status_code == 200
+    system.close()
+
+
+def test_static_gzip_sizes_are_small():
+    css = (Path(ROOT) / "portal/static/site.css").read_bytes()
+    assert len(gzip.compress(css)) < 6 * 1024

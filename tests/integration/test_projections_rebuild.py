@@ -1,0 +1,127 @@
+"""Rebuilds into shadow tables with an atomic swap, and "as of" snapshots, on both stores."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from domain.calendar import VN_TZ
+from projections import queries
+from projections.db import ReadDB
+from projections.rebuild import position_at, rebuild, snapshots
+from projections.registry import public_projections
+from tests.factories import at, small_province
+from tests.integration.test_projections_stats import finish, rcv, scenario
+
+# updated_at is wall-clock; procedures.revision marks the batch in which the usage bucket changed
+# (a change marker for the search sync, it depends on batch boundaries, not a public value).
+VOLATILE = {"updated_at", "revision"}
+REBUILT = {"catalogue", "tracker", "feed", "stats"}
+
+
+def dump(db: ReadDB, prefix: str = "") -> dict[str, list[dict[str, Any]]]:
+    """Every read-model table (no tracking), rows sorted, volatile columns left out."""
+    out = {}
+    for p in public_projections(prefix):
+        if p.name not in REBUILT:
+            continue
+        for table in p.tables:
+            rows = db.fetchall(f"SELECT * FROM {p.t(table)}")
+            rows = [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
+            out[table] = sorted(rows, key=lambda r: repr(sorted(r.items())))
+    return out
+
+
+def test_full_rebuild_swaps_in_identical_tables_and_the_runner_carries_on(backend_settings,
+                                                                           make_system):
+    system = make_system(backend_settings)
+    scenario(system.app)
+    system.catch_up()
+    before = dump(system.db)
+    assert before["stat_dossiers"] and before["public_feed"]
+    with system.db.transaction() as cur:  # damage the live tables: the rebuild repairs them
+        cur.execute("UPDATE stat_dossiers SET verdict='x'")
+        cur.execute("DELETE FROM public_feed WHERE position=3")
+    assert dump(system.db) != before
+    seen = []
+    result = rebuild(system.app, system.db, public_projections, batch_size=37,
+                     progress=lambda n, total: seen.append((n, total)))
+    assert result.prefix == "" and result.position == system.runner.head()
+    assert seen and seen[-1][0] == seen[-1][1] == system.runner.head()
+    assert dump(system.db) == before
+    # No shadow table is left behind, and a second rebuild works (index names were freed).
+    assert not system.db.table_exists("rb_public_feed")
+    rebuild(system.app, system.db, public_projections, only=["stats"])
+    assert dump(system.db) == before
+    # The live runner continues from the swapped-in position.
+    r = rcv(system.app, at(2025, 10, 1, 8, 0))
+    assert system.catch_up() > 0
+    assert queries.dossier(system.db, r.code)["status"] == "received"
+    with pytest.raises(ValueError, match="unknown projection"):
+        rebuild(system.app, system.db, public_projections, only=["nope"])
+
+
+def test_as_of_act_time_shows_the_list_as_it_stood_before_the_dossier_became_late(
+        backend_settings, make_system):
+    system = make_system(backend_settings)
+    small_province(system.app)
+    r = rcv(system.app, at(2025, 9, 3, 8, 0))  # same day: due 17:00
+    finish(system.app, r.code, 3, late=True)  # result on 4 September: late
+    system.catch_up()
+    live = queries.late_list(system.db, "2025-09", now="2025-10-01T00:00:00+07:00")
+    assert [(e["code"], e["kind"]) for e in live["dossiers"]] == [(r.code, "late_result")]
+
+    noon = rebuild(system.app, system.db, public_projections, as_of=at(2025, 9, 3, 12, 0),
+                   by="act", label="noon")
+    assert noon.prefix == "asof_noon_"
+    assert queries.late_list(system.db, "2025-09", prefix=noon.prefix)["dossiers"] == []
+    snap = queries.dossier(system.db, r.code)  # live tables untouched
+    assert snap["status"] == "processed"
+    evening = rebuild(system.app, system.db, public_projections, as_of=at(2025, 9, 3, 18, 0),
+                      by="act", label="evening")
+    entries = queries.late_list(system.db, "2025-09", prefix=evening.prefix)["dossiers"]
+    assert [(e["code"], e["kind"]) for e in entries] == [(r.code, "overdue_open")]
+    assert entries[0]["apology"]["timely"] is False  # issued at 16:00, before the snapshot
+    row = system.db.fetchone(f"SELECT status FROM {evening.prefix}dossiers WHERE code=?",
+                             (r.code,))
+    assert row["status"] == "processing"
+    assert {s["prefix"]: s["as_of"] for s in snapshots(system.db)} == {
+        "asof_noon_": "2025-09-03T12:00:00+07:00", "asof_evening_": "2025-09-03T18:00:00+07:00"}
+
+
+def test_as_of_record_time_and_position(backend_settings, make_system):
+    system = make_system(backend_settings)
+    small_province(system.app)
+    now = datetime.now(VN_TZ)
+    received = now - timedelta(days=2)
+    r = rcv(system.app, received, procedure="1.009994")  # 15 working days: due weeks ahead
+    due = system.app.dossier(r.code).appointment_at
+    assert due > now
+    system.catch_up()
+    head_then = system.runner.head()
+    time.sleep(0.05)
+    moment = datetime.now(VN_TZ)
+    time.sleep(0.05)
+    # Recorded after `moment`: the dossier is handed on and its result comes a day late.
+    system.app.hand_over(r.code, officer="tn-1", to_officer="cv-1",
+                         at=received + timedelta(hours=1))
+    system.app.issue_result(r.code, officer="cv-1", at=due + timedelta(days=1))
+    system.catch_up()
+    assert position_at(system.app, moment) == head_then
+    result_month = (due + timedelta(days=1)).strftime("%Y-%m")
+    far = "2100-01-01T00:00:00+07:00"
+    live = queries.late_list(system.db, result_month, now=far)
+    assert [e["code"] for e in live["dossiers"]] == [r.code]
+
+    snap = rebuild(system.app, system.db, public_projections, as_of=moment, label="audit")
+    assert snap.position == head_then
+    assert queries.late_list(system.db, result_month, prefix=snap.prefix)["dossiers"] == []
+    row = system.db.fetchone(f"SELECT status FROM {snap.prefix}dossiers WHERE code=?", (r.code,))
+    assert row["status"] == "received"
+    # By position: the same cut.
+    by_pos = rebuild(system.app, system.db, public_projections, position=head_then)
+    assert by_pos.prefix == f"asof_p{head_then}_"
+    assert dump(system.db, by_pos.prefix) == dump(system.db, snap.prefix)

@@ -1,0 +1,166 @@
+"""The runner: failing handlers stop and resume, PostgreSQL wake-up and advisory locks, and a
+projection process killed (SIGKILL) many times ends identical to a clean rebuild."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from portal.settings import Settings
+from projections.base import Projection, ProjectionFailed, Runner
+from projections.rebuild import rebuild
+from projections.registry import public_projections
+from projections.worker import AdvisoryLocks, Listener
+from tests.factories import applicant, at, small_province
+from tests.integration.test_projections_rebuild import dump
+from tests.integration.test_projections_stats import rcv, scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Counting(Projection):
+    """Counts received dossiers; fails on a chosen code while `broken`."""
+
+    name = "counting"
+    tables = {"counted": "code TEXT PRIMARY KEY, position BIGINT NOT NULL"}
+
+    def __init__(self, prefix: str = "", broken: str | None = None) -> None:
+        super().__init__(prefix)
+        self.broken = broken
+
+    def on_Dossier_Received(self, cur: Any, ev: Any, position: int) -> None:
+        if ev.code == self.broken:
+            raise ValueError(f"cannot count {ev.code}")
+        cur.execute(f"INSERT INTO {self.t('counted')} (code, position) VALUES (?, ?)",
+                    (ev.code, position))
+
+
+def test_failing_handler_stops_its_projection_and_resumes_from_its_position(
+        backend_settings, make_system, caplog):
+    system = make_system(backend_settings)
+    small_province(system.app)
+    codes = [rcv(system.app, at(2025, 9, 3, 8 + i)).code for i in range(3)]
+    runner = Runner(system.app, system.db, [Counting(broken=codes[1])], batch_size=1)
+    with caplog.at_level(logging.ERROR, "portal.projections"), \
+            pytest.raises(ProjectionFailed, match="cannot count"):
+        runner.catch_up()
+    assert "projection counting stopped at position" in caplog.text
+    row = system.db.fetchone("SELECT position, error FROM projection_tracking WHERE"
+                             " name='counting'")
+    assert "cannot count" in row["error"]
+    assert [r["code"] for r in system.db.fetchall("SELECT code FROM counted")] == codes[:1]
+    # Fixed (a new process): it resumes from the tracked position, nothing counted twice.
+    fixed = Runner(system.app, system.db, [Counting()], batch_size=1)
+    fixed.catch_up()
+    assert sorted(r["code"] for r in system.db.fetchall("SELECT code FROM counted")) == codes
+    assert system.db.fetchone("SELECT error FROM projection_tracking WHERE"
+                              " name='counting'")["error"] is None
+
+
+def postgres_only(settings: Settings) -> None:
+    if settings.backend != "postgres":
+        pytest.skip("PostgreSQL feature")
+
+
+def test_postgres_notify_wakes_the_runner(backend_settings, make_system):
+    postgres_only(backend_settings)
+    system = make_system(backend_settings)
+    small_province(system.app)
+    wakeup = threading.Event()
+    listener = Listener.for_runner(system.runner)
+    assert listener is not None and listener.channel == system.app.recorder.channel_name
+    listener.wakeup = wakeup
+    listener.start()
+    try:
+        assert listener.connected.wait(10)
+        wakeup.clear()
+        rcv(system.app, at(2025, 9, 3, 8))
+        assert wakeup.wait(10), "no NOTIFY reached the listener"
+    finally:
+        listener.stop()
+
+
+def test_postgres_advisory_lock_gives_each_projection_one_worker(backend_settings, make_system):
+    postgres_only(backend_settings)
+    first = make_system(backend_settings)
+    second = make_system(backend_settings)
+    names = {p.tracking_name for p in first.runner.projections}
+    a, b = AdvisoryLocks(first.runner), AdvisoryLocks(second.runner)
+    try:
+        a.refresh(force=True)
+        b.refresh(force=True)
+        assert first.runner.owned == names and second.runner.owned == set()
+        small_province(first.app)
+        assert second.runner.run_once() == 0  # standing by: applies nothing
+        a.release()  # the first worker dies: its session and locks go with it
+        b.refresh(force=True)
+        assert second.runner.owned == names
+        assert second.runner.run_once() > 0
+    finally:
+        a.release()
+        b.release()
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(PORTAL_VAR_DIR=str(settings.var_dir), PORTAL_SECRET_KEY=settings.secret_key,
+               PORTAL_PROJECTION_BATCH_SIZE="4", PORTAL_PROJECTION_POLL_INTERVAL="0.05",
+               PYTHONPATH=str(ROOT))
+    if settings.postgres_url:
+        env.update(PORTAL_POSTGRES_URL=settings.postgres_url,
+                   PORTAL_POSTGRES_SCHEMA=settings.postgres_schema)
+    return env
+
+
+def test_killed_projection_process_ends_identical_to_a_clean_rebuild(backend_settings,
+                                                                     make_system):
+    system = make_system(backend_settings)
+    scenario(system.app)
+    for i in range(25):  # more dossiers: a few hundred events in batches of 4
+        r = system.app.receive_dossier(
+            procedure_code="1.001193", agency="xa-a", channel="in_person",
+            applicant=applicant(f"Lê Văn Nam {i}"), received_at=at(2025, 10, 1 + i % 20, 8),
+            officer="tn-1")
+        if i % 3:
+            system.app.hand_over(r.code, officer="tn-1", to_officer="cv-1",
+                                 at=at(2025, 10, 1 + i % 20, 9))
+    head = system.runner.head()
+    env = _env(backend_settings)
+    kills = 0
+    seen: list[int] = []
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, "-m", "portal.cli", "projections", "run"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            start = min(system.runner.positions().get(p.tracking_name, 0)
+                        for p in system.runner.projections)
+            deadline = time.monotonic() + 60
+            # Kill it as soon as it has made some progress: in the middle of its batches.
+            while time.monotonic() < deadline:
+                pos = system.runner.positions()
+                if min(pos.get(p.tracking_name, 0) for p in system.runner.projections) > start:
+                    break
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        finally:
+            proc.wait(10)
+        pos = system.runner.positions()
+        seen.append(min(pos.get(p.tracking_name, 0) for p in system.runner.projections))
+        if seen[-1] >= head:
+            break
+    assert kills >= 2 and sum(0 < s < head for s in seen) >= 2
+    system.catch_up()  # a last, clean run finishes the log
+    live = dump(system.db)
+    rebuild(system.app, system.db, public_projections, position=head, label="clean")
+    assert dump(system.db, "asof_clean_") == live

@@ -1,0 +1,226 @@
+"""Public statistics read models on both stores: late list, satisfaction, the 766 scoreboard, the
+public feed, and their recomputation from an exported feed alone."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from projections import queries, recompute
+from projections.feed import canonical, digest
+from tests.factories import PERSONAL, agency, applicant, at, officer, small_province
+
+NOW = "2025-10-15T12:00:00+07:00"
+
+
+def rcv(app: Any, when: Any, channel: str = "in_person", procedure: str = "1.001193",
+        who: str = "Nguyễn Văn Bình", agency_key: str = "xa-a", officer_key: str | None = "tn-1"
+        ) -> Any:
+    return app.receive_dossier(procedure_code=procedure, agency=agency_key, channel=channel,
+                               applicant=applicant(who), received_at=when,
+                               officer=officer_key)
+
+
+def finish(app: Any, code: str, day: int, *, late: bool = False, electronic: bool = False
+           ) -> None:
+    """Walk the same-day workflow tn-1 -> cv-1 -> ld-1 -> tn-1 and issue the result."""
+    app.hand_over(code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, day, 9, 30))
+    if late:
+        app.apologise(code, officer="cv-1", at=at(2025, 9, day, 16, 0),
+                      reason="Phải xác minh thêm với cơ quan liên quan",
+                      new_appointment_at=at(2025, 9, day + 2, 17, 0), fault_officer="cv-1")
+        app.hand_over(code, officer="cv-1", to_officer="ld-1", at=at(2025, 9, day + 1, 10, 0))
+        app.hand_over(code, officer="ld-1", to_officer="tn-1", at=at(2025, 9, day + 1, 10, 30))
+        app.issue_result(code, officer="tn-1", at=at(2025, 9, day + 1, 14, 0),
+                         electronic=electronic, documents=["Giấy khai sinh"])
+    else:
+        app.hand_over(code, officer="cv-1", to_officer="ld-1", at=at(2025, 9, day, 11, 0))
+        app.hand_over(code, officer="ld-1", to_officer="tn-1", at=at(2025, 9, day, 13, 30))
+        app.issue_result(code, officer="tn-1", at=at(2025, 9, day, 14, 0),
+                         electronic=electronic, documents=["Giấy khai sinh"])
+
+
+def scenario(app: Any) -> dict[str, str]:
+    """A small province month: on-time, late (apology, explanation), overdue, ratings, fees."""
+    app.register_agency(agency("huyen", unit_code="000.00.01.H60", name="UBND huyện Yên Sơn",
+                               level="district", kind="people_committee"))
+    small_province(app)
+    app.register_agency(agency("xa-c", unit_code="000.00.14.H60", parent="huyen",
+                               name="Trung tâm Phục vụ hành chính công xã Kim Phú"))
+    app.register_officer(officer("tn-c", agency_key="xa-c", role="receiving"))
+    codes: dict[str, str] = {}
+    # Five on-time dossiers, three rated very satisfied, two satisfied, one paper, one online.
+    for i in range(5):
+        r = rcv(app, at(2025, 9, 3 + i, 8, 0), channel="online" if i == 0 else "in_person",
+                who=f"Trần Thị Lan {i}", officer_key="tn-1")
+        finish(app, r.code, 3 + i, electronic=(i == 0))
+        app.mark_synchronised(r.code, at=at(2025, 9, 3 + i, 8, 30))
+        app.return_result(r.code, officer="tn-1", at=at(2025, 9, 3 + i, 15, 0),
+                          channel="online" if i == 0 else "in_person")
+        app.rate(r.code, token=r.rating_token, at=at(2025, 9, 3 + i, 16, 0),
+                 level="very_satisfied" if i < 3 else "satisfied",
+                 criteria={"attitude": "very_satisfied"})
+        codes[f"ok{i}"] = r.code
+    # A late one: apology (not timely), explanation by the officer, rated not satisfied.
+    late = rcv(app, at(2025, 9, 15, 8, 0))
+    finish(app, late.code, 15, late=True)
+    app.explain_lateness(late.code, officer="cv-1", at=at(2025, 9, 17, 9, 0),
+                         text="Hồ sơ cần xác minh nguồn gốc giấy tờ tại xã khác.")
+    app.return_result(late.code, officer="tn-1", at=at(2025, 9, 17, 10, 0), channel="in_person")
+    app.rate(late.code, token=late.rating_token, at=at(2025, 9, 17, 11, 0),
+             level="not_satisfied", criteria={"on_time": "not_satisfied"},
+             apology_received=True)
+    codes["late"] = late.code
+    # An overdue dossier still open at the month's end, held by cv-1.
+    open_ = rcv(app, at(2025, 9, 22, 8, 0))
+    app.hand_over(open_.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 22, 9, 0))
+    codes["overdue"] = open_.code
+    # A building permit (15 working days) with a fee paid online, still within its time.
+    permit = rcv(app, at(2025, 9, 25, 8, 0), procedure="1.009994", channel="online")
+    app.pay(permit.code, at=at(2025, 9, 25, 8, 10), amount_vnd=75000, channel="online")
+    codes["permit"] = permit.code
+    # A refusal and a dossier at the commune under the district.
+    refused = rcv(app, at(2025, 9, 26, 8, 0))
+    app.refuse(refused.code, officer="tn-1", at=at(2025, 9, 26, 8, 30),
+               reason="Hồ sơ không thuộc thẩm quyền giải quyết")
+    codes["refused"] = refused.code
+    c = rcv(app, at(2025, 9, 29, 8, 0), agency_key="xa-c", officer_key="tn-c")
+    codes["xa_c"] = c.code
+    return codes
+
+
+def test_late_list_attributes_steps_officers_apology_and_explanation(backend_settings,
+                                                                     make_system):
+    system = make_system(backend_settings)
+    codes = scenario(system.app)
+    system.catch_up()
+    lst = queries.late_list(system.db, "2025-09", now=NOW)
+    by_code = {e["code"]: e for e in lst["dossiers"]}
+    assert set(by_code) == {codes["late"], codes["overdue"], codes["xa_c"]}
+    late = by_code[codes["late"]]
+    assert late["kind"] == "late_result"
+    assert "cv-1" in {a["officer"] for a in late["attribution"]}
+    assert late["apology"]["timely"] is False
+    assert late["apology"]["new_appointment_at"] == "2025-09-17T17:00:00+07:00"
+    assert late["explanations"][0]["officer"] == "cv-1"
+    assert "xác minh" in late["explanations"][0]["text"]
+    overdue = by_code[codes["overdue"]]
+    assert overdue["kind"] == "overdue_open"
+    assert overdue["attribution"][0]["officer"] == "cv-1" and overdue["apology"] is None
+    # Totals with their denominator, sorted by officer, not ranked by counts.
+    officers = {o["officer"]: o for o in lst["officers"]}
+    assert officers["cv-1"]["late"] == 2
+    assert officers["cv-1"]["handled"] == 6  # six dossiers passed through cv-1 in September
+    assert [o["officer"] for o in lst["officers"]] == sorted(officers)
+    # Per agency: xa-b has none, xa-c has its own.
+    assert queries.late_list(system.db, "2025-09", "xa-b", now=NOW)["dossiers"] == []
+    assert [e["code"] for e in queries.late_list(system.db, "2025-09", "xa-c",
+                                                  now=NOW)["dossiers"]] == [codes["xa_c"]]
+    # Judged in the middle of the month: the overdue one was not yet received.
+    mid = queries.late_list(system.db, "2025-09", now="2025-09-20T12:00:00+07:00")
+    assert [e["code"] for e in mid["dossiers"]] == [codes["late"]]
+
+
+def test_satisfaction_counts_and_small_groups(backend_settings, make_system):
+    system = make_system(backend_settings)
+    scenario(system.app)
+    system.catch_up()
+    [xa_a] = queries.satisfaction(system.db, "agency", "2025-09", 5)
+    overall = xa_a["criteria"]["overall"]
+    assert xa_a["group"] == "xa-a" and xa_a["enough"]
+    assert overall["levels"] == {"not_satisfied": 1, "satisfied": 2, "very_satisfied": 3}
+    assert overall["rate"] == round(5 / 6, 4)
+    # Only one rating answered "apology received": under the minimum, withheld.
+    apology = xa_a["criteria"]["apology_received"]
+    assert not apology["enough"] and apology["levels"] is None and "Chưa đủ" in apology["label_vi"]
+    assert queries.satisfaction(system.db, "agency", "2025-09", 7)[0]["enough"] is False
+    [proc] = queries.satisfaction(system.db, "procedure", "2025-09", 5, "1.001193")
+    assert proc["criteria"]["overall"]["total"] == 6
+    assert queries.satisfaction(system.db, "agency", "2025-08", 5) == []
+
+
+def test_scoreboard_indicators_rollup_and_band(backend_settings, make_system):
+    system = make_system(backend_settings)
+    codes = scenario(system.app)
+    system.catch_up()
+    board = queries.scoreboard(system.db, "2025-09", now=NOW, province_name="Tuyên Quang")
+    tree = board["tree"]
+    assert tree["name"] == "Tuyên Quang"
+    keys = {c["agency"] for c in tree["children"]}
+    assert keys == {"huyen", "xa-a", "xa-b"}
+    huyen = next(c for c in tree["children"] if c["agency"] == "huyen")
+    assert [c["agency"] for c in huyen["children"]] == ["xa-c"]
+    xa_a = next(c for c in tree["children"] if c["agency"] == "xa-a")
+    ind = {r["key"]: r for r in xa_a["indicators"]}
+    # Judged: 5 on time + late + overdue + refused (on time) = 8; on time 6.
+    assert (ind["progress.on_time"]["numerator"], ind["progress.on_time"]["denominator"]) == (6, 8)
+    assert ind["progress.on_time"]["score"] == round(6 / 8 * 20, 2)
+    assert (ind["online.dossiers"]["numerator"], ind["online.dossiers"]["denominator"]) == (2, 9)
+    assert ind["online.dossiers"]["score"] == round(2 / 9 / 0.5 * 6, 2)
+    assert ind["payment.dossiers"]["ratio"] == 1.0
+    assert ind["publicity.synchronised"]["numerator"] == 5
+    assert ind["digitisation.electronic_results"]["numerator"] == 1
+    # Not measurable from the events: full points, marked as not applying.
+    assert ind["digitisation.data_store"]["applies"] is False
+    assert ind["digitisation.data_store"]["score"] == 4
+    assert all(r["formula_vi"] for r in xa_a["indicators"])
+    assert xa_a["total"] == round(sum(r["score"] for r in xa_a["indicators"]), 2)
+    assert xa_a["band"]["name_vi"]
+    # Roll-up: the province sums its subtree.
+    assert tree["inputs"]["received"] == xa_a["inputs"]["received"] + 1
+    assert huyen["inputs"]["judged"] == 1  # xa-c's dossier: same day, overdue at month's end
+    # Quarter and year contain the month; one agency's subtree alone.
+    q = queries.scoreboard(system.db, "2025-Q3", "xa-a", now=NOW)
+    assert q["tree"]["inputs"] == xa_a["inputs"]
+    assert queries.scoreboard(system.db, "2025", now=NOW)["kind"] == "year"
+    assert codes  # scenario ran
+
+
+def test_feed_and_statistics_recompute_from_exported_feed(backend_settings, make_system):
+    system = make_system(backend_settings)
+    scenario(system.app)
+    system.catch_up()
+    lines = list(queries.export_feed(system.db))
+    # One record per log position, canonical, hashed.
+    assert len(lines) == system.runner.head()
+    rows = queries.public_feed(system.db, 0, 10_000)
+    for row in rows:
+        assert row["record"] == canonical(json.loads(row["record"]))
+        assert row["sha256"] == digest(row["record"])
+    types = {r["type"] for r in rows}
+    assert "internal" in types and "Dossier.Rated" in types
+    rated = [json.loads(r["record"]) for r in rows if r["type"] == "Dossier.Rated"]
+    assert all("id" not in r and r["agency"] == "xa-a" for r in rated)
+
+    store = recompute.fold_feed(recompute.parse(line + "\n" for line in lines))
+    for month in ("2025-08", "2025-09", "2025-10"):
+        for agency_key in (None, "xa-a", "xa-b", "xa-c", "huyen"):
+            assert recompute.late_list(store, month, agency_key, now=NOW) == \
+                queries.late_list(system.db, month, agency_key, now=NOW)
+        for scope in ("agency", "procedure"):
+            assert recompute.satisfaction(store, scope, month, 5) == \
+                queries.satisfaction(system.db, scope, month, 5)
+    for period in ("2025-09", "2025-Q3", "2025", "2025-10"):
+        for now in (NOW, "2025-09-20T12:00:00+07:00"):
+            assert recompute.scoreboard(store, period, now=now, province_name="T") == \
+                queries.scoreboard(system.db, period, now=now, province_name="T")
+
+
+def test_no_personal_data_in_any_public_table(backend_settings, make_system):
+    system = make_system(backend_settings)
+    scenario(system.app)
+    system.catch_up()
+    public_tables = ["public_feed", "stat_dossiers", "stat_late", "stat_officer_month",
+                     "stat_satisfaction", "stat_agencies", "stat_procedures", "dossiers",
+                     "timeline", "procedures", "agencies", "officers"]
+    names = [f"Trần Thị Lan {i}" for i in range(5)]
+    for table in public_tables:
+        dump = json.dumps(system.db.fetchall(f"SELECT * FROM {table}"), ensure_ascii=False,
+                          default=str)
+        for value in (*PERSONAL, *names):
+            assert value not in dump, (table, value)
+        # The sealed blob and the rating token hash never leave the log.
+        assert "applicant_sealed" not in dump and "rating_token_hash" not in dump
+    feed = "\n".join(queries.export_feed(system.db))
+    assert "Nguyễn V. B." in feed  # the masked name is public by design
+    assert "applicant_key_id" not in feed and "comment" not in feed

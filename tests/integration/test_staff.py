@@ -1,0 +1,362 @@
+"""The staff desk through the real app: login, CSRF, agency scoping, role and state rules."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from litestar.testing import TestClient
+
+from portal import auth
+from portal.app import create_app
+from tests.factories import PERSONAL, applicant, at, small_province
+
+PASSWORD = "mat-khau-thu-nghiem"
+
+
+def open_desk(settings, make_system):
+    system = make_system(settings)
+    small_province(system.app)
+    store = auth.accounts(system)
+    for user, officer in (("tiepnhan", "tn-1"), ("chuyenvien", "cv-1"), ("lanhdao", "ld-1"),
+                          ("khac", "cv-b")):
+        store.create(system.app, user, PASSWORD, system.app.officer(officer).role,
+                     officer_key=officer)
+    store.create(system.app, "thanhtra", PASSWORD, "auditor")
+    store.create(system.app, "quantri", PASSWORD, "admin")
+    receipt = system.app.receive_dossier(
+        procedure_code="1.009994", agency="xa-a", channel="in_person", applicant=applicant(),
+        received_at=at(2025, 9, 3, 9), officer="tn-1")
+    system.catch_up()
+    client = TestClient(app=create_app(settings, system))
+    client.system = system  # type: ignore[attr-defined]
+    client.code = receipt.code  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.fixture
+def desk(sqlite_settings, make_system):
+    with open_desk(sqlite_settings, make_system) as client:
+        yield client
+
+
+@pytest.fixture
+def desk_any(backend_settings, make_system):
+    """The same desk on SQLite and on PostgreSQL (accounts, sessions and throttling in SQL)."""
+    with open_desk(backend_settings, make_system) as client:
+        yield client
+
+
+def login(client, user: str, password: str = PASSWORD) -> str:
+    """Log in; return the session's CSRF token (read from a page's hidden field)."""
+    client.cookies.clear()
+    page = client.get("/staff/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    r = client.post("/staff/login", data={"csrf": token, "username": user, "password": password,
+                                          "next": "/staff"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    home = client.get("/staff")
+    return re.search(r'name="csrf" value="([^"]+)"', home.text).group(1)
+
+
+def form_fields(html: str, action: str) -> dict[str, str]:
+    m = re.search(r'method="post" action="' + re.escape(action) + r'"[^>]*>\s*'
+                  r'<input type="hidden" name="csrf" value="([^"]+)">\s*'
+                  r'<input type="hidden" name="op" value="([0-9a-f]{32})">', html)
+    assert m, f"no form for {action}"
+    return {"csrf": m.group(1), "op": m.group(2)}
+
+
+STAFF_PAGES = ["/staff", "/staff/intake", "/staff/head", "/staff/dossiers/{code}",
+               "/staff/dossiers/{code}/receipt", "/staff/dossiers/{code}/history",
+               "/staff/dossiers/{code}/form/control", "/staff/dossiers/{code}/qr.svg",
+               "/staff/asof", "/staff/asof/d20250904a"]
+
+
+@pytest.mark.parametrize("path", STAFF_PAGES)
+def test_anonymous_visitors_get_no_staff_page(desk, path):
+    r = desk.get(path.format(code=desk.code), follow_redirects=False)
+    assert r.status_code in (302, 303, 307, 401, 403)
+    if r.status_code != 403:
+        assert r.headers.get("location", "").startswith("/staff/login")
+    assert "Nguyễn" not in r.text
+
+
+def test_anonymous_posts_are_refused(desk_any):
+    r = desk_any.post(f"/staff/dossiers/{desk_any.code}/act/pause", data={"reason": "x"},
+                  follow_redirects=False)
+    assert r.status_code == 403
+    r = desk_any.post("/staff/intake", data={"procedure": "1.001193"}, follow_redirects=False)
+    assert r.status_code == 403
+
+
+def test_wrong_password_is_refused_and_login_is_throttled(desk_any):
+    page = desk_any.get("/staff/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    for _ in range(auth.MAX_FAILURES_PER_USER):
+        r = desk_any.post("/staff/login", data={"csrf": token, "username": "tiepnhan",
+                                            "password": "sai-mat-khau-roi"})
+        assert r.status_code == 401
+        assert "không đúng" in r.text
+    # Now even the right password is refused for a while.
+    r = desk_any.post("/staff/login", data={"csrf": token, "username": "tiepnhan",
+                                        "password": PASSWORD})
+    assert r.status_code == 429
+    assert "quá nhiều lần" in r.text
+    assert auth.SESSION_COOKIE not in desk_any.cookies
+
+
+def test_login_without_csrf_fails(desk):
+    desk.cookies.clear()
+    r = desk.post("/staff/login", data={"username": "tiepnhan", "password": PASSWORD},
+                  follow_redirects=False)
+    assert r.status_code == 403
+
+
+def test_post_without_or_with_a_wrong_csrf_token_fails_and_appends_nothing(desk_any):
+    csrf = login(desk_any, "chuyenvien")
+    page = desk_any.get(f"/staff/dossiers/{desk_any.code}")
+    fields = form_fields(page.text, f"/staff/dossiers/{desk_any.code}/act/pause")
+    head = desk_any.system.runner.head()
+    r = desk_any.post(f"/staff/dossiers/{desk_any.code}/act/pause",
+                  data={"op": fields["op"], "reason": "Chờ nộp thuế"}, follow_redirects=False)
+    assert r.status_code == 403
+    r = desk_any.post(f"/staff/dossiers/{desk_any.code}/act/pause",
+                  data={"op": fields["op"], "reason": "Chờ nộp thuế", "csrf": csrf[:-2] + "xx"},
+                  follow_redirects=False)
+    assert r.status_code == 403
+    assert desk_any.system.runner.head() == head
+    assert desk_any.system.app.dossier(desk_any.code).status == "received"
+
+
+def test_double_submit_appends_nothing(desk_any):
+    login(desk_any, "chuyenvien")
+    page = desk_any.get(f"/staff/dossiers/{desk_any.code}")
+    fields = form_fields(page.text, f"/staff/dossiers/{desk_any.code}/act/pause")
+    data = {**fields, "reason": "Chờ công dân nộp tiền sử dụng đất"}
+    r1 = desk_any.post(f"/staff/dossiers/{desk_any.code}/act/pause", data=data, follow_redirects=False)
+    assert r1.status_code == 303
+    head = desk_any.system.runner.head()
+    r2 = desk_any.post(f"/staff/dossiers/{desk_any.code}/act/pause", data=data, follow_redirects=False)
+    assert r2.status_code == 303
+    assert desk_any.system.runner.head() == head
+    assert desk_any.system.app.dossier(desk_any.code).status == "paused"
+
+
+def test_officer_of_another_agency_can_neither_see_nor_act(desk_any):
+    csrf = login(desk_any, "khac")
+    r = desk_any.get(f"/staff/dossiers/{desk_any.code}")
+    assert r.status_code == 403
+    assert PERSONAL[0] not in r.text
+    r = desk_any.post(f"/staff/dossiers/{desk_any.code}/act/pause",
+                  data={"csrf": csrf, "op": "a" * 32, "reason": "x"}, follow_redirects=False)
+    assert r.status_code == 403
+    assert desk_any.system.app.dossier(desk_any.code).status == "received"
+    assert desk_any.code not in desk_any.get("/staff").text
+
+
+def test_role_forbids_the_action(desk):
+    csrf = login(desk, "chuyenvien")  # a processing officer may not apologise, stop or return
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert "/act/apologise" not in page.text and "/act/stop" not in page.text
+    assert "/act/pause" in page.text
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/stop",
+                  data={"csrf": csrf, "op": "b" * 32, "reason": "Thử"}, follow_redirects=False)
+    assert r.status_code == 403
+    assert desk.system.app.dossier(desk.code).status == "received"
+    # An auditor reads everything but acts on nothing.
+    csrf = login(desk, "thanhtra")
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert page.status_code == 200 and "/act/" not in page.text
+    assert PERSONAL[1] in page.text  # auditors may see personal data
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/pause",
+                  data={"csrf": csrf, "op": "c" * 32, "reason": "x"}, follow_redirects=False)
+    assert r.status_code == 403
+
+
+def test_state_forbids_the_action(desk):
+    csrf = login(desk, "chuyenvien")
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert "/act/resume" not in page.text and "/act/return_result" not in page.text
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/resume",
+                  data={"csrf": csrf, "op": "d" * 32}, follow_redirects=False)
+    assert r.status_code == 409
+    assert "không cho phép" in r.text
+
+
+def test_admin_sees_no_personal_data(desk):
+    login(desk, "quantri")
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert page.status_code == 200
+    for value in PERSONAL:
+        assert value not in page.text
+    assert desk.get(f"/staff/dossiers/{desk.code}/receipt").status_code == 403
+
+
+def test_supplement_only_from_the_official_list(desk):
+    csrf = login(desk, "chuyenvien")
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/request_supplement",
+                  data={"csrf": csrf, "op": "e" * 32, "items": "Sổ hộ khẩu",
+                        "reason": "Thiếu"}, follow_redirects=False)
+    assert r.status_code == 400
+    assert "danh mục" in r.text
+    assert desk.system.app.dossier(desk.code).supplements == 0
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/request_supplement",
+                  data={"csrf": csrf, "op": "f" * 32, "items": "Giấy tờ tùy thân",
+                        "reason": "Bản chụp mờ"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert desk.system.app.dossier(desk.code).status == "awaiting_supplement"
+
+
+def test_intake_prints_the_receipt_and_a_double_submit_makes_one_dossier(desk):
+    login(desk, "tiepnhan")
+    page = desk.get("/staff/intake", params={"procedure": "1.001193"})
+    assert page.status_code == 200
+    fields = form_fields(page.text, "/staff/intake")
+    data = {**fields, "procedure": "1.001193", "channel": "in_person",
+            "received": ["Tờ khai theo mẫu", "Giấy tờ tùy thân"], "digitised": ["Tờ khai theo mẫu"],
+            "name": "Trần  Thị Hoa", "id_number": "001199000111", "address": "Thôn 2",
+            "phone": "0987000111", "email": "", "kind": "1"}
+    r1 = desk.post("/staff/intake", data=data, follow_redirects=False)
+    assert r1.status_code == 303, r1.text
+    r2 = desk.post("/staff/intake", data=data, follow_redirects=False)
+    assert r2.headers["location"] == r1.headers["location"]
+    code = r1.headers["location"].split("/")[3]
+    receipt = desk.get(r1.headers["location"])
+    assert "GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUẢ" in receipt.text
+    assert "Trần Thị Hoa" in receipt.text  # NFC, whitespace collapsed
+    assert desk.system.app.rating_token(code) in receipt.text
+    assert f"/staff/dossiers/{code}/qr.svg" in receipt.text
+    assert desk.get(f"/staff/dossiers/{code}/qr.svg").headers["content-type"].startswith(
+        "image/svg+xml")
+    d = desk.system.app.dossier(code)
+    assert d.digitised == {"Tờ khai theo mẫu"}
+    desk.system.catch_up()
+    # The public page never shows the applicant's personal data.
+    public = desk.get(f"/d/{code}")
+    assert "Trần T. H." in public.text
+    for value in ("Trần Thị Hoa", "001199000111", "0987000111"):
+        assert value not in public.text
+
+
+def test_intake_with_bad_input_is_a_clear_400(desk):
+    login(desk, "tiepnhan")
+    page = desk.get("/staff/intake", params={"procedure": "1.001193"})
+    fields = form_fields(page.text, "/staff/intake")
+    head = desk.system.runner.head()
+    r = desk.post("/staff/intake", data={**fields, "procedure": "1.001193", "channel": "fax",
+                                          "received": "Tờ khai theo mẫu", "name": "An"})
+    assert r.status_code == 400
+    assert "Kênh nộp hồ sơ không hợp lệ" in r.text
+    r = desk.post("/staff/intake", data={**fields, "procedure": "1.001193",
+                                          "channel": "in_person", "received": "Tờ khai theo mẫu",
+                                          "name": "   "})
+    assert r.status_code == 400
+    assert "họ tên" in r.text
+    assert desk.system.runner.head() == head
+
+
+def test_worklist_sorted_by_deadline_and_head_view(desk):
+    app = desk.system.app
+    second = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                                 applicant=applicant("Lê Văn Cường"), received_at=at(2025, 9, 4, 9),
+                                 officer="tn-1")
+    desk.system.catch_up()
+    login(desk, "lanhdao")
+    page = desk.get("/staff").text
+    codes = re.findall(r'data-code="([^"]+)"', page)
+    # Both are long overdue (2025); the same-day one is due first... by appointment/step time.
+    assert set(codes) == {desk.code, second.code}
+    deadlines = [min(app.dossier(c).appointment_at, app.dossier(c).step_due_at) for c in codes]
+    assert deadlines == sorted(deadlines)
+    assert "Quá hạn" in page
+    head = desk.get("/staff/head")
+    assert head.status_code == 200
+    assert desk.code in head.text and "chưa có văn bản xin lỗi" in head.text
+    login(desk, "chuyenvien")
+    assert desk.get("/staff/head").status_code == 403
+
+
+def test_auditor_history_state_at_a_moment_and_read_models_as_of_a_day(desk):
+    app = desk.system.app
+    app.hand_over(desk.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 3, 10))
+    app.pause(desk.code, officer="cv-1", at=at(2025, 9, 5, 10), reason="Chờ nộp lệ phí")
+    desk.system.catch_up()
+    csrf = login(desk, "thanhtra")
+    page = desk.get(f"/staff/dossiers/{desk.code}/history")
+    assert page.status_code == 200
+    assert "Received" in page.text and "HandedOver" in page.text and "Paused" in page.text
+    assert PERSONAL[0] in page.text  # auditors see personal data
+    assert "applicant_sealed" not in page.text and "rating_token_hash" not in page.text
+    # The state on 4 September: handed over, not yet paused.
+    then = desk.get(f"/staff/dossiers/{desk.code}/history", params={"at": "2025-09-04T12:00"})
+    assert "Đang xử lý" in then.text.split("Các sự kiện")[0]
+    # The read models as of a day, rebuilt from the log by act time.
+    r = desk.post("/staff/asof", data={"csrf": csrf, "day": "2025-09-04", "by": "act"},
+                  follow_redirects=False)
+    assert r.status_code == 303
+    snap = desk.get(r.headers["location"])
+    assert snap.status_code == 200 and desk.code in snap.text
+    assert "Đang xử lý" in snap.text and "Tạm dừng" not in snap.text.split("<table")[1]
+    # An officer may not see another person's history nor build snapshots.
+    csrf = login(desk, "chuyenvien")
+    assert desk.get(f"/staff/dossiers/{desk.code}/history").status_code == 403
+    assert desk.post("/staff/asof", data={"csrf": csrf, "day": "2025-09-04"},
+                     follow_redirects=False).status_code == 403
+
+
+def test_transfer_to_another_agency_moves_who_may_act(desk):
+    csrf = login(desk, "chuyenvien")  # does not hold the dossier: may not hand it on
+    assert "/act/hand_over" not in desk.get(f"/staff/dossiers/{desk.code}").text
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/hand_over",
+                  data={"csrf": csrf, "op": "0" * 32, "to_officer": "cv-b"}, follow_redirects=False)
+    assert r.status_code == 403
+    csrf = login(desk, "tiepnhan")
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/hand_over",
+                  data={"csrf": csrf, "op": "1" * 32, "to_officer": "cv-b", "note": "Liên thông"},
+                  follow_redirects=False)
+    assert r.status_code == 303, r.text
+    d = desk.system.app.dossier(desk.code)
+    assert d.holder_agency == "xa-b"
+    # The sending agency's officer now sees the dossier but is offered no dossier action
+    # (returning the result at the end stays with the receiving one-stop unit).
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert page.status_code == 200 and "/act/pause" not in page.text
+    assert "/act/hand_over" not in page.text
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/pause",
+                  data={"csrf": csrf, "op": "2" * 32, "reason": "x"}, follow_redirects=False)
+    assert r.status_code == 403
+    # The receiving agency's officer acts and sees the applicant (it holds the dossier).
+    csrf = login(desk, "khac")
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert page.status_code == 200 and "/act/pause" in page.text
+    assert PERSONAL[0] in page.text
+    control = desk.get(f"/staff/dossiers/{desk.code}/form/control")
+    assert "PHIẾU KIỂM SOÁT" in control.text and "Cán bộ cv-b" in control.text
+
+
+def test_head_apologises_with_a_new_date_and_prints_form_04(desk):
+    csrf = login(desk, "lanhdao")
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/apologise",
+                  data={"csrf": csrf, "op": "3" * 32, "reason": "Phải xác minh thực địa",
+                        "new_appointment_at": "2030-01-10T16:00"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert desk.system.app.dossier(desk.code).apology["reason"] == "Phải xác minh thực địa"
+    form = desk.get(f"/staff/dossiers/{desk.code}/form/apology")
+    assert "Phải xác minh thực địa" in form.text and "10/01/2030" in form.text
+    # A second apology is not offered, and a posted one is refused by state.
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert "/act/apologise" not in page.text
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/apologise",
+                  data={"csrf": csrf, "op": "4" * 32, "reason": "Lần hai",
+                        "new_appointment_at": "2030-02-10T16:00"}, follow_redirects=False)
+    assert r.status_code == 409
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/pay",
+                  data={"csrf": csrf, "op": "5" * 32, "amount_vnd": "75.000",
+                        "channel": "counter"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert desk.system.app.dossier(desk.code).payments[0]["amount_vnd"] == 75000
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/pay",
+                  data={"csrf": csrf, "op": "6" * 32, "amount_vnd": "nhiều",
+                        "channel": "counter"}, follow_redirects=False)
+    assert r.status_code == 400 and "Số tiền" in r.text

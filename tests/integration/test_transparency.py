@@ -1,0 +1,242 @@
+"""The transparency log: signed checkpoints, proofs checked by the stand-alone verifier, tamper
+detection by `portal audit verify` after editing the SQLite event table directly."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from litestar.testing import TestClient
+
+from portal.app import create_app
+from portal.cli import main as portal_main
+from projections.transparency import log_of, verify_log
+from tests.factories import PERSONAL, applicant, at, small_province
+
+VERIFIER = Path(__file__).resolve().parents[2] / "deploy" / "verify_proof.py"
+
+
+def scenario(app) -> list[str]:
+    codes = []
+    for i, day in enumerate((3, 4, 5)):
+        r = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                                applicant=applicant(f"Nguyễn Văn Bình {i}"),
+                                received_at=at(2025, 9, day, 9), officer="tn-1")
+        app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, day, 9, 30))
+        codes.append(r.code)
+    app.issue_result(codes[0], officer="cv-1", at=at(2025, 9, 3, 11))
+    return codes
+
+
+@pytest.fixture
+def logged(backend_settings, make_system):
+    system = make_system(backend_settings)
+    small_province(system.app)
+    codes = scenario(system.app)
+    system.catch_up()
+    return system, codes
+
+
+def run_verifier(tmp_path: Path, *args: object) -> subprocess.CompletedProcess:
+    files = []
+    for i, a in enumerate(args):
+        if isinstance(a, dict):
+            p = tmp_path / f"doc{i}.json"
+            p.write_text(json.dumps(a))
+            files.append(str(p))
+        else:
+            files.append(str(a))
+    # -I: isolated mode, nothing from the project is importable; the script stands alone.
+    return subprocess.run([sys.executable, "-I", str(VERIFIER), *files], capture_output=True,
+                          text=True, check=False, timeout=60)
+
+
+def test_checkpoints_and_proofs_verify_with_the_standalone_verifier(logged, tmp_path):
+    system, codes = logged
+    log = log_of(system)
+    first = log.publish()
+    assert first is not None and first.size == system.runner.head()
+    assert log.publish() is None  # nothing new: no new checkpoint
+    system.app.issue_result(codes[1], officer="cv-1", at=at(2025, 9, 4, 11))
+    system.catch_up()
+    second = log.publish()
+    assert second.size == first.size + 1 or second.size > first.size
+    key = log.public_key()
+    proof = log.inclusion(first.last_position, second.size)
+    ok = run_verifier(tmp_path, "--key", key, "inclusion", "--checkpoint", second.public(), proof)
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout
+    # An altered record fails.
+    forged = dict(proof, record=proof["record"].replace("cv-1", "ld-1"))
+    forged.pop("leaf_hash")
+    bad = run_verifier(tmp_path, "--key", key, "inclusion", "--checkpoint", second.public(),
+                       forged)
+    assert bad.returncode == 1
+    # An altered checkpoint (root or size) fails its signature.
+    cp = second.public()
+    cp_bad = dict(cp, note=cp["note"].replace(f"\n{cp['size']}\n", f"\n{cp['size'] + 1}\n"),
+                  size=cp["size"] + 1)
+    assert run_verifier(tmp_path, "--key", key, "checkpoint", cp_bad).returncode == 1
+    # Another key does not verify the portal's checkpoint.
+    other = base64.b64encode(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
+    assert run_verifier(tmp_path, "--key", {"public_key": other}, "checkpoint",
+                        cp).returncode == 1
+    # Consistency between the two checkpoints verifies; a forged old root fails.
+    cons = log.consistency(first.size, second.size)
+    ok = run_verifier(tmp_path, "--key", key, "consistency", first.public(), second.public(), cons)
+    assert ok.returncode == 0, ok.stderr
+    if cons["proof"]:
+        cons_bad = dict(cons, proof=[cons["proof"][-1], *cons["proof"][:-1]])
+        assert run_verifier(tmp_path, "--key", key, "consistency", first.public(),
+                            second.public(), cons_bad).returncode == 1
+
+
+def test_public_endpoints_and_dossier_proof_page(logged, tmp_path):
+    system, codes = logged
+    settings = system.settings
+    with TestClient(app=create_app(settings, system)) as client:
+        log_of(system).publish()
+        key = client.get("/transparency/key").json()
+        cp = client.get("/transparency/checkpoints/latest").json()
+        assert client.get(f"/transparency/checkpoints/{cp['size']}").json() == cp
+        assert cp in client.get("/transparency/checkpoints").json()["checkpoints"]
+        page = client.get(f"/transparency/dossiers/{codes[0]}")
+        assert page.status_code == 200
+        links = [p for p in page.text.split('href="') if p.startswith("/transparency/proofs/")]
+        assert links
+        url = links[0].split('"')[0].replace("&amp;", "&")
+        proof = client.get(url).json()
+        r = run_verifier(tmp_path, "--key", key, "inclusion", "--checkpoint", cp, proof)
+        assert r.returncode == 0, r.stderr
+        # Nothing personal in any transparency answer.
+        dump = page.text + json.dumps(proof, ensure_ascii=False) + json.dumps(cp)
+        for value in PERSONAL:
+            assert value not in dump
+        assert client.get("/transparency/proofs/inclusion", params={
+            "position": 10_000_000}).status_code == 404
+        assert client.get("/transparency/proofs/consistency", params={
+            "first": 1, "second": 999}).status_code == 404
+        assert client.get("/transparency/proofs/inclusion", params={
+            "position": "abc"}).status_code == 400
+        assert client.get("/transparency").status_code == 200
+
+
+def test_batches_wait_for_a_full_batch(logged):
+    system, _codes = logged
+    log = log_of(system)
+    log.batch_size = 5
+    log.max_wait = 3600
+    first = log.publish_if_due()  # the first checkpoint is never held back
+    assert first is not None and first.size == system.runner.head()
+    system.app.pay(_codes[0], at=at(2025, 9, 3, 10), amount_vnd=1000, channel="counter")
+    system.catch_up()
+    assert log.publish_if_due() is None  # fewer than a batch, and not an hour old
+    log.max_wait = 0
+    assert log.publish_if_due().size == first.size + 1
+
+
+# -- tampering with the SQLite event store -----------------------------------------------------
+def events_db(system) -> sqlite3.Connection:
+    return sqlite3.connect(system.settings.events_db_path)
+
+
+def dossier_rows(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    return conn.execute("SELECT rowid, topic FROM stored_events WHERE topic LIKE"
+                        " 'onestop.Dossier.%' ORDER BY rowid").fetchall()
+
+
+@pytest.fixture
+def sealed(sqlite_settings, make_system):
+    system = make_system(sqlite_settings)
+    small_province(system.app)
+    scenario(system.app)
+    system.catch_up()
+    log_of(system).publish()
+    report = verify_log(system.app, log_of(system))
+    assert report["ok"], report
+    return system
+
+
+def fresh_report(system, make_system) -> dict:
+    """A new process's view: rebuild the app over the same (tampered) files."""
+    other = make_system(system.settings)
+    return verify_log(other.app, log_of(other))
+
+
+def test_edited_event_is_reported(sealed, make_system):
+    conn = events_db(sealed)
+    rowid, _topic = next(r for r in dossier_rows(conn) if r[1].endswith("HandedOver"))
+    state = conn.execute("SELECT state FROM stored_events WHERE rowid=?", (rowid,)).fetchone()[0]
+    edited = bytes(state).replace(b"cv-1", b"ld-1")
+    assert edited != bytes(state)
+    conn.execute("UPDATE stored_events SET state=? WHERE rowid=?", (edited, rowid))
+    conn.commit()
+    report = fresh_report(sealed, make_system)
+    assert not report["ok"]
+    assert report["changed"] == [rowid]
+    assert not report["removed"] and not report["inserted"] and not report["reordered"]
+
+
+def test_deleted_event_is_reported(sealed, make_system):
+    conn = events_db(sealed)
+    rowid = dossier_rows(conn)[-2][0]
+    conn.execute("DELETE FROM stored_events WHERE rowid=?", (rowid,))
+    conn.commit()
+    report = fresh_report(sealed, make_system)
+    assert not report["ok"]
+    assert report["removed"] == [rowid]
+
+
+def test_inserted_event_is_reported(sealed, make_system):
+    conn = events_db(sealed)
+    rows = dossier_rows(conn)
+    # Make room after the third dossier event and forge an act there (a copy, re-addressed).
+    pivot = rows[2][0]
+    conn.execute("UPDATE stored_events SET rowid = rowid + 1000 WHERE rowid > ?", (pivot,))
+    oid, version, topic, state = conn.execute(
+        "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE"
+        " rowid=?", (rows[1][0],)).fetchone()
+    conn.execute("INSERT INTO stored_events (rowid, originator_id, originator_version, topic,"
+                 " state) VALUES (?,?,?,?,?)", (pivot + 1, oid, version + 100, topic, state))
+    conn.commit()
+    report = fresh_report(sealed, make_system)
+    assert not report["ok"]
+    assert report["inserted"] == [pivot + 1]
+    assert not report["removed"] and not report["changed"]
+
+
+def test_reordered_events_are_reported(sealed, make_system):
+    conn = events_db(sealed)
+    rows = dossier_rows(conn)
+    a, b = rows[0][0], rows[3][0]  # two different dossiers' events
+    conn.execute("UPDATE stored_events SET rowid=-1 WHERE rowid=?", (a,))
+    conn.execute("UPDATE stored_events SET rowid=? WHERE rowid=?", (a, b))
+    conn.execute("UPDATE stored_events SET rowid=? WHERE rowid=-1", (b,))
+    conn.commit()
+    report = fresh_report(sealed, make_system)
+    assert not report["ok"]
+    assert report["reordered"]
+    assert set(report["reordered"]) <= {a, b}
+    assert not report["removed"] and not report["inserted"]
+
+
+def test_cli_audit_verify_exit_codes(sealed, monkeypatch, capsys):
+    for var, value in (("PORTAL_VAR_DIR", str(sealed.settings.var_dir)),
+                       ("PORTAL_SECRET_KEY", "test-secret")):
+        monkeypatch.setenv(var, value)
+    assert portal_main(["audit", "verify"]) == 0
+    assert "toàn vẹn" in capsys.readouterr().out
+    conn = events_db(sealed)
+    conn.execute("DELETE FROM stored_events WHERE rowid=?", (dossier_rows(conn)[1][0],))
+    conn.commit()
+    assert portal_main(["audit", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert '"removed"' in out and "CẢNH BÁO" in out

@@ -1,0 +1,56 @@
+"""Personal data: the public form of a name, NFC input, sealing with a per-applicant key."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+
+from domain.errors import InvalidCommand
+from domain.privacy import Applicant, MemoryApplicantKeys, mask_name, nfc, seal, unseal
+
+
+@pytest.mark.parametrize(("name", "public"), [
+    ("Nguyễn Văn An", "Nguyễn V. A."),
+    ("  nguyễn   văn an ", "Nguyễn V. A."),
+    ("Đặng Thị Ánh Tuyết", "Đặng T. Á. T."),
+    ("Mai", "M."),
+    ("", ""),
+])
+def test_mask_name(name, public):
+    assert mask_name(name) == public
+
+
+def test_decomposed_input_is_normalised():
+    decomposed = unicodedata.normalize("NFD", "Nguyễn Thị Ánh")
+    assert decomposed != "Nguyễn Thị Ánh"
+    assert nfc(decomposed) == "Nguyễn Thị Ánh"
+    assert mask_name(decomposed) == "Nguyễn T. Á."
+    assert Applicant(name=decomposed).normalised().name == "Nguyễn Thị Ánh"
+
+
+def test_applicant_validation():
+    with pytest.raises(InvalidCommand) as e:
+        Applicant(name="   ").normalised()
+    assert "họ tên" in e.value.message_vi
+    with pytest.raises(InvalidCommand):
+        Applicant(name="A" * 201).normalised()
+    with pytest.raises(InvalidCommand) as e:
+        Applicant(name="Công ty A", kind=7).normalised()
+    assert "Loại đối tượng" in e.value.message_vi
+
+
+def test_sealed_data_is_unreadable_without_the_key_and_gone_once_erased():
+    keys = MemoryApplicantKeys()
+    key = keys.create("applicant:1")
+    assert keys.create("applicant:1") == key  # one key per applicant
+    person = Applicant(name="Trần Thị Cúc", id_number="001199000111", phone="0912000111")
+    sealed = seal(person, key)
+    assert "Trần" not in sealed and "001199000111" not in sealed
+    assert unseal(sealed, keys.get("applicant:1")) == person
+    keys.erase("applicant:1")
+    assert keys.get("applicant:1") is None
+    assert unseal(sealed, keys.get("applicant:1")) is None
+    other = keys.create("applicant:2")
+    with pytest.raises(ValueError):  # another applicant's key cannot open it
+        unseal(sealed, other)

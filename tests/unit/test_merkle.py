@@ -1,0 +1,101 @@
+"""The Merkle tree against RFC 9162's definitions: roots, inclusion and consistency proofs."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from projections import merkle
+from projections.merkle import (
+    EMPTY_ROOT,
+    ProofError,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    root_of,
+    verify_consistency,
+    verify_inclusion,
+)
+
+
+def mth(data: list[bytes]) -> bytes:
+    """The recursive definition of RFC 9162 §2.1.1, as written there."""
+    n = len(data)
+    if n == 0:
+        return hashlib.sha256(b"").digest()
+    if n == 1:
+        return hashlib.sha256(b"\x00" + data[0]).digest()
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return hashlib.sha256(b"\x01" + mth(data[:k]) + mth(data[k:])).digest()
+
+
+def records(n: int) -> list[bytes]:
+    return [f'{{"position":{i},"kind":"received"}}'.encode() for i in range(1, n + 1)]
+
+
+def test_hashes_are_domain_separated():
+    a, b = leaf_hash(b"a"), leaf_hash(b"b")
+    assert leaf_hash(b"x") == hashlib.sha256(b"\x00x").digest()
+    assert node_hash(a, b) == hashlib.sha256(b"\x01" + a + b).digest()
+    # A node can not pose as a leaf of the concatenated data.
+    assert root_of([a, b]) != leaf_hash(a + b)
+    assert root_of([]) == EMPTY_ROOT
+
+
+@pytest.mark.parametrize("n", [*range(1, 34), 64, 65, 100])
+def test_root_matches_the_recursive_definition(n):
+    data = records(n)
+    assert root_of([leaf_hash(d) for d in data]) == mth(data)
+
+
+def test_known_vector_from_the_certificate_transparency_test_suite():
+    # RFC 6962 test leaves (certificate-transparency-go merkletree tests): 8 leaves, known root.
+    leaves = [bytes.fromhex(h) for h in
+              ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+               "606162636465666768696a6b6c6d6e6f"]]
+    root = root_of([leaf_hash(x) for x in leaves])
+    assert root.hex() == "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 8, 9, 16, 17, 31])
+def test_every_inclusion_proof_verifies_and_a_changed_one_fails(n):
+    hashes = [leaf_hash(d) for d in records(n)]
+    root = root_of(hashes)
+    for i in range(n):
+        proof = inclusion_proof(i, hashes)
+        assert verify_inclusion(hashes[i], i, n, proof, root)
+        assert not verify_inclusion(leaf_hash(b"forged"), i, n, proof, root)
+        if n > 1:
+            assert not verify_inclusion(hashes[i], (i + 1) % n, n, proof, root)
+            bad = [*proof]
+            bad[0] = hashlib.sha256(bad[0]).digest()
+            assert not verify_inclusion(hashes[i], i, n, bad, root)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 7, 8, 12, 17, 33])
+def test_every_consistency_proof_verifies_and_a_rewritten_history_fails(n):
+    hashes = [leaf_hash(d) for d in records(n)]
+    for m in range(0, n + 1):
+        proof = consistency_proof(m, hashes)
+        old = root_of(hashes[:m])
+        assert verify_consistency(m, n, old, root_of(hashes), proof), (m, n)
+        if 0 < m < n:
+            rewritten = [*hashes[: m - 1], leaf_hash(b"rewritten"), *hashes[m:]]
+            assert not verify_consistency(m, n, old, root_of(rewritten), proof)
+            assert not verify_consistency(m, n, root_of(rewritten[:m]), root_of(hashes), proof)
+            if proof:
+                assert not verify_consistency(m, n, old, root_of(hashes), proof[:-1])
+
+
+def test_out_of_range_requests_are_refused():
+    hashes = [leaf_hash(d) for d in records(4)]
+    with pytest.raises(ProofError):
+        inclusion_proof(4, hashes)
+    with pytest.raises(ProofError):
+        consistency_proof(5, hashes)
+    assert not verify_inclusion(hashes[0], 5, 4, [], root_of(hashes))
+    assert merkle.verify_consistency(3, 2, b"", b"", []) is False

@@ -1,0 +1,81 @@
+"""The public feed mapping: every domain event type is classified; personal fields never pass."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from uuid import uuid4
+
+from eventsourcing.domain import Aggregate, DomainEvent
+
+import domain.model as model
+from projections.feed import INTERNAL_TYPES, PUBLIC_FIELDS, canonical, public_record
+from tests.factories import at
+
+
+def event_types() -> list[str]:
+    found = []
+    for _, cls in inspect.getmembers(model, inspect.isclass):
+        if not issubclass(cls, Aggregate) or cls is Aggregate:
+            continue
+        for value in vars(cls).values():
+            if inspect.isclass(value) and issubclass(value, DomainEvent):
+                found.append(value.__qualname__)
+    return sorted(set(found))
+
+
+def test_every_event_type_is_public_or_internal():
+    types = event_types()
+    assert "Dossier.Received" in types and "Dossier.Rated" in types
+    unclassified = [t for t in types if t not in PUBLIC_FIELDS and t != "Dossier.Rated"
+                    and not t.startswith(INTERNAL_TYPES)
+                    and not t.endswith((".Created", ".Event"))]
+    assert unclassified == [], f"decide which fields are public for {unclassified}"
+
+
+def fake(kind: str, **fields) -> SimpleNamespace:
+    cls = type(kind.split(".")[1], (), {})
+    cls.__qualname__ = kind
+    ev = cls()
+    ev.__dict__.update(originator_id=uuid4(), originator_version=1,
+                       timestamp=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), **fields)
+    return ev
+
+
+def test_received_record_leaves_out_sealed_data_and_is_canonical():
+    ev = fake("Dossier.Received", code="X-250903-0001", procedure_code="1.001193",
+              procedure_name="Đăng ký khai sinh", agency="xa-a", channel="online",
+              received_at=at(2025, 9, 3), clock_start_at=at(2025, 9, 3),
+              appointment_at=at(2025, 9, 3, 17), statutory={"value": 1, "unit": "same_day"},
+              cutoff_applies=True, regime="nd118-2025",
+              components=[{"name": "Tờ khai", "digitised": True, "file": "secret.pdf"}],
+              workflow=[], step_due_at=at(2025, 9, 3, 10), officer=None,
+              applicant_key_id="applicant:X", applicant_sealed="c2VhbGVk",
+              applicant_masked="Nguyễn V. B.", applicant_kind=1, rating_token_hash="abc")
+    record = public_record(7, ev)
+    text = canonical(record)
+    assert json.loads(text) == record
+    for secret in ("applicant:X", "c2VhbGVk", "abc", "secret.pdf"):
+        assert secret not in text
+    assert record["applicant_masked"] == "Nguyễn V. B."
+    assert record["appointment_at"] == "2025-09-03T17:00:00+07:00"
+    assert record["recorded_at"] == "2026-01-02T03:04:05.000000+00:00"
+
+
+def test_rating_is_published_against_agency_and_procedure_not_the_dossier():
+    ev = fake("Dossier.Rated", at=at(2025, 9, 3, 16, 45), level="satisfied",
+              criteria={"attitude": "very_satisfied"}, apology_received=None,
+              comment_present=True)
+    record = public_record(9, ev, lambda _id: ("xa-a", "1.001193"))
+    assert record == {"position": 9, "type": "Dossier.Rated", "agency": "xa-a",
+                      "procedure_code": "1.001193", "date": "2025-09-03", "level": "satisfied",
+                      "criteria": {"attitude": "very_satisfied"}, "apology_received": None}
+
+
+def test_internal_and_unknown_events_publish_nothing():
+    assert public_record(3, fake("CommandRecord.Recorded", key="k", result={"code": "X"})) == \
+        {"position": 3, "type": "internal"}
+    assert public_record(4, fake("Nobody.Knows", secret="x")) == \
+        {"position": 4, "type": "unclassified", "event": "Nobody.Knows"}
