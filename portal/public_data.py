@@ -75,11 +75,23 @@ def last_change(db: ReadDB) -> dict[str, Any] | None:
                        " MAX(updated_at) AS updated_at FROM projection_tracking")
 
 
+_AGENCY_NAMES: dict[int, tuple[Any, list[str]]] = {}
+
+
 def implementing_agencies(db: ReadDB) -> list[str]:
-    """Names of implementing agencies in the catalogue (the search page's agency filter)."""
+    """Names of implementing agencies in the catalogue (the search page's agency filter).
+
+    Parsing every record is costly, so the answer is kept until the catalogue's revision moves.
+    """
+    revision = db.scalar("SELECT MAX(revision) AS r FROM procedures")
+    cached = _AGENCY_NAMES.get(id(db))
+    if cached is not None and cached[0] == revision:
+        return cached[1]
     names = set()
     for r in db.fetchall("SELECT record FROM procedures WHERE status='active'"):
         name = json.loads(r["record"]).get("implementing_agency")
         if name:
             names.add(name)
-    return sorted(names)
+    result = sorted(names)
+    _AGENCY_NAMES[id(db)] = (revision, result)
+    return result

@@ -74,12 +74,12 @@ class PublicController(Controller):
             wanted["agencies"] = clean(agency)
         result = await s.search.search(query, wanted) if (query or any(wanted.values())) \
             else None
-        context = {"q": query, "result": result, "filters": {**filters, "agency": clean(agency)},
-                   "fields": queries.fields(s.db),
-                   "agencies": public_data.implementing_agencies(s.db)}
-        if request.htmx:
+        context = {"q": query, "result": result, "filters": {**filters, "agency": clean(agency)}}
+        if request.htmx:  # the partial needs no filter lists: keep the hot path short
             return HTMXTemplate(template_name="partials/search_results.html", context=context,
                                 push_url=False)
+        context["fields"] = queries.fields(s.db)
+        context["agencies"] = public_data.implementing_agencies(s.db)
         return Template("search.html", context=context)
 
     @get("/p/{code:str}")
@@ -101,7 +101,8 @@ class PublicController(Controller):
     @get("/p/{code:str}/qr.svg", media_type="image/svg+xml")
     async def procedure_qr(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Response[bytes]:
         s = system_of(request)
-        if not PROCEDURE_CODE.match(code) or queries.procedure(s.db, code) is None:
+        if not PROCEDURE_CODE.match(code) or s.db.fetchone(
+                "SELECT 1 AS one FROM procedures WHERE code=?", (code,)) is None:
             raise NotFoundException(_("Không tìm thấy thủ tục hành chính mã %(code)s.")
                                     % {"code": code})
         data, etag = qr_svg(f"{s.settings.public_base_url}/p/{code}")
