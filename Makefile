@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench clean load
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: $(STAMP)
 	bash deploy/provision-meilisearch.sh >/dev/null
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# Load test on PostgreSQL (PORTAL_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/test):
+# 200 public readers and 20 staff writers for 60 s against 2 web workers, a projection worker and
+# a managed Meilisearch; JSON report on stdout. Override e.g. `make load LOAD_ARGS="--duration 10"`.
+load: $(STAMP)
+	bash deploy/provision-meilisearch.sh >/dev/null
+	$(BIN)/portal bench-load $(LOAD_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -106,9 +106,13 @@ def _error_page(request: Request[Any, Any, Any], status: int, title: str, messag
                 ) -> Response[Any]:
     path = request.url.path
     accept = request.headers.get("accept", "")
+    machine = path.startswith("/data/") or path.endswith((".atom", ".csv", ".jsonl"))
     if path.startswith(("/api/", "/open311/")) or path.endswith(".json") or (
-            "application/json" in accept and "text/html" not in accept):
-        return Response({"status": status, "error": title, "detail": message},
+            "application/json" in accept and "text/html" not in accept) or (
+            machine and "text/html" not in accept):
+        # `status_code` and `detail` as the OpenAPI document's error schemas say.
+        return Response({"status_code": status, "status": status, "error": title,
+                         "detail": message},
                         status_code=status, headers=SECURITY_HEADERS)
     return Template("error.html", context={"status": status, "title": title,
                                            "message": message},

@@ -77,6 +77,15 @@ ROLE_ACTIONS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset(),
 }
 
+# Which desk pages beyond the worklist and the dossiers of one's own agency each role may open.
+_OVERSIGHT = frozenset({Role.HEAD, Role.AUDITOR, Role.ADMIN})
+PAGE_ROLES: dict[str, frozenset[Role]] = {
+    "head": _OVERSIGHT,  # /staff/head: late and at-risk dossiers, officers' late steps
+    "history": _OVERSIGHT,  # /staff/dossiers/{code}/history: every event, state at any moment
+    "asof_read": _OVERSIGHT,  # /staff/asof, /staff/asof/{label}: read models "as of" a day
+    "asof_build": frozenset({Role.AUDITOR, Role.ADMIN}),  # POST /staff/asof: build a snapshot
+}
+
 
 class AuthError(DomainError):
     """Login refused; the message never says whether the user name exists."""
@@ -129,6 +138,9 @@ class Account:
 
     def may(self, action: str) -> bool:
         return action in ROLE_ACTIONS[self.role]
+
+    def may_open(self, page: str) -> bool:
+        return self.role in PAGE_ROLES[page]
 
     @property
     def sees_personal_data_everywhere(self) -> bool:

@@ -14,6 +14,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, Parameter
 
 from portal import public_data
+from portal.api_errors import error_responses
 from portal.controllers.public import (
     PROCEDURE_CODE,
     clean,
@@ -281,7 +282,8 @@ class ApiController(Controller):
                                             online_level=h.online_level, url=f"{base}/p/{h.code}")
                                   for h in result.hits])
 
-    @get("/procedures/{code:str}", summary=N_("Một thủ tục: mọi trường của bản ghi, nơi tiếp nhận,"
+    @get("/procedures/{code:str}", responses=error_responses(404),
+         summary=N_("Một thủ tục: mọi trường của bản ghi, nơi tiếp nhận,"
          " số hồ sơ và tỉ lệ đúng hạn"))
     async def procedure(self, request: Request[Any, Any, Any],
                         code: FromPath[str]) -> ProcedureDetail:
@@ -315,7 +317,8 @@ class ApiController(Controller):
         s = system_of(request)
         return [OfficerEntry(**r) for r in public_data.officers(s.db, agency=clean(agency, 64))]
 
-    @get("/dossiers/{code:str}", summary=N_("Tình trạng công khai của một hồ sơ theo mã trên giấy"
+    @get("/dossiers/{code:str}", responses=error_responses(404, 429),
+         summary=N_("Tình trạng công khai của một hồ sơ theo mã trên giấy"
          " hẹn (không có thông tin cá nhân; giới hạn số lần tra cứu)"))
     async def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> DossierStatus:
         s = system_of(request)

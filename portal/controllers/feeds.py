@@ -8,6 +8,7 @@ from xml.etree import ElementTree as ET
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath
 
+from portal.api_errors import error_responses
 from portal.controllers.public import find_dossier, system_of
 from portal.i18n import N_
 from portal.labels import OUTCOME, TIMELINE
@@ -63,7 +64,7 @@ class FeedsController(Controller):
     path = "/"
     tags = ["Atom"]
 
-    @get("/d/{code:str}/feed.atom", media_type=ATOM_TYPE,
+    @get("/d/{code:str}/feed.atom", media_type=ATOM_TYPE, responses=error_responses(404, 429),
          summary=N_("Atom: các thay đổi của một hồ sơ (giới hạn số lần tra cứu)"))
     async def dossier_feed(self, request: Request[Any, Any, Any],
                            code: FromPath[str]) -> Response[bytes]:

@@ -16,6 +16,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 from portal import public_data
+from portal.api_errors import error_responses
 from portal.controllers.public import PROCEDURE_CODE, clean, find_dossier, system_of
 from portal.i18n import N_
 from portal.i18n import gettext as _
@@ -108,7 +109,8 @@ class Open311Controller(Controller):
                                keywords=", ".join(r["keywords"]), group=r["field"])
                 for r in rows]
 
-    @get("/services/{spec:str}", summary=N_("Định nghĩa một dịch vụ: {mã thủ tục}.json;"
+    @get("/services/{spec:str}", responses=error_responses(404),
+         summary=N_("Định nghĩa một dịch vụ: {mã thủ tục}.json;"
          " thuộc tính là thành phần hồ sơ"))
     async def service(self, request: Request[Any, Any, Any],
                       spec: FromPath[str]) -> Open311ServiceDefinition:
@@ -125,7 +127,8 @@ class Open311Controller(Controller):
                              description=c.get("name", ""))
             for i, c in enumerate(components, start=1)])
 
-    @get("/requests/{spec:str}", summary=N_("Một yêu cầu (hồ sơ) theo mã: {mã hồ sơ}.json"))
+    @get("/requests/{spec:str}", responses=error_responses(404, 429),
+         summary=N_("Một yêu cầu (hồ sơ) theo mã: {mã hồ sơ}.json"))
     async def request_(self, request: Request[Any, Any, Any],
                        spec: FromPath[str]) -> list[Open311Request]:
         s = system_of(request)

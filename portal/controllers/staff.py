@@ -26,7 +26,7 @@ from domain.calendar import VN_TZ
 from domain.errors import DomainError
 from domain.privacy import Applicant
 from portal import auth
-from portal.auth import Account, Role, StaffSession
+from portal.auth import Account, StaffSession
 from portal.qr import qr_svg
 from portal.system import System
 
@@ -267,7 +267,7 @@ class StaffController(Controller):
     @get("/head", sync_to_thread=True)
     def head(self, request: Request[Any, Any, Any]) -> Template:
         me = current(request).account
-        if me.role not in (Role.HEAD, Role.AUDITOR, Role.ADMIN):
+        if not me.may_open("head"):
             raise PermissionDeniedException("Chỉ lãnh đạo cơ quan, thanh tra xem được trang này.")
         s = system_of(request)
         return Template("staff/head.html", context={

@@ -13,7 +13,6 @@ from litestar.response import Redirect, Template
 
 from domain.calendar import VN_TZ
 from domain.errors import InvalidCommand
-from portal.auth import Role
 from portal.controllers.staff import (
     NO_STORE,
     checked_form,
@@ -27,12 +26,11 @@ from projections import rebuild as rebuilds
 from projections.registry import public_projections
 
 LABEL = re.compile(r"^d\d{8}[ra]$")
-READERS = (Role.AUDITOR, Role.ADMIN, Role.HEAD)
 
 
 def _reader(request: Request[Any, Any, Any]) -> Any:
     me = current(request).account
-    if me.role not in READERS:
+    if not me.may_open("asof_read"):
         raise PermissionDeniedException("Chỉ thanh tra, lãnh đạo xem được số liệu theo ngày.")
     return me
 
@@ -57,7 +55,7 @@ class StaffAuditController(Controller):
     async def build(self, request: Request[Any, Any, Any]) -> Response[Any]:
         _session, form = await checked_form(request)
         me = current(request).account
-        if me.role not in (Role.AUDITOR, Role.ADMIN):
+        if not me.may_open("asof_build"):
             raise PermissionDeniedException("Chỉ thanh tra, quản trị được dựng số liệu theo ngày.")
         try:
             day = date.fromisoformat(clean(form.get("day"), 10))

@@ -284,7 +284,7 @@ class StaffDossierController(Controller):
                 at: Annotated[str, QueryParameter(max_length=40)] = "") -> Template:
         """The full event history of a dossier and its state at any moment (auditors, heads)."""
         s, me, d = load(request, code)
-        if me.role not in (Role.AUDITOR, Role.HEAD, Role.ADMIN):
+        if not me.may_open("history"):
             raise PermissionDeniedException("Chỉ lãnh đạo, thanh tra xem được toàn bộ lịch sử.")
         events = list(s.app.repository.event_store.get(d.id))
         if at:

@@ -12,6 +12,7 @@ from litestar.params import FromPath, Parameter
 from litestar.response import Template
 
 from portal import stats_view
+from portal.api_errors import error_responses
 from portal.charts import line_chart
 from portal.controllers.downloads import Download, csv_response, register
 from portal.controllers.feeds import ATOM_TYPE, atom_document
@@ -356,7 +357,8 @@ class StatisticsApi(Controller):
     path = "/"
     tags = ["Thống kê công khai"]
 
-    @get("/api/late", summary=N_("Danh sách hồ sơ trễ hạn của một tháng (tùy chọn một cơ quan),"
+    @get("/api/late", responses=error_responses(404),
+         summary=N_("Danh sách hồ sơ trễ hạn của một tháng (tùy chọn một cơ quan),"
          " quy cho bước và cán bộ, kèm xin lỗi và giải trình"))
     async def late_api(self, request: Request[Any, Any, Any],
                        month: str = Parameter(default="", max_length=20,
@@ -364,7 +366,8 @@ class StatisticsApi(Controller):
                        agency: str = Parameter(default="", max_length=64)) -> LateList:
         return late_data(request, month, agency)
 
-    @get("/api/satisfaction", summary=N_("Mức độ hài lòng theo cơ quan hoặc thủ tục; nhóm dưới"
+    @get("/api/satisfaction", responses=error_responses(404),
+         summary=N_("Mức độ hài lòng theo cơ quan hoặc thủ tục; nhóm dưới"
          " ngưỡng tối thiểu không công bố số"))
     async def satisfaction_api(self, request: Request[Any, Any, Any],
                                by: str = Parameter(default="agency", max_length=20,
@@ -373,7 +376,8 @@ class StatisticsApi(Controller):
                                ) -> list[SatisfactionGroup]:
         return satisfaction_data(request, clean(by, 20), period)
 
-    @get("/api/scoreboard", summary=N_("Bộ chỉ số 766 của một kỳ: cây tỉnh → cơ quan → xã, mỗi"
+    @get("/api/scoreboard", responses=error_responses(404),
+         summary=N_("Bộ chỉ số 766 của một kỳ: cây tỉnh → cơ quan → xã, mỗi"
          " chỉ số kèm công thức, tử số, mẫu số và điểm"))
     async def scoreboard_api(self, request: Request[Any, Any, Any],
                              period: str = Parameter(default="", max_length=20,
@@ -381,7 +385,8 @@ class StatisticsApi(Controller):
                              agency: str = Parameter(default="", max_length=64)) -> Scoreboard:
         return scoreboard_data(request, period, agency)
 
-    @get("/data/late.csv", summary=N_("Danh sách trễ hạn (CSV)"), media_type="text/csv")
+    @get("/data/late.csv", responses=error_responses(404),
+         summary=N_("Danh sách trễ hạn (CSV)"), media_type="text/csv")
     async def late_csv(self, request: Request[Any, Any, Any],
                        month: str = Parameter(default="", max_length=20),
                        agency: str = Parameter(default="", max_length=64)) -> Response[bytes]:
@@ -406,7 +411,8 @@ class StatisticsApi(Controller):
                    "apology_timely", "explanations"]
         return csv_response(rows, columns, f"tre-han-{data.month}.csv")
 
-    @get("/data/satisfaction.csv", summary=N_("Mức độ hài lòng (CSV)"), media_type="text/csv")
+    @get("/data/satisfaction.csv", responses=error_responses(404),
+         summary=N_("Mức độ hài lòng (CSV)"), media_type="text/csv")
     async def satisfaction_csv(self, request: Request[Any, Any, Any],
                                by: str = Parameter(default="agency", max_length=20),
                                period: str = Parameter(default="", max_length=20)
@@ -421,7 +427,8 @@ class StatisticsApi(Controller):
                    "very_satisfied", "satisfied", "not_satisfied", "yes", "no"]
         return csv_response(rows, columns, f"hai-long-{clean(by, 20)}.csv")
 
-    @get("/data/scoreboard.csv", summary=N_("Bộ chỉ số 766 (CSV)"), media_type="text/csv")
+    @get("/data/scoreboard.csv", responses=error_responses(404),
+         summary=N_("Bộ chỉ số 766 (CSV)"), media_type="text/csv")
     async def scoreboard_csv(self, request: Request[Any, Any, Any],
                              period: str = Parameter(default="", max_length=20)
                              ) -> Response[bytes]:
