@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint bench clean load
+.PHONY: demo test install lint bench clean load faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,16 @@ lint: $(STAMP)
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache
+
+# Hostile input at full strength (issue 8): schemathesis with many examples per OpenAPI
+# operation, the whole XSS corpus on every page kind, malformed input, the authorization matrix.
+.PHONY: hostile
+hostile: $(STAMP)
+	PORTAL_HOSTILE_EXAMPLES=$(or $(EXAMPLES),200) PORTAL_HOSTILE_FULL=1 $(BIN)/pytest -q tests/hostile
+
+# Fault tests at full strength (issue 8): SIGKILLed web and projection workers, Meilisearch
+# stopped for a minute and a private PostgreSQL restarted, all under load; numbers as JSON.
+# `make faults ONLY=web` runs one scenario (web, projections, search, postgres).
+faults: $(STAMP)
+	bash deploy/provision-meilisearch.sh >/dev/null
+	$(BIN)/python -m portal.cli faults $(if $(ONLY),--only $(ONLY),)

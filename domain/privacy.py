@@ -20,8 +20,11 @@ from domain.errors import InvalidCommand
 
 
 def nfc(text: str) -> str:
-    """Unicode NFC with surrounding whitespace removed and inner runs collapsed."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    """Unicode NFC with surrounding whitespace removed and inner runs collapsed; characters that
+    print nothing (NUL and other controls, bidirectional overrides that would reorder a public
+    text, lone surrogates) are dropped."""
+    text = unicodedata.normalize("NFC", text)
+    return " ".join("".join(ch for ch in text if ch.isprintable() or ch.isspace()).split())
 
 
 def mask_name(full_name: str) -> str:

@@ -27,7 +27,7 @@ from domain.errors import DomainError, NotFound
 from portal import i18n, labels
 from portal.controllers import discover_routes
 from portal.i18n import gettext as _
-from portal.middleware import HttpCacheMiddleware, LanguageMiddleware
+from portal.middleware import HttpCacheMiddleware, LanguageMiddleware, RejectControlCharacters
 from portal.settings import ROOT, Settings
 from portal.system import System, build_system
 
@@ -198,6 +198,7 @@ def create_app(settings: Settings, system: System | None = None, *,
         # answer), then ETag/304/gzip with the server-side cache of public pages.
         middleware=[
             LanguageMiddleware,
+            RejectControlCharacters,
             RateLimitConfig(rate_limit=("minute", lookups_per_minute(settings)),
                             check_throttle_handler=is_dossier_lookup).middleware,
             DefineMiddleware(HttpCacheMiddleware, version=read_models_version(sys_)),

@@ -42,6 +42,22 @@ def request_cookies(scope: Scope) -> dict[str, str]:
     return {k: m.value for k, m in cookie.items()}
 
 
+class RejectControlCharacters:
+    """A NUL or another control character in the path names no page and no file: 400 (the
+    static files router would otherwise fail on the NUL with a 500)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and any(
+                ord(ch) < 32 or ord(ch) == 127 for ch in scope.get("path", "")):
+            from litestar.exceptions import ClientException
+
+            raise ClientException("Địa chỉ trang có ký tự không hợp lệ.")
+        await self.app(scope, receive, send)
+
+
 class LanguageMiddleware:
     """`?lang=en` switches language and remembers it in a cookie; Vietnamese by default."""
 

@@ -191,6 +191,10 @@ class Runner:
             except _Superseded:
                 continue
             except Exception as e:
+                if connection_lost(e):
+                    # The database went away (restart, failover): not this projection's fault.
+                    # Nothing of the batch was written; the worker loop waits and tries again.
+                    raise
                 msg = f"{type(e).__name__}: {e}"
                 log.error("projection %s stopped at position %s (it resumes from there once"
                           " fixed): %s", p.tracking_name, positions[p.tracking_name], msg)
@@ -270,3 +274,12 @@ class Runner:
 
 class _Superseded(Exception):
     pass
+
+
+def connection_lost(e: BaseException) -> bool:
+    """A lost or refused PostgreSQL connection (transient), as opposed to a handler's error."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError)

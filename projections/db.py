@@ -124,8 +124,22 @@ class PostgresReadDB(ReadDB):
             c.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         self.pool = ConnectionPool(
             url, min_size=1, max_size=10, kwargs={"row_factory": dict_row},
-            configure=configure, check=ConnectionPool.check_connection, open=True,
+            configure=configure, check=self._check, open=True,
         )
+
+    def _check(self, conn: Any) -> None:
+        """Check a connection before lending it; when it is broken, purge the whole pool.
+
+        After a server restart every idle connection is broken. The pool's own check loop
+        tries them one by one with a growing pause (1, 2, 4, 8... s), so a request waited
+        30 s and failed; purging them at once lets the next try get a fresh connection."""
+        from psycopg_pool import ConnectionPool
+
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            self.pool.check()
+            raise
 
     def q(self, sql: str) -> str:
         return sql.replace("?", "%s")

@@ -44,8 +44,8 @@ class PublicController(Controller):
     path = "/"
     include_in_schema = False
 
-    @get("/")
-    async def home(self, request: Request[Any, Any, Any]) -> Template:
+    @get("/", sync_to_thread=True)
+    def home(self, request: Request[Any, Any, Any]) -> Template:
         s = system_of(request)
         return Template("home.html", context={
             "headline": stats_view.headline(s),
@@ -82,8 +82,8 @@ class PublicController(Controller):
         context["agencies"] = public_data.implementing_agencies(s.db)
         return Template("search.html", context=context)
 
-    @get("/p/{code:str}")
-    async def procedure(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
+    @get("/p/{code:str}", sync_to_thread=True)
+    def procedure(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         s = system_of(request)
         if not PROCEDURE_CODE.match(code):
             raise NotFoundException(_("Mã thủ tục không đúng định dạng."))
@@ -117,8 +117,8 @@ class PublicController(Controller):
         code = clean(code, 60).upper().replace(" ", "")
         return Redirect(f"/d/{code}" if code else "/")
 
-    @get("/d/{code:str}")
-    async def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
+    @get("/d/{code:str}", sync_to_thread=True)
+    def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         s = system_of(request)
         row = find_dossier(s, code)
         timeline = queries.timeline(s.db, code)

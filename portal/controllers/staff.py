@@ -42,7 +42,7 @@ def system_of(request: Request[Any, Any, Any]) -> System:
 
 def clean(text: Any, limit: int = 200) -> str:
     text = unicodedata.normalize("NFC", str(text or ""))
-    text = "".join(ch for ch in text if ch.isprintable())
+    text = "".join(ch for ch in text if ch.isprintable() or ch.isspace())  # keep NBSP as a space
     return " ".join(text.split())[:limit]
 
 

@@ -334,8 +334,8 @@ class StatisticsPages(Controller):
             "min_group": s.settings.min_group_size,
             "criteria_order": ["overall", "on_time", "attitude", "apology_received"]})
 
-    @get("/scoreboard")
-    async def scoreboard(self, request: Request[Any, Any, Any],
+    @get("/scoreboard", sync_to_thread=True)
+    def scoreboard(self, request: Request[Any, Any, Any],
                          period: str = Parameter(default="", max_length=20),
                          agency: str = Parameter(default="", max_length=64)) -> Template:
         s = system_of(request)
