@@ -120,8 +120,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from portal.app import create_app
 
     app = create_app(settings, background=args.with_projections)
+    # A long keep-alive: behind a proxy, a worker starved of CPU must not close a connection
+    # just as the next request arrives on it (seen as dropped connections under load).
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
-                log_level="info", access_log=False)
+                log_level="info", access_log=False, timeout_keep_alive=65)
     return 0
 
 
