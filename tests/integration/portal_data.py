@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from tests.factories import applicant, at, procedure, small_province
@@ -65,3 +68,25 @@ def busy_month(app: Any) -> dict[str, Any]:
     app.pay(permit.code, at=at(2025, 9, 25, 8, 10), amount_vnd=75000, channel="online")
     out["permit"] = permit.code
     return out
+
+
+@contextmanager
+def busy_client(var_dir: Path, secret: str) -> Iterator[Any]:
+    """A TestClient over a fresh SQLite system holding `busy_month`; `client.codes` names them."""
+    from litestar.testing import TestClient
+
+    from portal.app import create_app
+    from portal.settings import Settings
+    from portal.system import build_system
+
+    settings = Settings(var_dir=var_dir, secret_key=secret,
+                        extra={"dossier_lookups_per_minute": "1000"})
+    system = build_system(settings)
+    try:
+        codes = busy_month(system.app)
+        system.catch_up()
+        with TestClient(app=create_app(settings, system)) as client:
+            client.codes = codes  # type: ignore[attr-defined]
+            yield client
+    finally:
+        system.close()

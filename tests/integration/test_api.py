@@ -8,28 +8,17 @@ import io
 import json
 
 import pytest
-from litestar.testing import TestClient
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from portal.app import create_app
-from portal.settings import Settings
-from portal.system import build_system
-from tests.integration.portal_data import busy_month
+from tests.integration.portal_data import busy_client
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    settings = Settings(var_dir=tmp_path_factory.mktemp("var"), secret_key="api",
-                        extra={"dossier_lookups_per_minute": "1000"})
-    system = build_system(settings)
-    codes = busy_month(system.app)
-    system.catch_up()
-    with TestClient(app=create_app(settings, system)) as client:
-        client.codes = codes  # type: ignore[attr-defined]
+    with busy_client(tmp_path_factory.mktemp("var"), "api") as client:
         client.spec = client.get("/api/schema/openapi.json").json()  # type: ignore[attr-defined]
         yield client
-    system.close()
 
 
 def test_openapi_document_is_valid(api):

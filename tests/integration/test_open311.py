@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from litestar.testing import TestClient
 
-from portal.app import create_app
-from portal.settings import Settings
-from portal.system import build_system
-from tests.integration.portal_data import busy_month
+from tests.integration.portal_data import busy_client
 
 
 @pytest.fixture(scope="module")
 def o311(tmp_path_factory):
-    settings = Settings(var_dir=tmp_path_factory.mktemp("var"), secret_key="o311",
-                        extra={"dossier_lookups_per_minute": "1000"})
-    system = build_system(settings)
-    codes = busy_month(system.app)
-    system.catch_up()
-    with TestClient(app=create_app(settings, system)) as client:
-        client.codes = codes  # type: ignore[attr-defined]
+    with busy_client(tmp_path_factory.mktemp("var"), "o311") as client:
         yield client
-    system.close()
 
 
 def test_services_list_and_definition(o311):

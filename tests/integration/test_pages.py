@@ -16,7 +16,7 @@ from portal.app import create_app
 from portal.settings import ROOT, Settings
 from portal.system import build_system
 from tests.factories import at
-from tests.integration.portal_data import busy_month
+from tests.integration.portal_data import busy_client, busy_month
 
 PAGES = ["/", "/search?q=khai+sinh", "/p/1.001193", "/officers", "/data", "/about", "/api/docs",
          "/late?month=2025-09", "/satisfaction?period=2025-09", "/scoreboard?period=2025-09", "/o"]
@@ -24,15 +24,8 @@ PAGES = ["/", "/search?q=khai+sinh", "/p/1.001193", "/officers", "/data", "/abou
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    settings = Settings(var_dir=tmp_path_factory.mktemp("var"), secret_key="pages",
-                        extra={"dossier_lookups_per_minute": "1000"})
-    system = build_system(settings)
-    codes = busy_month(system.app)
-    system.catch_up()
-    with TestClient(app=create_app(settings, system)) as client:
-        client.codes = codes  # type: ignore[attr-defined]
+    with busy_client(tmp_path_factory.mktemp("var"), "pages") as client:
         yield client
-    system.close()
 
 
 def visible_text(html: str) -> str:
