@@ -61,7 +61,7 @@ class CatalogueProjection(Projection):
 
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
-        self._usage: dict[str, int] = {}
+        self._usage: dict[str, list[int]] = {}
 
     # procedures -----------------------------------------------------------------------
     def _upsert_procedure(self, cur: Any, code: str, record: dict[str, Any], status: str,
@@ -87,25 +87,35 @@ class CatalogueProjection(Projection):
         cur.execute(f"UPDATE {self.t('procedures')} SET status='abolished', revision=?,"
                     " updated_at=? WHERE id=?", (position, now_iso(), str(ev.originator_id)))
 
+    def apply_batch(self, cur: Any, events: Any) -> None:
+        # Buffered counts belong to one transaction: a batch that failed and is retried
+        # must not add its dossiers twice.
+        self._usage.clear()
+        super().apply_batch(cur, events)
+
     def on_Dossier_Received(self, cur: Any, ev: Dossier.Received, position: int) -> None:
-        self._usage[ev.procedure_code] = self._usage.get(ev.procedure_code, 0) + 1
-        self._last_position = position
+        self._usage.setdefault(ev.procedure_code, []).append(position)
 
     def flush(self, cur: Any) -> None:
+        """Write buffered usage counts. A bucket change takes the position of the very dossier
+        that crossed it as its revision, so the table does not depend on batch boundaries."""
         if not self._usage:
             return
         table = self.t("procedures")
-        for code, n in sorted(self._usage.items()):
+        for code, positions in sorted(self._usage.items()):
             row = cur.execute(f"SELECT usage_count, usage_bucket FROM {table} WHERE code=?",
                               (code,)).fetchone()
             if row is None:
                 continue
-            count = int(row["usage_count"]) + n
-            bucket = usage_bucket(count)
-            if bucket != row["usage_bucket"]:
+            count, bucket, crossed_at = int(row["usage_count"]), int(row["usage_bucket"]), None
+            for position in positions:
+                count += 1
+                if usage_bucket(count) != bucket:
+                    bucket, crossed_at = usage_bucket(count), position
+            if crossed_at is not None:
                 cur.execute(f"UPDATE {table} SET usage_count=?, usage_bucket=?, revision=?,"
                             " updated_at=? WHERE code=?",
-                            (count, bucket, self._last_position, now_iso(), code))
+                            (count, bucket, crossed_at, now_iso(), code))
             else:
                 cur.execute(f"UPDATE {table} SET usage_count=? WHERE code=?", (count, code))
         self._usage.clear()

@@ -134,3 +134,26 @@ def test_bad_input_is_refused_and_nothing_is_stored(backend_settings, make_syste
                                    officer="tn-1")
     assert "Kênh nộp" in e.value.message_vi
     assert system.runner.head() == head
+
+
+def test_catalogue_does_not_depend_on_batch_boundaries(sqlite_settings, make_system):
+    """Usage counts and their search revisions come out the same whatever the batch size."""
+    system = make_system(sqlite_settings.with_(projection_batch_size=1000))
+    small_province(system.app)
+    for i in range(9):
+        system.app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="online",
+                                   applicant=applicant(), received_at=at(2025, 9, 3, 8, i),
+                                   officer="tn-1")
+    system.catch_up()
+    small = make_system(sqlite_settings.with_(var_dir=sqlite_settings.var_dir,
+                                              projection_batch_size=1))
+    from projections.base import Runner
+    from projections.catalogue import CatalogueProjection
+
+    runner = Runner(small.app, small.db, [CatalogueProjection("b1_")], batch_size=1)
+    runner.catch_up()
+    columns = "code, usage_count, usage_bucket, revision"
+    big_rows = system.db.fetchall(f"SELECT {columns} FROM procedures ORDER BY code")
+    one_rows = small.db.fetchall(f"SELECT {columns} FROM b1_procedures ORDER BY code")
+    assert big_rows == one_rows
+    assert [r["usage_count"] for r in big_rows if r["code"] == "1.001193"] == [9]
