@@ -374,19 +374,9 @@ class OneStop(Application):
         previous = self._replayed(key, "receive_dossier")
         if previous is not None:  # a repeat returns the first receipt, whatever changed since
             return self._receipt(previous)
-        check_aware(received_at)
-        if channel not in CHANNELS:
-            raise InvalidCommand(f"unknown channel {channel!r}", "Kênh nộp hồ sơ không hợp lệ.")
-        applicant = applicant.normalised()
-        procedure = self._procedure_in_force(procedure_code, received_at)
-        agency_obj = self._agency_receiving(agency, received_at)
-        if officer is not None:
-            self._check_officer(officer, agency, received_at)
-        elif channel == "in_person":
-            raise InvalidCommand(
-                "an in-person dossier needs the receiving officer",
-                "Hồ sơ nộp trực tiếp phải ghi cán bộ tiếp nhận.",
-            )
+        applicant, procedure, agency_obj = self._check_reception(
+            channel, applicant, procedure_code, agency, officer, received_at,
+            "Hồ sơ nộp trực tiếp phải ghi cán bộ tiếp nhận.")
         official = procedure.component_names
         received = components if components is not None else [
             {"name": n, "digitised": False} for n in official
@@ -471,19 +461,9 @@ class OneStop(Application):
         previous = self._replayed(key, "guide_incomplete")
         if previous is not None:
             return previous["reference"]
-        check_aware(at)
-        if channel not in CHANNELS:
-            raise InvalidCommand(f"unknown channel {channel!r}", "Kênh nộp hồ sơ không hợp lệ.")
-        applicant = applicant.normalised()
-        procedure = self._procedure_in_force(procedure_code, at)
-        agency_obj = self._agency_receiving(agency, at)
-        if officer is not None:
-            self._check_officer(officer, agency, at)
-        elif channel == "in_person":
-            raise InvalidCommand(
-                "in-person guidance needs the officer",
-                "Hướng dẫn tại quầy phải ghi cán bộ hướng dẫn.",
-            )
+        applicant, procedure, agency_obj = self._check_reception(
+            channel, applicant, procedure_code, agency, officer, at,
+            "Hướng dẫn tại quầy phải ghi cán bộ hướng dẫn.")
         missing = normalise(list(missing))
         extras = normalise(list(extra_items or []))
         ReceptionGuidance.check_items(missing, extras, procedure.component_names)
@@ -529,6 +509,24 @@ class OneStop(Application):
 
     def erase_guidance_contact(self, reference: str) -> None:
         self.keys.erase(self.guidance(reference).applicant_key_id)
+
+    def _check_reception(
+        self, channel: str, applicant: Applicant, procedure_code: str, agency: str,
+        officer: str | None, at: datetime, officer_missing_vi: str,
+    ) -> tuple[Applicant, Procedure, Agency]:
+        """Checks shared by receiving a dossier and guiding an incomplete one at the counter."""
+        check_aware(at)
+        if channel not in CHANNELS:
+            raise InvalidCommand(f"unknown channel {channel!r}", "Kênh nộp hồ sơ không hợp lệ.")
+        applicant = applicant.normalised()
+        procedure = self._procedure_in_force(procedure_code, at)
+        agency_obj = self._agency_receiving(agency, at)
+        if officer is not None:
+            self._check_officer(officer, agency, at)
+        elif channel == "in_person":
+            raise InvalidCommand("an in-person act needs the officer at the counter",
+                                 officer_missing_vi)
+        return applicant, procedure, agency_obj
 
     def dossier(self, code: str) -> Dossier:
         return self._get(dossier_id(code), lambda: DossierNotFound(code))
