@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -10,10 +9,13 @@ from urllib.parse import urlencode
 from jinja2 import pass_context
 from litestar import Litestar, Request, Response
 from litestar.datastructures import ResponseHeader
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    NotFoundException,
+    TooManyRequestsException,
+    ValidationException,
+)
 from litestar.logging import LoggingConfig
-from litestar.middleware import DefineMiddleware
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.htmx import HTMXPlugin
@@ -24,10 +26,16 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
 from domain.errors import DomainError, NotFound
-from portal import i18n, labels
+from portal import i18n, labels, public_data
 from portal.controllers import discover_routes
 from portal.i18n import gettext as _
-from portal.middleware import HttpCacheMiddleware, LanguageMiddleware, RejectControlCharacters
+from portal.middleware import (
+    AGGREGATE_PREFIXES,
+    HttpCacheMiddleware,
+    LanguageMiddleware,
+    LookupRateLimit,
+    RejectControlCharacters,
+)
 from portal.settings import ROOT, Settings
 from portal.system import System, build_system
 
@@ -81,18 +89,20 @@ def is_dossier_lookup(request: Request[Any, Any, Any]) -> bool:
 
 
 def read_models_version(system: System) -> Any:
-    """What public pages depend on: the read models' newest position (one indexed lookup per
-    request, so a page never lags behind what the read models hold) and the minute (statistics
-    judge open dossiers against the clock)."""
+    """What a public page depends on: the read models' version (`public_data.versions`), the
+    "aggregate" one for statistics pages, the "live" one for the others."""
+    clock = public_data.versions(system.db)
 
-    def version() -> tuple[Any, int]:
-        try:
-            position = system.db.scalar("SELECT MAX(position) AS p FROM projection_tracking")
-        except Exception:  # read models unavailable: nothing cached can be trusted
-            position = object()
-        return position, int(time.time() // 60)
+    def version(path: str) -> tuple[Any, int]:
+        return clock.aggregate() if path.startswith(AGGREGATE_PREFIXES) else clock.live()
 
     return version
+
+
+def reject_over_limit(request: Request[Any, Any, Any]) -> None:
+    """Answers a lookup that `LookupRateLimit` found over the limit with the friendly 429."""
+    if request.scope.get("state", {}).get("rate_limited"):
+        raise TooManyRequestsException()
 
 
 def lookups_per_minute(settings: Settings) -> int:
@@ -176,7 +186,7 @@ def create_app(settings: Settings, system: System | None = None, *,
         if background:
             sys_.start_background()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *discover_routes(),
             create_static_files_router(path="/static", directories=[STATIC], name="static",
@@ -199,10 +209,8 @@ def create_app(settings: Settings, system: System | None = None, *,
         middleware=[
             LanguageMiddleware,
             RejectControlCharacters,
-            RateLimitConfig(rate_limit=("minute", lookups_per_minute(settings)),
-                            check_throttle_handler=is_dossier_lookup).middleware,
-            DefineMiddleware(HttpCacheMiddleware, version=read_models_version(sys_)),
         ],
+        before_request=reject_over_limit,
         openapi_config=OpenAPIConfig(
             title="Cổng minh bạch một cửa — API dữ liệu mở", version="1.0.0",
             description=("Dữ liệu công khai của cơ chế một cửa: thủ tục, cơ quan, cán bộ, hồ sơ"
@@ -214,3 +222,9 @@ def create_app(settings: Settings, system: System | None = None, *,
         logging_config=LoggingConfig(log_exceptions="debug", disable_stack_trace={404, 400}),
         debug=False,
     )
+    # Around routing itself (Litestar's middleware runs after it): the lookup rate limit, then
+    # the page cache, so a kept page is answered without routing, middleware or handler.
+    app.asgi_handler = LookupRateLimit(
+        HttpCacheMiddleware(app.asgi_handler, version=read_models_version(sys_)),
+        per_minute=lookups_per_minute(settings), prefixes=RATE_LIMITED_PREFIXES)
+    return app

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import Any
@@ -128,30 +129,95 @@ def anonymous(scope: Scope, request_headers: dict[str, str]) -> bool:
     return set(request_cookies(scope)) <= {i18n.COOKIE}
 
 
+# Statistics pages: keyed by the "aggregate" version (refreshed at most every
+# PORTAL_STATS_REFRESH_SECONDS while other processes write), like the figures they show.
+AGGREGATE_PREFIXES = ("/late", "/satisfaction", "/scoreboard", "/api/late", "/api/satisfaction",
+                      "/api/scoreboard", "/data/late", "/data/satisfaction", "/data/scoreboard")
+
+
 class _Entry:
-    __slots__ = ("body", "etag", "gz", "headers", "status")
+    """A response kept or about to be sent, with its two header sets prepared once."""
+
+    __slots__ = (
+        "_not_modified",
+        "_plain",
+        "_zipped",
+        "body",
+        "compressible",
+        "etag",
+        "gz",
+        "headers",
+        "status",
+    )
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
                  etag: str | None) -> None:
         self.status, self.headers, self.body, self.etag = status, headers, body, etag
         self.gz: bytes | None = None
+        self._plain: list[tuple[bytes, bytes]] | None = None
+        self._zipped: list[tuple[bytes, bytes]] | None = None
+        self._not_modified: list[tuple[bytes, bytes]] | None = None
+        content_type = next((v.decode("latin-1") for k, v in headers
+                             if k.lower() == b"content-type"), "")
+        self.compressible = (len(body) >= MIN_GZIP_SIZE and content_type.startswith(COMPRESSIBLE))
 
     @property
     def size(self) -> int:
         return len(self.body) + len(self.gz or b"") + 512
 
+    def plain(self) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        if self._plain is None:
+            self._plain = [*self.headers, (b"content-length", str(len(self.body)).encode())]
+        return self._plain, self.body
+
+    def zipped(self) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+        if self.gz == b"" or not self.compressible:
+            return None
+        if self.gz is None:
+            self.gz = gzip.compress(self.body, compresslevel=6, mtime=0)
+        if self._zipped is None:
+            self._zipped = [*self.headers, (b"content-encoding", b"gzip"),
+                            (b"content-length", str(len(self.gz)).encode())]
+        return self._zipped, self.gz
+
+    def not_modified(self) -> list[tuple[bytes, bytes]]:
+        if self._not_modified is None:
+            self._not_modified = [(k, v) for k, v in self.headers if k.lower() != b"content-type"]
+        return self._not_modified
+
 
 class HttpCacheMiddleware:
     """ETag + Cache-Control on GET/HEAD responses, 304 on a matching If-None-Match, gzip, and a
-    server-side cache of public pages keyed by the read models' position (`version()`)."""
+    server-side cache of public pages keyed by the read models' version.
 
-    def __init__(self, app: Any, version: Callable[[], Any] | None = None,
+    It wraps the whole application (routing included; see `portal.app.create_app`), so a page
+    kept here is answered without routing, middleware or handler: the language is read from
+    the cookie here (the key holds it) and rate-limited lookups are counted before this
+    (`LookupRateLimit`). `version(path)` gives the read models' version a page depends on.
+    """
+
+    def __init__(self, app: Any, version: Callable[[str], Any] | None = None,
                  max_bytes: int = 64 * 1024 * 1024) -> None:
         self.app = app
         self.version = version
         self.max_bytes = max_bytes
         self.entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self.bytes = 0
+
+    def _key(self, scope: Scope, path: str, request_headers: dict[str, str]) -> tuple[Any, ...] | None:
+        if (self.version is None or not shared(path)
+                or (scope.get("state") or {}).get("rate_limited")):
+            return None
+        query = scope.get("query_string", b"")
+        if b"lang=" in query or "authorization" in request_headers:
+            return None  # switching language sets a cookie: answered by the application
+        lang = i18n.DEFAULT_LANGUAGE
+        if "cookie" in request_headers:
+            cookies = request_cookies(scope)
+            if not set(cookies) <= {i18n.COOKIE}:
+                return None  # a session or another cookie: a page for this visitor only
+            lang = i18n.pick(None, cookies.get(i18n.COOKIE))
+        return (path, query, lang, request_headers.get("hx-request", ""), self.version(path))
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -161,15 +227,14 @@ class HttpCacheMiddleware:
         method = scope.get("method", "GET")
         path = scope.get("path", "/")
         key = None
-        if (method in ("GET", "HEAD") and self.version is not None and shared(path)
-                and anonymous(scope, request_headers)):
-            key = (path, scope.get("query_string", b""), i18n.current(),
-                   request_headers.get("hx-request", ""), self.version())
-            hit = self.entries.get(key)
-            if hit is not None:
-                self.entries.move_to_end(key)
-                await self._answer(hit, method, request_headers, send)
-                return
+        if method in ("GET", "HEAD"):
+            key = self._key(scope, path, request_headers)
+            if key is not None:
+                hit = self.entries.get(key)
+                if hit is not None:
+                    self.entries.move_to_end(key)
+                    await self._answer(hit, method, request_headers, send)
+                    return
         start: dict[str, Any] | None = None
         chunks: list[bytes] = []
         streaming = False
@@ -240,20 +305,52 @@ class HttpCacheMiddleware:
                       send: Any) -> None:
         if (entry.etag and entry.status == 200
                 and etag_matches(request_headers.get("if-none-match", ""), entry.etag)):
-            headers = [(k, v) for k, v in entry.headers if k.lower() != b"content-type"]
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.start", "status": 304,
+                        "headers": entry.not_modified()})
             await send({"type": "http.response.body", "body": b""})
             return
-        body = entry.body
-        headers = list(entry.headers)
-        content_type = next((v.decode("latin-1") for k, v in headers
-                             if k.lower() == b"content-type"), "")
-        if (entry.gz != b"" and "gzip" in request_headers.get("accept-encoding", "")
-                and len(body) >= MIN_GZIP_SIZE and content_type.startswith(COMPRESSIBLE)):
-            if entry.gz is None:
-                entry.gz = gzip.compress(body, compresslevel=6, mtime=0)
-            body = entry.gz
-            headers.append((b"content-encoding", b"gzip"))
-        headers.append((b"content-length", str(len(body)).encode()))
+        chosen = entry.zipped() if "gzip" in request_headers.get("accept-encoding", "") else None
+        headers, body = chosen or entry.plain()
         await send({"type": "http.response.start", "status": entry.status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
+
+
+class LookupRateLimit:
+    """Dossier lookups per client address and minute (codes are sequential per office and day:
+    unlimited lookups would let anyone walk through a day's dossiers).
+
+    Outermost, so answers kept by the page cache are counted too. A request over the limit is
+    marked (`scope["state"]["rate_limited"]`) and passed on: the application answers it with
+    the friendly 429 page in the visitor's language (`portal.app.reject_over_limit`). The
+    address is the client's as uvicorn reports it (X-Forwarded-For from a trusted proxy).
+    """
+
+    def __init__(self, app: Any, per_minute: int, prefixes: tuple[str, ...],
+                 window: float = 60.0) -> None:
+        self.app = app
+        self.per_minute = per_minute
+        self.prefixes = prefixes
+        self.window = window
+        self.seen: dict[str, deque[float]] = {}
+        self._sweep_at = 0.0
+
+    def over_limit(self, address: str, now: float) -> bool:
+        if now >= self._sweep_at:  # forget addresses quiet for a whole window
+            self.seen = {a: d for a, d in self.seen.items() if d and now - d[-1] < self.window}
+            self._sweep_at = now + self.window
+        times = self.seen.get(address)
+        if times is None:
+            times = self.seen[address] = deque()
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if len(times) >= self.per_minute:
+            return True
+        times.append(now)
+        return False
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith(self.prefixes):
+            client = scope.get("client") or ("unknown", 0)
+            if self.over_limit(str(client[0]), time.monotonic()):
+                scope.setdefault("state", {})["rate_limited"] = True
+        await self.app(scope, receive, send)

@@ -7,6 +7,9 @@ columns are selected: no list here can carry an applicant's data.
 from __future__ import annotations
 
 import json
+import threading
+import time
+import weakref
 from typing import Any
 
 from projections.db import ReadDB
@@ -73,6 +76,64 @@ def last_change(db: ReadDB) -> dict[str, Any] | None:
     """The newest tracked position of the read models: the freshness shown on pages."""
     return db.fetchone("SELECT MAX(position) AS position, MAX(event_time) AS event_time,"
                        " MAX(updated_at) AS updated_at FROM projection_tracking")
+
+
+class ReadModelsVersion:
+    """What answers derived from the read models are keyed by, without a query per request.
+
+    `live()`: the read models' newest position. Writes committed through this process's `db`
+    are seen at once (`ReadDB.writes`); writes by other processes (projection workers) within
+    `live_ttl` seconds. `aggregate()`: the same position, but refreshed at most every
+    `aggregate_ttl` seconds while other processes write: statistics (dozens of queries for a
+    scoreboard with its trend) are recomputed that often at most, and are exact as of the
+    position they carry. Both carry the minute: statistics judge open dossiers by the clock.
+    """
+
+    def __init__(self, db: ReadDB, live_ttl: float = 0.1, aggregate_ttl: float = 10.0) -> None:
+        self.db = db
+        self.live_ttl = live_ttl
+        self.aggregate_ttl = aggregate_ttl
+        self._lock = threading.Lock()
+        self._live: tuple[Any, int, float] = (None, -1, float("-inf"))  # value, writes, when
+        self._aggregate: tuple[Any, int, float] = (None, -1, float("-inf"))
+
+    def _position(self) -> Any:
+        try:
+            return self.db.scalar("SELECT MAX(position) AS p FROM projection_tracking")
+        except Exception:  # read models unavailable: nothing kept can be trusted
+            return object()
+
+    def live(self) -> tuple[Any, int]:
+        now = time.monotonic()
+        value, writes, when = self._live
+        if writes != self.db.writes or now - when >= self.live_ttl:
+            writes = self.db.writes
+            with self._lock:
+                value = self._position()
+                self._live = (value, writes, now)
+        return value, int(time.time() // 60)
+
+    def aggregate(self) -> tuple[Any, int]:
+        now = time.monotonic()
+        value, writes, when = self._aggregate
+        if writes != self.db.writes or now - when >= self.aggregate_ttl:
+            value = self.live()[0]
+            self._aggregate = (value, self.db.writes, now)
+        return value, int(time.time() // 60)
+
+
+_VERSIONS: weakref.WeakKeyDictionary[ReadDB, ReadModelsVersion] = weakref.WeakKeyDictionary()
+
+
+def versions(db: ReadDB, aggregate_ttl: float | None = None) -> ReadModelsVersion:
+    """The version clock of a read-model store (one per `ReadDB` object); `build_system` sets
+    its statistics refresh from the settings."""
+    found = _VERSIONS.get(db)
+    if found is None:
+        found = _VERSIONS[db] = ReadModelsVersion(db)
+    if aggregate_ttl is not None:
+        found.aggregate_ttl = aggregate_ttl
+    return found
 
 
 _AGENCY_NAMES: dict[int, tuple[Any, list[str]]] = {}

@@ -41,6 +41,9 @@ class Settings:
     secret_key: str = ""
     # Statistics for groups smaller than this are not published.
     min_group_size: int = 5
+    # Statistics (scoreboard, late lists, satisfaction) are recomputed at most this often while
+    # other processes write; writes made by this process refresh them at once.
+    stats_refresh_seconds: float = 10.0
     # Projection runner.
     projection_batch_size: int = 1000
     projection_poll_interval: float = 0.5
@@ -135,6 +138,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "PORTAL_CIPHER_KEY": ("cipher_key", "base64 AES key: encrypts the whole event store at rest"),
     "PORTAL_SECRET_KEY": ("secret_key", "secret for citizens' rating tokens (default: var/secret.key)"),
     "PORTAL_MIN_GROUP_SIZE": ("min_group_size", "smallest group published as a statistic (5)"),
+    "PORTAL_STATS_REFRESH_SECONDS": ("stats_refresh_seconds",
+                                     "longest age of shown statistics while workers write (10)"),
     "PORTAL_PROJECTION_BATCH_SIZE": ("projection_batch_size", "events per projection transaction"),
     "PORTAL_PROJECTION_POLL_INTERVAL": ("projection_poll_interval", "seconds between polls"),
     "PORTAL_NATIONAL_URL": ("national_url", "national portal endpoint for dossier sync; empty = off"),
@@ -151,6 +156,7 @@ _PARSERS = {
     "var_dir": lambda n, v: Path(v),
     "port": _int,
     "min_group_size": _int,
+    "stats_refresh_seconds": _float,
     "projection_batch_size": _int,
     "projection_poll_interval": _float,
     "national_timeout": _float,
@@ -177,4 +183,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         settings = settings.with_(public_base_url=settings.public_base_url.rstrip("/"))
     if settings.projection_batch_size < 1:
         raise SettingsError("PORTAL_PROJECTION_BATCH_SIZE must be at least 1")
+    if settings.stats_refresh_seconds < 0:
+        raise SettingsError("PORTAL_STATS_REFRESH_SECONDS must not be negative")
     return settings

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections import OrderedDict
 from datetime import date
 from typing import Any
@@ -56,8 +55,9 @@ def previous_months(month: str, count: int) -> list[str]:
 
 
 def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
-    version = (public_data.last_change(db) or {}).get("position"), int(time.time() // 60)
-    full = (*key, version)
+    # Keyed by the store and its "aggregate" version: recomputed when this process wrote, or
+    # at most every PORTAL_STATS_REFRESH_SECONDS while projection workers write, and each minute.
+    full = (id(db), *key, public_data.versions(db).aggregate())
     with _lock:
         if full in _cache:
             _cache.move_to_end(full)

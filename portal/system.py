@@ -12,6 +12,7 @@ from eventsourcing.cipher import AESCipher
 
 from domain.application import OneStop
 from domain.calendar import OfficeHours, WorkingCalendar
+from portal import public_data
 from portal.settings import Settings
 from projections.base import Runner
 from projections.db import ReadDB
@@ -140,6 +141,7 @@ class System:
 def build_system(settings: Settings, **overrides: Any) -> System:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     db = ReadDB.open(settings.read_db_path, settings.postgres_url, settings.postgres_schema)
+    public_data.versions(db, aggregate_ttl=settings.stats_refresh_seconds)
     keys_db = (ReadDB.open(Path(settings.var_dir) / "keys.sqlite") if settings.backend == "sqlite"
                else ReadDB.open(None, settings.postgres_url, settings.postgres_schema + "_keys"
                                 if settings.postgres_schema != "public" else "portal_keys"))

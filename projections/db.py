@@ -5,6 +5,7 @@ SQL is written once with `?` placeholders; PostgreSQL gets them turned into `%s`
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,10 @@ class ReadDB:
     """Connections to the read-model store. `dialect` is "sqlite" or "postgres"."""
 
     dialect: str
+    # Transactions committed through this object (this process): readers that keep answers
+    # derived from the read models (the page cache) know at once that something moved here;
+    # writes by other processes are seen through `portal.public_data.ReadModelsVersion`'s TTL.
+    writes: int = 0
 
     @staticmethod
     def open(sqlite_path: Path | None = None, postgres_url: str = "",
@@ -87,6 +92,7 @@ class SQLiteReadDB(ReadDB):
             raise
         else:
             conn.commit()
+            self.writes += 1
         finally:
             cur.close()
 
@@ -118,40 +124,52 @@ class PostgresReadDB(ReadDB):
 
         def configure(conn: Any) -> None:
             conn.execute(f'SET search_path TO "{schema}"')
-            conn.commit()
 
         with psycopg.connect(url, autocommit=True) as c:
             c.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # Autocommit: a read is one round trip (no COMMIT after it, no ROLLBACK when the pool
+        # takes the connection back); writes go through `transaction()`, an explicit BEGIN/COMMIT.
+        # No check on every checkout (a round trip per query): a connection found broken is
+        # handled where it fails (`fetchall` retries once on a fresh one).
         self.pool = ConnectionPool(
-            url, min_size=1, max_size=10, kwargs={"row_factory": dict_row},
-            configure=configure, check=self._check, open=True,
+            url, min_size=1, max_size=10,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            configure=configure, open=True,
         )
 
-    def _check(self, conn: Any) -> None:
-        """Check a connection before lending it; when it is broken, purge the whole pool.
-
-        After a server restart every idle connection is broken. The pool's own check loop
-        tries them one by one with a growing pause (1, 2, 4, 8... s), so a request waited
-        30 s and failed; purging them at once lets the next try get a fresh connection."""
-        from psycopg_pool import ConnectionPool
-
-        try:
-            ConnectionPool.check_connection(conn)
-        except Exception:
+    def _lost(self, e: BaseException) -> bool:
+        """The server went away (restart, dropped connection): every idle connection of the pool
+        is broken too; `pool.check()` drops them at once so the retry gets a fresh one. (The pool's
+        own reconnect loop would try them one by one with a growing pause: 1, 2, 4, 8... s.)"""
+        if not isinstance(e, self._psycopg.OperationalError):
+            return False
+        with contextlib.suppress(Exception):  # the server may still be down: the retry reports it
             self.pool.check()
-            raise
+        return True
 
     def q(self, sql: str) -> str:
         return sql.replace("?", "%s")
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            yield _PgCursor(cur)
+        try:
+            with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield _PgCursor(cur)
+            self.writes += 1
+        except Exception as e:
+            self._lost(e)  # purge broken connections; the caller decides whether to retry
+            raise
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        query, args = self.q(sql), tuple(params)
+        try:
+            with self.pool.connection() as conn:
+                return conn.execute(query, args).fetchall()
+        except Exception as e:
+            if not self._lost(e):
+                raise
         with self.pool.connection() as conn:
-            return conn.execute(self.q(sql), tuple(params)).fetchall()
+            return conn.execute(query, args).fetchall()
 
     def table_exists(self, name: str) -> bool:
         return bool(self.fetchone(

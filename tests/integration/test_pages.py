@@ -274,7 +274,7 @@ def test_cache_middleware_keeps_only_anonymous_public_pages():
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"hello"})
 
-    mw = HttpCacheMiddleware(inner, version=lambda: version["v"])
+    mw = HttpCacheMiddleware(inner, version=lambda path: version["v"])
 
     def get(path: str, cookie: str = "") -> None:
         headers = [(b"cookie", cookie.encode())] if cookie else []

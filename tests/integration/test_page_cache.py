@@ -1,0 +1,104 @@
+"""The page cache's keys: the read models' version clock, and the lookup rate limit around it."""
+
+from __future__ import annotations
+
+from litestar.testing import TestClient
+
+from portal.app import create_app
+from portal.middleware import LookupRateLimit
+from portal.public_data import versions
+from projections.db import ReadDB
+from tests.integration.portal_data import busy_month
+
+
+def _other_process_moves(settings, system) -> int:
+    """A projection worker in another process advances the read models: a second `ReadDB`
+    object on the same store (its writes are not counted by the web process's `db`)."""
+    other = ReadDB.open(settings.read_db_path, settings.postgres_url, settings.postgres_schema)
+    try:
+        with other.transaction() as cur:
+            cur.execute(other.q("UPDATE projection_tracking SET position=position+7"))
+        return int(other.scalar("SELECT MAX(position) AS p FROM projection_tracking"))
+    finally:
+        other.close()
+
+
+def test_version_clock_sees_own_writes_at_once_and_others_within_its_ttls(backend_settings,
+                                                                           make_system):
+    system = make_system(backend_settings)
+    busy_month(system.app)
+    system.catch_up()
+    clock = versions(system.db)
+    clock.live_ttl, clock.aggregate_ttl = 3600.0, 3600.0
+    before = clock.live()[0]
+    assert clock.aggregate()[0] == before
+
+    moved = _other_process_moves(backend_settings, system)
+    assert moved == before + 7
+    # Within both TTLs another process's write is not seen...
+    assert clock.live()[0] == before and clock.aggregate()[0] == before
+    # ...the live version sees it once its TTL has passed; statistics keep their snapshot.
+    clock.live_ttl = 0.0
+    assert clock.live()[0] == moved
+    assert clock.aggregate()[0] == before
+    clock.aggregate_ttl = 0.0
+    assert clock.aggregate()[0] == moved
+
+    # A write through this process's own store is seen at once by both, whatever the TTLs.
+    clock.live_ttl, clock.aggregate_ttl = 3600.0, 3600.0
+    with system.db.transaction() as cur:
+        cur.execute(system.db.q("UPDATE projection_tracking SET position=position+1"))
+    assert clock.live()[0] == moved + 1
+    assert clock.aggregate()[0] == moved + 1
+
+
+def test_statistics_refresh_setting_reaches_the_clock(sqlite_settings, make_system):
+    system = make_system(sqlite_settings.with_(stats_refresh_seconds=42.0))
+    assert versions(system.db).aggregate_ttl == 42.0
+
+
+def test_pages_follow_another_process_within_the_live_ttl(sqlite_settings, make_system):
+    """A public page kept by the cache is rendered again once another process's projection
+    worker moved the read models (live TTL), without any write in the web process."""
+    system = make_system(sqlite_settings)
+    busy_month(system.app)
+    system.catch_up()
+    clock = versions(system.db)
+    with TestClient(app=create_app(sqlite_settings, system)) as client:
+        first = client.get("/")
+        assert first.status_code == 200
+        moved = _other_process_moves(sqlite_settings, system)
+        clock.live_ttl = 0.0
+        again = client.get("/")
+        assert f"{moved:,}".replace(",", ".") in again.text or str(moved) in again.text
+        assert first.headers["etag"] != again.headers["etag"]
+
+
+def test_lookup_rate_limit_is_a_sliding_window_per_address():
+    limit = LookupRateLimit(app=None, per_minute=3, prefixes=("/d/",))
+    t = 1000.0
+    assert [limit.over_limit("a", t + i) for i in range(4)] == [False, False, False, True]
+    assert limit.over_limit("b", t + 3) is False  # another address has its own budget
+    assert limit.over_limit("a", t + 59.5) is True  # the first lookup is not a minute old yet
+    assert limit.over_limit("a", t + 60.0) is False  # now it is: one slot free
+    assert limit.over_limit("a", t + 60.1) is True
+    # Addresses quiet for a whole window are forgotten (memory does not grow without bound).
+    limit.over_limit("c", t + 500)
+    assert set(limit.seen) == {"c"}
+
+
+def test_a_cached_tracker_page_still_counts_against_the_limit(sqlite_settings, make_system):
+    settings = sqlite_settings.with_(extra={"dossier_lookups_per_minute": "2"})
+    system = make_system(settings)
+    busy_month(system.app)
+    system.catch_up()
+    code = "000.00.12.H60-250903-0001"
+    with TestClient(app=create_app(settings, system)) as client:
+        assert client.get(f"/d/{code}").status_code == 200
+        assert client.get(f"/d/{code}").status_code == 200  # from the page cache
+        r = client.get(f"/d/{code}")
+        assert r.status_code == 429 and "Xin vui lòng đợi" in r.text
+        # The English visitor gets the message in English.
+        r = client.get(f"/d/{code}", headers={"Cookie": "lang=en"})
+        assert r.status_code == 429 and "Xin vui lòng đợi" not in r.text
+        assert client.get("/p/1.001193").status_code == 200  # other pages are not limited
