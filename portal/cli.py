@@ -50,6 +50,17 @@ def seed_demo(system: Any, dossiers: int, months: int = 18, seed: int = 2025) ->
     return {**counts, **stats}
 
 
+def tune_gc() -> None:
+    """For a web worker: what was built at start (routes, templates, reference data) moves out
+    of the collector's way (`gc.freeze`), and young objects are collected less often. Fewer and
+    shorter collections, so fewer requests wait behind one (the p99 of a page)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 # -- commands -----------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
@@ -104,6 +115,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         app = create_app(settings, system, background=True)
         print(f"Cổng minh bạch chạy tại http://{settings.host}:{args.port or settings.port}"
               " — nhấn Ctrl-C để dừng.")
+        tune_gc()
         uvicorn.run(app, host=settings.host, port=args.port or settings.port,
                     log_level="warning", access_log=False)
     finally:
@@ -120,6 +132,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from portal.app import create_app
 
     app = create_app(settings, background=args.with_projections)
+    tune_gc()
     # A long keep-alive: behind a proxy, a worker starved of CPU must not close a connection
     # just as the next request arrives on it (seen as dropped connections under load).
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,

@@ -98,7 +98,7 @@ def default_cache_control(path: str, status: int) -> str:
         return "public, max-age=3600"
     if path.startswith(PRIVATE_PREFIXES):
         return "private, no-cache"
-    if path == "/healthz":
+    if path in ("/healthz", "/livez"):
         return "no-store"
     # Public pages: short freshness, then revalidate with the ETag (cheap 304s).
     return "public, max-age=60, must-revalidate"
@@ -111,8 +111,9 @@ def etag_matches(header: str, etag: str) -> bool:
 
 
 # Public pages whose rendering is kept server-side until the read models move (or a minute
-# passes): the same bytes for every visitor. Staff pages and search are never kept.
-SHARED_PREFIXES = ("/p/", "/d/", "/o", "/officers", "/late", "/satisfaction", "/scoreboard",
+# passes): the same bytes for every visitor. Staff pages are never kept; search answers are,
+# keyed by the read models' version, which includes the search sync's position.
+SHARED_PREFIXES = ("/search", "/p/", "/d/", "/o", "/officers", "/late", "/satisfaction", "/scoreboard",
                    "/data/", "/api/", "/open311/", "/about", "/data", "/static/")
 MAX_CACHED_BODY = 512 * 1024
 
@@ -256,7 +257,8 @@ class HttpCacheMiddleware:
                 entry = self._entry(start or {}, b"".join(chunks), method, path)
                 if (key is not None and entry.status == 200 and method == "GET"
                         and len(entry.body) <= MAX_CACHED_BODY
-                        and not any(k == b"set-cookie" for k, _v in entry.headers)):
+                        and not any(k == b"set-cookie" or (k == b"cache-control" and b"no-store" in v)
+                                    for k, v in entry.headers)):
                     self._store(key, entry)
                 await self._answer(entry, method, request_headers, send)
 

@@ -81,9 +81,10 @@ def last_change(db: ReadDB) -> dict[str, Any] | None:
 class ReadModelsVersion:
     """What answers derived from the read models are keyed by, without a query per request.
 
-    `live()`: the read models' newest position. Writes committed through this process's `db`
-    are seen at once (`ReadDB.writes`); writes by other processes (projection workers) within
-    `live_ttl` seconds. `aggregate()`: the same position, but refreshed at most every
+    `live()`: where the read models stand (the sum of every tracked position). Writes
+    committed through this process's `db` are seen at once (`ReadDB.writes`); writes by other
+    processes (projection workers) within `live_ttl` seconds. `aggregate()`: the same, but
+    refreshed at most every
     `aggregate_ttl` seconds while other processes write: statistics (dozens of queries for a
     scoreboard with its trend) are recomputed that often at most, and are exact as of the
     position they carry. Both carry the minute: statistics judge open dossiers by the clock.
@@ -98,10 +99,14 @@ class ReadModelsVersion:
         self._aggregate: tuple[Any, int, float] = (None, -1, float("-inf"))
 
     def _position(self) -> Any:
+        # Every tracked reader moves the sum: projections (event positions) and the search sync
+        # (catalogue revisions); `updated_at` moves when a rebuild swaps tables in.
         try:
-            return self.db.scalar("SELECT MAX(position) AS p FROM projection_tracking")
+            row = self.db.fetchone("SELECT SUM(position) AS s, MAX(updated_at) AS u"
+                                   " FROM projection_tracking")
         except Exception:  # read models unavailable: nothing kept can be trusted
             return object()
+        return (int(row["s"] or 0), row["u"]) if row else None
 
     def live(self) -> tuple[Any, int]:
         now = time.monotonic()

@@ -75,12 +75,15 @@ class PublicController(Controller):
         result = await s.search.search(query, wanted) if (query or any(wanted.values())) \
             else None
         context = {"q": query, "result": result, "filters": {**filters, "agency": clean(agency)}}
+        # Answers from the SQL fallback (Meilisearch down) are never kept by the page cache:
+        # once Meilisearch is back, the next visitor gets its answer.
+        headers = {"Cache-Control": "no-store"} if result is not None and result.fallback else {}
         if request.htmx:  # the partial needs no filter lists: keep the hot path short
             return HTMXTemplate(template_name="partials/search_results.html", context=context,
-                                push_url=False)
+                                push_url=False, headers=headers)
         context["fields"] = queries.fields(s.db)
         context["agencies"] = public_data.implementing_agencies(s.db)
-        return Template("search.html", context=context)
+        return Template("search.html", context=context, headers=headers)
 
     @get("/p/{code:str}", sync_to_thread=True)
     def procedure(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:

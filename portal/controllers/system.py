@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, MediaType, Request, Response, get
 
 
 class SystemController(Controller):
     path = "/"
+
+    @get("/livez", media_type=MediaType.TEXT)
+    async def livez(self) -> str:
+        """Liveness for a load balancer or systemd: the process answers (no store is asked;
+        `/healthz` checks the stores). Also the bare route benchmarks compare pages with."""
+        return "ok"
 
     @get("/healthz", sync_to_thread=True)
     def healthz(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:

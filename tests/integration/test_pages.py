@@ -271,6 +271,8 @@ def test_cache_middleware_keeps_only_anonymous_public_pages():
         headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", b"5")]
         if scope["path"] == "/p/cookie":
             headers.append((b"set-cookie", b"csrf=1"))
+        if scope["path"] == "/search/fallback":  # an answer its handler says not to keep
+            headers.append((b"cache-control", b"no-store"))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"hello"})
 
@@ -300,10 +302,10 @@ def test_cache_middleware_keeps_only_anonymous_public_pages():
     get("/p/1")
     assert calls.count("/p/1") == 4
     for path in ("/staff/x", "/staff/x", "/search", "/search", "/p/cookie", "/p/cookie",
-                 "/d/x/rate", "/d/x/rate"):
+                 "/d/x/rate", "/d/x/rate", "/search/fallback", "/search/fallback"):
         get(path)
-    assert [calls.count(p) for p in ("/staff/x", "/search", "/p/cookie", "/d/x/rate")] == \
-        [2, 2, 2, 2]
+    assert [calls.count(p) for p in ("/staff/x", "/search", "/p/cookie", "/d/x/rate",
+                                     "/search/fallback")] == [2, 1, 2, 2, 2]
 
 
 def test_dossier_pages_are_private_and_revalidated(site):
