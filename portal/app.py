@@ -57,6 +57,8 @@ SECURITY_HEADERS = {
 
 def _configure_engine(engine: JinjaTemplateEngine) -> None:
     env = engine.engine
+    # Templates are part of the release: no file-system check of every template on each render.
+    env.auto_reload = False
     env.filters["vn_datetime"] = labels.vn_datetime
     env.filters["vn_date"] = labels.vn_date
     env.filters["vnd"] = labels.vnd
