@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.concurrency import sync_to_thread
 from litestar.datastructures import Cookie
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
@@ -134,10 +135,14 @@ class RatingController(Controller):
     @post("/", status_code=303)
     async def submit(self, request: Request[Any, Any, Any], code: FromPath[str]
                      ) -> Response[Any]:
+        form = await request.form()
+        # Checks, counters and the command touch the stores: in a worker thread.
+        return await sync_to_thread(self._submit, request, code, form)
+
+    def _submit(self, request: Request[Any, Any, Any], code: str, form: Any) -> Response[Any]:
         system = system_of(request)
         _setup(system)
         d = self._dossier(system, code)
-        form = await request.form()
         cookie = request.cookies.get(CSRF_COOKIE)
         given = str(form.get("csrf") or "")
         if not (cookie and given and hmac.compare_digest(cookie, given)):

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, Response, get, post
+from litestar.concurrency import sync_to_thread
 from litestar.datastructures import CacheControlHeader, Cookie
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
@@ -63,9 +64,10 @@ def staff_session(request: Request[Any, Any, Any]) -> StaffSession | None:
     return session
 
 
-def require_session(request: Request[Any, Any, Any]) -> Response[Any] | None:
-    """before_request of every staff controller: no session, no page."""
-    if staff_session(request) is not None:
+async def require_session(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    """before_request of every staff controller: no session, no page. (The session is looked up
+    in a worker thread: on PostgreSQL it is a round trip, which must not hold the event loop.)"""
+    if await sync_to_thread(staff_session, request) is not None:
         return None
     if request.method == "GET" and not request.url.path.endswith(".svg"):
         return Redirect(f"/staff/login?next={quote(request.url.path)}")
@@ -142,6 +144,11 @@ class StaffLoginController(Controller):
         form = await request.form()
         if not auth.csrf_ok(request.cookies.get(auth.LOGIN_CSRF_COOKIE), form.get("csrf")):
             raise PermissionDeniedException("Thiếu hoặc sai mã bảo vệ biểu mẫu. Hãy tải lại trang.")
+        # Password hashing (argon2, tens of milliseconds by design) and the account store's
+        # queries run in a worker thread, never on the event loop that serves other visitors.
+        return await sync_to_thread(self._login, request, form)
+
+    def _login(self, request: Request[Any, Any, Any], form: Any) -> Response[Any]:
         store = auth.accounts(system_of(request))
         nxt = safe_next(str(form.get("next") or "/staff"))
         try:
@@ -169,10 +176,11 @@ class StaffLoginController(Controller):
 
     @post("/logout", status_code=303)
     async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        session = staff_session(request)
+        session = await sync_to_thread(staff_session, request)
         if session is not None:
             await checked_form(request)
-            auth.accounts(system_of(request)).logout(request.cookies.get(auth.SESSION_COOKIE))
+            await sync_to_thread(auth.accounts(system_of(request)).logout,
+                                 request.cookies.get(auth.SESSION_COOKIE))
         return Redirect("/staff/login", status_code=303, cookies=[Cookie(
             key=auth.SESSION_COOKIE, value="", max_age=0, path="/", httponly=True,
             samesite="strict")])
@@ -303,6 +311,11 @@ class StaffController(Controller):
     @post("/intake", status_code=303)
     async def intake(self, request: Request[Any, Any, Any]) -> Response[Any]:
         session, form = await checked_form(request)
+        # The command (several reads and one append on the event store) in a worker thread.
+        return await sync_to_thread(self._intake, request, session, form)
+
+    def _intake(self, request: Request[Any, Any, Any], session: StaffSession, form: Any
+                ) -> Response[Any]:
         me = session.account
         if not me.may("intake") or me.officer_key is None or me.agency is None:
             raise PermissionDeniedException("Vai trò của bạn không được tiếp nhận hồ sơ.")

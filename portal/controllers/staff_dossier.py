@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from eventsourcing.application import AggregateNotFoundError
 from litestar import Controller, Request, Response, get, post
+from litestar.concurrency import sync_to_thread
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
@@ -178,6 +179,11 @@ class StaffDossierController(Controller):
     async def act(self, request: Request[Any, Any, Any], code: FromPath[str],
                   action: FromPath[str]) -> Response[Any]:
         _session, form = await checked_form(request)
+        # The command (reads and one append on the event store) in a worker thread.
+        return await sync_to_thread(self._act, request, code, action, form)
+
+    def _act(self, request: Request[Any, Any, Any], code: str, action: str, form: Any
+             ) -> Response[Any]:
         s, me, d = load(request, code)
         if action not in ACTIONS:
             raise NotFoundException("Thao tác không tồn tại.")
