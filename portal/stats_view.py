@@ -21,13 +21,25 @@ from projections.db import ReadDB
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$")
 
-_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+class _Slot:
+    """One statistic's latest answer, the version it was computed at, and who computes it."""
+
+    __slots__ = ("computing", "has_value", "value", "version")
+
+    def __init__(self) -> None:
+        self.computing = threading.Lock()
+        self.has_value = False
+        self.value: Any = None
+        self.version: Any = None
+
+
+_slots: OrderedDict[tuple[Any, ...], _Slot] = OrderedDict()
 _lock = threading.Lock()
 CACHE_SIZE = 256
 
 
 def available(db: ReadDB) -> bool:
-    return db.table_exists("stat_dossiers")
+    return bool(_cached(("available",), db, lambda: db.table_exists("stat_dossiers")))
 
 
 def this_month() -> str:
@@ -37,7 +49,8 @@ def this_month() -> str:
 
 
 def months(db: ReadDB) -> list[str]:
-    return queries.stat_months(db) if available(db) else []
+    return list(_cached(("months",), db,
+                        lambda: queries.stat_months(db) if available(db) else []))
 
 
 def default_month(db: ReadDB) -> str:
@@ -55,19 +68,33 @@ def previous_months(month: str, count: int) -> list[str]:
 
 
 def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
-    # Keyed by the store and its "aggregate" version: recomputed when this process wrote, or
-    # at most every PORTAL_STATS_REFRESH_SECONDS while projection workers write, and each minute.
-    full = (id(db), *key, public_data.versions(db).aggregate())
+    """The answer of `compute` for the store's current "aggregate" version: recomputed when this
+    process wrote, at most every PORTAL_STATS_REFRESH_SECONDS while projection workers write,
+    and each minute. One request computes it; while it does, the others get the answer it
+    replaces (computed at the version before; a few hundred milliseconds older) instead of
+    computing the same figures side by side. The very first computation is waited for."""
+    version = public_data.versions(db).aggregate()
+    full = (id(db), *key)
     with _lock:
-        if full in _cache:
-            _cache.move_to_end(full)
-            return _cache[full]
-    value = compute()
-    with _lock:
-        _cache[full] = value
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return value
+        slot = _slots.get(full)
+        if slot is None:
+            slot = _slots[full] = _Slot()
+            while len(_slots) > CACHE_SIZE:
+                _slots.popitem(last=False)
+        else:
+            _slots.move_to_end(full)
+    if slot.has_value and slot.version == version:
+        return slot.value
+    if not slot.computing.acquire(blocking=not slot.has_value):
+        return slot.value  # being recomputed by another request: the previous answer
+    try:
+        if slot.has_value and slot.version == version:  # computed while this one waited
+            return slot.value
+        value = compute()
+        slot.value, slot.version, slot.has_value = value, version, True
+        return value
+    finally:
+        slot.computing.release()
 
 
 def late_list(db: ReadDB, month: str, agency: str | None) -> dict[str, Any]:

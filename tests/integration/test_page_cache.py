@@ -105,3 +105,53 @@ def test_a_cached_tracker_page_still_counts_against_the_limit(sqlite_settings, m
         r = client.get(f"/d/{code}", headers={"Cookie": "lang=en"})
         assert r.status_code == 429 and "Xin vui lòng đợi" not in r.text
         assert client.get("/p/1.001193").status_code == 200  # other pages are not limited
+
+
+def test_statistics_are_computed_once_and_the_previous_answer_serves_during_a_recompute(
+        sqlite_settings, make_system):
+    import threading
+
+    from portal import stats_view
+
+    system = make_system(sqlite_settings)
+    system.catch_up()
+    clock = versions(system.db)
+    clock.live_ttl = clock.aggregate_ttl = 3600.0
+    calls: list[int] = []
+    release = threading.Event()
+
+    def compute(n: int):
+        def run():
+            calls.append(n)
+            release.wait(10)
+            return n
+        return run
+
+    # The first computation: concurrent askers wait for it; it runs once.
+    answers: list[int] = []
+    askers = [threading.Thread(target=lambda i=i: answers.append(
+        stats_view._cached(("t",), system.db, compute(i)))) for i in range(3)]
+    for t in askers:
+        t.start()
+    while not calls:
+        threading.Event().wait(0.01)
+    release.set()
+    for t in askers:
+        t.join(10)
+    assert len(calls) == 1 and answers == [calls[0]] * 3
+
+    # The read models move: one asker recomputes; meanwhile another gets the previous answer.
+    with system.db.transaction() as cur:
+        cur.execute("UPDATE projection_tracking SET position=position+1")
+    release.clear()
+    fresh: list[int] = []
+    worker = threading.Thread(target=lambda: fresh.append(
+        stats_view._cached(("t",), system.db, compute(99))))
+    worker.start()
+    while len(calls) < 2:
+        threading.Event().wait(0.01)
+    assert stats_view._cached(("t",), system.db, compute(7)) == answers[0]  # not waiting
+    release.set()
+    worker.join(10)
+    assert fresh == [99] and calls == [calls[0], 99]
+    assert stats_view._cached(("t",), system.db, compute(8)) == 99  # now current
