@@ -1,13 +1,17 @@
 """The load test, short: a correctness check of the real deployment shape, no timed assertions.
 
 PostgreSQL (a fresh schema), two web worker processes and a projection worker process, the
-test's Meilisearch; 20 public readers and 2 staff officers for 5 s. Every request must succeed,
-every acknowledged command must be in the read model and on the public tracker page afterwards
-(once: a double-submitted intake lands on the same dossier), and the public page must not show
-the applicant's name. The full version: `make load` / `portal bench-load`.
+test's Meilisearch; 20 public readers and 2 staff officers for 5 s (after 1 s of warm-up). Every
+request must succeed, every acknowledged command must be in the read model and on the public
+tracker page afterwards (once: a double-submitted intake lands on the same dossier), and the
+public page must not show the applicant's name. The full version: `make load` / `portal bench-load`.
 """
 
 from __future__ import annotations
+
+import sys
+
+import pytest
 
 from portal.cli import main
 from portal.commands.load import PUBLIC_PAGES, LoadOptions, run_load
@@ -16,7 +20,7 @@ from portal.commands.load import PUBLIC_PAGES, LoadOptions, run_load
 def test_short_load_run_loses_nothing_and_fails_nothing(pg_url: str,
                                                         meili_index: dict[str, str]) -> None:
     report = run_load(LoadOptions(
-        duration=5, readers=20, writers=2, web_workers=2, dossiers=40, months=6,
+        duration=5, warmup=1, readers=20, writers=2, web_workers=2, dossiers=40, months=6,
         reader_think=0.5, writer_think=0.2, double_submit=0.3, postgres_url=pg_url,
         meili_url=meili_index["meili_url"], meili_key=meili_index["meili_key"],
         meili_index=meili_index["meili_index"], settle=30))
@@ -25,6 +29,7 @@ def test_short_load_run_loses_nothing_and_fails_nothing(pg_url: str,
     assert report["worker_log_errors"]["count"] == 0, report["worker_log_errors"]
     for page in PUBLIC_PAGES:
         assert report["public_pages"][page]["count"] > 0, page
+    assert report["warmup"]["seconds"] == 1 and report["warmup"]["public"]["count"] > 0
     v = report["verification"]
     assert v["intakes_acknowledged"] > 0 and v["acts_acknowledged"] > 0, v
     assert v["intakes_in_read_model"] == v["intakes_acknowledged"], v
@@ -42,3 +47,12 @@ def test_short_load_run_loses_nothing_and_fails_nothing(pg_url: str,
 def test_bench_load_rejects_nonsense_sizes(capsys) -> None:
     assert main(["bench-load", "--readers", "0"]) == 2
     assert "--readers" in capsys.readouterr().err
+    assert main(["bench-load", "--warmup", "-1"]) == 2
+    assert "--warmup" in capsys.readouterr().err
+
+
+def test_bench_load_without_aiohttp_exits_with_a_clear_message(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # `import aiohttp` raises ImportError
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench-load", "--duration", "1"])
+    assert "aiohttp" in str(exit_.value.code) and "pip install" in str(exit_.value.code)
