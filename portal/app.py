@@ -30,11 +30,11 @@ from portal import i18n, labels, public_data
 from portal.controllers import discover_routes
 from portal.i18n import gettext as _
 from portal.middleware import (
-    AGGREGATE_PREFIXES,
     HttpCacheMiddleware,
     LanguageMiddleware,
     LookupRateLimit,
     RejectControlCharacters,
+    follows_aggregate,
 )
 from portal.settings import ROOT, Settings
 from portal.system import System, build_system
@@ -96,7 +96,7 @@ def read_models_version(system: System) -> Any:
     clock = public_data.versions(system.db)
 
     def version(path: str) -> tuple[Any, int]:
-        return clock.aggregate() if path.startswith(AGGREGATE_PREFIXES) else clock.live()
+        return clock.aggregate() if follows_aggregate(path) else clock.live()
 
     return version
 

@@ -130,10 +130,18 @@ def anonymous(scope: Scope, request_headers: dict[str, str]) -> bool:
     return set(request_cookies(scope)) <= {i18n.COOKIE}
 
 
-# Statistics pages: keyed by the "aggregate" version (refreshed at most every
-# PORTAL_STATS_REFRESH_SECONDS while other processes write), like the figures they show.
+# Pages keyed by the "aggregate" version (refreshed at most every PORTAL_STATS_REFRESH_SECONDS
+# while other processes write): statistics, like the figures they show, and the catalogue's pages
+# (procedure pages carry usage counts and on-time rates; search and office pages list procedures),
+# which would otherwise be rendered again after every dossier event anywhere in the province.
+# Dossier pages and the home page (its freshness line) follow the live version.
 AGGREGATE_PREFIXES = ("/late", "/satisfaction", "/scoreboard", "/api/late", "/api/satisfaction",
-                      "/api/scoreboard", "/data/late", "/data/satisfaction", "/data/scoreboard")
+                      "/api/scoreboard", "/data/late", "/data/satisfaction", "/data/scoreboard",
+                      "/p/", "/o/", "/search")
+
+
+def follows_aggregate(path: str) -> bool:
+    return path.startswith(AGGREGATE_PREFIXES) or path == "/o"
 
 
 class _Entry:

@@ -221,6 +221,7 @@ class SearchService:
     RETRY_SECONDS = 1.0
     CACHE_SECONDS = 60.0
     CACHE_SIZE = 4096
+    VERSION_TTL = 0.1
 
     def __init__(self, url: str, key: str, index: str, db: ReadDB) -> None:
         self.url = url.rstrip("/")
@@ -237,6 +238,7 @@ class SearchService:
         # (sync position) or for CACHE_SECONDS (another process may have reindexed).
         self._cache: OrderedDict[tuple[Any, ...], tuple[float, SearchResult]] = OrderedDict()
         self._fallback_rows: tuple[Any, list[dict[str, Any]]] | None = None
+        self._version: tuple[int, int, float] = (0, -1, float("-inf"))  # value, writes, when
 
     @property
     def configured(self) -> bool:
@@ -430,9 +432,17 @@ class SearchService:
 
     # -- answers cache ----------------------------------------------------------------------
     def index_version(self) -> int:
-        """Where the sync stands: a cached answer is valid until the index changes."""
-        return int(self.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
-                                  (self.sync_name,)) or 0)
+        """Where the sync stands: a cached answer is valid until the index changes. Read at most
+        every VERSION_TTL seconds (at once after a write through this process's store): on
+        PostgreSQL it is a round trip, and it is asked on the event loop."""
+        now = time.monotonic()
+        value, writes, when = self._version
+        if writes != self.db.writes or now - when >= self.VERSION_TTL:
+            writes = self.db.writes
+            value = int(self.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
+                                       (self.sync_name,)) or 0)
+            self._version = (value, writes, now)
+        return value
 
     def _remember(self, key: tuple[Any, ...], result: SearchResult) -> None:
         self._cache[key] = (time.monotonic() + self.CACHE_SECONDS, result)

@@ -155,3 +155,14 @@ def test_statistics_are_computed_once_and_the_previous_answer_serves_during_a_re
     worker.join(10)
     assert fresh == [99] and calls == [calls[0], 99]
     assert stats_view._cached(("t",), system.db, compute(8)) == 99  # now current
+
+
+def test_which_pages_follow_the_slower_aggregate_version():
+    from portal.middleware import follows_aggregate
+
+    slow = ["/scoreboard", "/late", "/satisfaction", "/api/scoreboard", "/data/late.csv",
+            "/p/1.001193", "/p/1.001193/qr.svg", "/search", "/o", "/o/000.00.12.H60"]
+    live = ["/", "/d/000.00.12.H60-250903-0001", "/api/dossiers/x", "/officers",
+            "/open311/v2/requests/x.json", "/open311/v2/services.json", "/about", "/data"]
+    assert [p for p in slow if not follows_aggregate(p)] == []
+    assert [p for p in live if follows_aggregate(p)] == []
