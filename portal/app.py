@@ -226,7 +226,10 @@ def create_app(settings: Settings, system: System | None = None, *,
     )
     # Around routing itself (Litestar's middleware runs after it): the lookup rate limit, then
     # the page cache, so a kept page is answered without routing, middleware or handler.
+    clock = public_data.versions(sys_.db)
+    due = ((lambda path: clock.due(follows_aggregate(path)))
+           if sys_.db.dialect == "postgres" else None)
     app.asgi_handler = LookupRateLimit(
-        HttpCacheMiddleware(app.asgi_handler, version=read_models_version(sys_)),
+        HttpCacheMiddleware(app.asgi_handler, version=read_models_version(sys_), version_due=due),
         per_minute=lookups_per_minute(settings), prefixes=RATE_LIMITED_PREFIXES)
     return app

@@ -16,6 +16,8 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
+
 from portal import i18n
 
 Scope = dict[str, Any]
@@ -206,9 +208,13 @@ class HttpCacheMiddleware:
     """
 
     def __init__(self, app: Any, version: Callable[[str], Any] | None = None,
-                 max_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_bytes: int = 64 * 1024 * 1024,
+                 version_due: Callable[[str], bool] | None = None) -> None:
         self.app = app
         self.version = version
+        # When reading the version means a round trip (PostgreSQL), it is read in a worker
+        # thread, so the event loop keeps serving kept pages meanwhile.
+        self.version_due = version_due
         self.max_bytes = max_bytes
         self.entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self.bytes = 0
@@ -237,7 +243,10 @@ class HttpCacheMiddleware:
         path = scope.get("path", "/")
         key = None
         if method in ("GET", "HEAD"):
-            key = self._key(scope, path, request_headers)
+            if self.version_due is not None and shared(path) and self.version_due(path):
+                key = await anyio.to_thread.run_sync(self._key, scope, path, request_headers)
+            else:
+                key = self._key(scope, path, request_headers)
             if key is not None:
                 hit = self.entries.get(key)
                 if hit is not None:

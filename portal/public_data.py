@@ -84,10 +84,10 @@ class ReadModelsVersion:
     `live()`: where the read models stand (the sum of every tracked position). Writes
     committed through this process's `db` are seen at once (`ReadDB.writes`); writes by other
     processes (projection workers) within `live_ttl` seconds. `aggregate()`: the same, but
-    refreshed at most every
-    `aggregate_ttl` seconds while other processes write: statistics (dozens of queries for a
-    scoreboard with its trend) are recomputed that often at most, and are exact as of the
-    position they carry. Both carry the minute: statistics judge open dossiers by the clock.
+    refreshed at most every `aggregate_ttl` seconds while other processes write: statistics
+    (dozens of queries for a scoreboard with its trend) are recomputed that often at most, and
+    are exact as of the position they carry. Both carry the minute: statistics judge open
+    dossiers by the clock.
     """
 
     def __init__(self, db: ReadDB, live_ttl: float = 0.1, aggregate_ttl: float = 10.0) -> None:
@@ -108,23 +108,36 @@ class ReadModelsVersion:
             return object()
         return (int(row["s"] or 0), row["u"]) if row else None
 
+    def _due(self, state: tuple[Any, int, float], ttl: float) -> bool:
+        return state[1] != self.db.writes or time.monotonic() - state[2] >= ttl
+
+    def due(self, aggregate: bool = False) -> bool:
+        """Whether asking now would read the store (the caller may ask from a worker thread)."""
+        if aggregate and not self._due(self._aggregate, self.aggregate_ttl):
+            return False
+        return self._due(self._live, self.live_ttl)
+
     def live(self) -> tuple[Any, int]:
-        now = time.monotonic()
-        value, writes, when = self._live
-        if writes != self.db.writes or now - when >= self.live_ttl:
-            writes = self.db.writes
-            with self._lock:
-                value = self._position()
-                self._live = (value, writes, now)
+        value, _writes, when = self._live
+        if self._due(self._live, self.live_ttl):
+            # One asker reads the store; askers meanwhile keep the value it replaces (a few
+            # milliseconds older), except the very first ones, who wait for it.
+            if self._lock.acquire(blocking=when == float("-inf")):
+                try:
+                    writes, now = self.db.writes, time.monotonic()
+                    value = self._position()
+                    self._live = (value, writes, now)
+                finally:
+                    self._lock.release()
+            else:
+                value = self._live[0]
         return value, int(time.time() // 60)
 
     def aggregate(self) -> tuple[Any, int]:
-        now = time.monotonic()
-        value, writes, when = self._aggregate
-        if writes != self.db.writes or now - when >= self.aggregate_ttl:
-            value = self.live()[0]
-            self._aggregate = (value, self.db.writes, now)
-        return value, int(time.time() // 60)
+        if self._due(self._aggregate, self.aggregate_ttl):
+            writes, now = self.db.writes, time.monotonic()
+            self._aggregate = (self.live()[0], writes, now)
+        return self._aggregate[0], int(time.time() // 60)
 
 
 _VERSIONS: weakref.WeakKeyDictionary[ReadDB, ReadModelsVersion] = weakref.WeakKeyDictionary()

@@ -282,8 +282,8 @@ class StatisticsPages(Controller):
     path = "/"
     include_in_schema = False
 
-    @get("/late")
-    async def late(self, request: Request[Any, Any, Any],
+    @get("/late", sync_to_thread=True)
+    def late(self, request: Request[Any, Any, Any],
                    month: str = Parameter(default="", max_length=20),
                    agency: str = Parameter(default="", max_length=64)) -> Template:
         s = system_of(request)
@@ -294,8 +294,8 @@ class StatisticsPages(Controller):
             "data": data, "months": stats_view.months(s.db) or [data.month],
             "agencies": [a for a in stats_view.names(s.db)[0].items()]})
 
-    @get("/late/{month:str}/feed.atom", media_type=ATOM_TYPE)
-    async def late_feed(self, request: Request[Any, Any, Any],
+    @get("/late/{month:str}/feed.atom", sync_to_thread=True, media_type=ATOM_TYPE)
+    def late_feed(self, request: Request[Any, Any, Any],
                         month: FromPath[str]) -> Response[bytes]:
         s = system_of(request)
         data = late_data(request, month, "")
@@ -320,8 +320,8 @@ class StatisticsPages(Controller):
                              entries=entries)
         return Response(body, media_type=ATOM_TYPE)
 
-    @get("/satisfaction")
-    async def satisfaction(self, request: Request[Any, Any, Any],
+    @get("/satisfaction", sync_to_thread=True)
+    def satisfaction(self, request: Request[Any, Any, Any],
                            period: str = Parameter(default="", max_length=20)) -> Template:
         s = system_of(request)
         if not stats_view.available(s.db):
@@ -357,37 +357,37 @@ class StatisticsApi(Controller):
     path = "/"
     tags = ["Thống kê công khai"]
 
-    @get("/api/late", responses=error_responses(404),
+    @get("/api/late", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Danh sách hồ sơ trễ hạn của một tháng (tùy chọn một cơ quan),"
          " quy cho bước và cán bộ, kèm xin lỗi và giải trình"))
-    async def late_api(self, request: Request[Any, Any, Any],
+    def late_api(self, request: Request[Any, Any, Any],
                        month: str = Parameter(default="", max_length=20,
                                               description="YYYY-MM; mặc định tháng mới nhất"),
                        agency: str = Parameter(default="", max_length=64)) -> LateList:
         return late_data(request, month, agency)
 
-    @get("/api/satisfaction", responses=error_responses(404),
+    @get("/api/satisfaction", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Mức độ hài lòng theo cơ quan hoặc thủ tục; nhóm dưới"
          " ngưỡng tối thiểu không công bố số"))
-    async def satisfaction_api(self, request: Request[Any, Any, Any],
+    def satisfaction_api(self, request: Request[Any, Any, Any],
                                by: str = Parameter(default="agency", max_length=20,
                                                    description="agency | procedure"),
                                period: str = Parameter(default="", max_length=20)
                                ) -> list[SatisfactionGroup]:
         return satisfaction_data(request, clean(by, 20), period)
 
-    @get("/api/scoreboard", responses=error_responses(404),
+    @get("/api/scoreboard", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Bộ chỉ số 766 của một kỳ: cây tỉnh → cơ quan → xã, mỗi"
          " chỉ số kèm công thức, tử số, mẫu số và điểm"))
-    async def scoreboard_api(self, request: Request[Any, Any, Any],
+    def scoreboard_api(self, request: Request[Any, Any, Any],
                              period: str = Parameter(default="", max_length=20,
                                                      description="YYYY-MM, YYYY-Qn hoặc YYYY"),
                              agency: str = Parameter(default="", max_length=64)) -> Scoreboard:
         return scoreboard_data(request, period, agency)
 
-    @get("/data/late.csv", responses=error_responses(404),
+    @get("/data/late.csv", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Danh sách trễ hạn (CSV)"), media_type="text/csv")
-    async def late_csv(self, request: Request[Any, Any, Any],
+    def late_csv(self, request: Request[Any, Any, Any],
                        month: str = Parameter(default="", max_length=20),
                        agency: str = Parameter(default="", max_length=64)) -> Response[bytes]:
         data = late_data(request, month, agency)
@@ -411,9 +411,9 @@ class StatisticsApi(Controller):
                    "apology_timely", "explanations"]
         return csv_response(rows, columns, f"tre-han-{data.month}.csv")
 
-    @get("/data/satisfaction.csv", responses=error_responses(404),
+    @get("/data/satisfaction.csv", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Mức độ hài lòng (CSV)"), media_type="text/csv")
-    async def satisfaction_csv(self, request: Request[Any, Any, Any],
+    def satisfaction_csv(self, request: Request[Any, Any, Any],
                                by: str = Parameter(default="agency", max_length=20),
                                period: str = Parameter(default="", max_length=20)
                                ) -> Response[bytes]:
@@ -427,9 +427,9 @@ class StatisticsApi(Controller):
                    "very_satisfied", "satisfied", "not_satisfied", "yes", "no"]
         return csv_response(rows, columns, f"hai-long-{clean(by, 20)}.csv")
 
-    @get("/data/scoreboard.csv", responses=error_responses(404),
+    @get("/data/scoreboard.csv", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Bộ chỉ số 766 (CSV)"), media_type="text/csv")
-    async def scoreboard_csv(self, request: Request[Any, Any, Any],
+    def scoreboard_csv(self, request: Request[Any, Any, Any],
                              period: str = Parameter(default="", max_length=20)
                              ) -> Response[bytes]:
         board = scoreboard_data(request, period, "")
