@@ -30,16 +30,15 @@ class SQLApplicantKeys:
                         " key TEXT, erased_at TEXT)")
 
     def create(self, key_id: str) -> str:
-        existing = self.db.fetchone("SELECT key, erased_at FROM applicant_keys WHERE key_id=?",
-                                    (key_id,))
-        if existing is not None and existing["key"]:
-            return existing["key"]
-        key = AESCipher.create_key(32)
-        with self.db.transaction() as cur:
-            cur.execute(self.db.q("INSERT INTO applicant_keys (key_id, key) VALUES (?, ?)"
-                                  " ON CONFLICT (key_id) DO NOTHING"), (key_id, key))
+        # One statement (autocommitted) when the key is new, the usual case: every intake asks.
+        # An existing key is kept and returned; an erased one stays erased (None).
+        created = self.db.fetchall(
+            "INSERT INTO applicant_keys (key_id, key) VALUES (?, ?)"
+            " ON CONFLICT (key_id) DO NOTHING RETURNING key", (key_id, AESCipher.create_key(32)))
+        if created:
+            return created[0]["key"]
         row = self.db.fetchone("SELECT key FROM applicant_keys WHERE key_id=?", (key_id,))
-        return row["key"] if row else key
+        return row["key"] if row else None  # type: ignore[return-value]
 
     def get(self, key_id: str) -> str | None:
         row = self.db.fetchone("SELECT key FROM applicant_keys WHERE key_id=?", (key_id,))
