@@ -42,9 +42,16 @@ class Projection:
     rebuildable: bool = True
     tables: dict[str, str] = {}
     indexes: Sequence[str] = ()  # "CREATE INDEX IF NOT EXISTS {t_name}_x ON {t_name}(...)"
+    # Parallel rebuilds: relative cost per event, and a group name for projections that must be
+    # fed by the same process (they share derived values through `shared`).
+    rebuild_weight: float = 1.0
+    rebuild_group: str = ""
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
+        # True while a rebuild feeds it shadow tables that nobody else writes: a failed batch
+        # ends the whole rebuild, so state may be kept in memory from one batch to the next.
+        self.rebuilding = False
         # Set by the runner for each batch, the same dict for every projection fed from the
         # same decoded events: lets them share derived values (e.g. public feed records).
         self.shared: dict[str, Any] = {}
@@ -52,9 +59,13 @@ class Projection:
     def t(self, table: str) -> str:
         return f"{self.prefix}{table}"
 
-    def create(self, cur: Any) -> None:
+    def create(self, cur: Any, indexes: bool = True) -> None:
         for table, columns in self.tables.items():
             cur.execute(f"CREATE TABLE IF NOT EXISTS {self.t(table)} ({columns})")
+        if indexes:
+            self.create_indexes(cur)
+
+    def create_indexes(self, cur: Any) -> None:
         for ddl in self.indexes:
             cur.execute(ddl.format(**{f"t_{k}": self.t(k) for k in self.tables}))
 
@@ -69,6 +80,12 @@ class Projection:
     def topics(self) -> Sequence[str]:
         """Stored topics this projection reads; empty = every event."""
         return ()
+
+    def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+        """Optional first half of `apply_batch`: compute the batch's rows, reading through `cur`
+        but writing nothing. A rebuild calls it outside the write transaction (shorter write
+        locks, so parallel rebuild workers overlap); `apply_batch` must then use the result for
+        the same `events` object, and compute it itself otherwise."""
 
     def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Apply decoded events (position, event) inside the caller's transaction."""
@@ -113,7 +130,8 @@ class Runner:
 
     def __init__(self, app: Any, db: ReadDB, projections: Iterable[Projection],
                  batch_size: int = 1000,
-                 event_filter: Callable[[Any], bool] | None = None) -> None:
+                 event_filter: Callable[[Any], bool] | None = None,
+                 indexes: bool = True) -> None:
         self.app = app
         self.db = db
         self.projections = list(projections)
@@ -122,13 +140,15 @@ class Runner:
         self.failed: dict[str, str] = {}
         self.wakeup = threading.Event()
         self.owned: set[str] | None = None  # None = no locking (all projections are fed)
-        self.setup()
+        # Rebuilds: `Projection.prepare` runs before the write transaction, not inside it.
+        self.prepare_outside = False
+        self.setup(indexes)
 
-    def setup(self) -> None:
+    def setup(self, indexes: bool = True) -> None:
         with self.db.transaction() as cur:
             cur.execute(TRACKING_DDL)
             for p in self.projections:
-                p.create(cur)
+                p.create(cur, indexes)
                 cur.execute(
                     self.db.q("INSERT INTO projection_tracking (name, position, updated_at) "
                               "VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING"),
@@ -150,6 +170,13 @@ class Runner:
         to_event = self.app.mapper.to_domain_event
         return [(n.id, to_event(n)) for n in notifications]
 
+    def read(self, start: int, stop: int | None) -> list[tuple[int, Any]]:
+        """The next batch of decoded events (position, event) after `start`."""
+        notifications = self.app.recorder.select_notifications(
+            start=start, limit=self.batch_size, stop=stop, inclusive_of_start=False
+        )
+        return self._decode(notifications)
+
     def run_once(self, stop: int | None = None) -> int:
         """Apply at most one batch to every projection that is behind. Returns events read."""
         active = [p for p in self.projections if p.tracking_name not in self.failed
@@ -159,12 +186,9 @@ class Runner:
         tracked = self.positions()
         positions = {p.tracking_name: tracked.get(p.tracking_name, 0) for p in active}
         start = min(positions.values())
-        notifications = self.app.recorder.select_notifications(
-            start=start, limit=self.batch_size, stop=stop, inclusive_of_start=False
-        )
-        if not notifications:
+        events = self.read(start, stop)
+        if not events:
             return 0
-        events = self._decode(notifications)
         last = events[-1][0]
         last_time = getattr(events[-1][1], "timestamp", None)
         if self.event_filter is not None:
@@ -174,8 +198,13 @@ class Runner:
         for p in active:
             if positions[p.tracking_name] >= last:
                 continue
-            mine = [(pos, ev) for pos, ev in events if pos > positions[p.tracking_name]]
+            mine = events if not events or events[0][0] > positions[p.tracking_name] else \
+                [(pos, ev) for pos, ev in events if pos > positions[p.tracking_name]]
             try:
+                p.shared = shared
+                if self.prepare_outside:
+                    with self.db.reading() as rcur:
+                        p.prepare(rcur, mine)
                 with self.db.transaction() as cur:
                     cur.execute(
                         self.db.q("UPDATE projection_tracking SET position=?, event_time=?, "
@@ -186,7 +215,6 @@ class Runner:
                     if cur.rowcount != 1:
                         # Another runner advanced it: nothing of this batch is written twice.
                         raise _Superseded
-                    p.shared = shared
                     p.apply_batch(cur, mine)
             except _Superseded:
                 continue

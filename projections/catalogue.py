@@ -17,6 +17,7 @@ def usage_bucket(count: int) -> int:
 
 class CatalogueProjection(Projection):
     name = "catalogue"
+    rebuild_weight = 0.2
     tables = {
         "procedures": """
             code TEXT PRIMARY KEY,

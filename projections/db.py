@@ -38,6 +38,11 @@ class ReadDB:
     def transaction(self) -> Iterator[Any]:  # yields a cursor
         raise NotImplementedError
 
+    @contextmanager
+    def reading(self) -> Iterator[Any]:  # yields a cursor for reads outside a write transaction
+        with self.transaction() as cur:
+            yield cur
+
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         raise NotImplementedError
 
@@ -93,6 +98,15 @@ class SQLiteReadDB(ReadDB):
         else:
             conn.commit()
             self.writes += 1
+        finally:
+            cur.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Cursor]:
+        """A cursor outside any transaction: each statement reads the last committed state."""
+        cur = self._conn().cursor()
+        try:
+            yield cur
         finally:
             cur.close()
 

@@ -146,8 +146,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# The encoder json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# builds on every call, built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL(record)
 
 
 def digest(text: str) -> str:
@@ -215,6 +220,8 @@ class FeedProjection(Projection):
     """Writes `public_feed` (see the module docstring for the schema)."""
 
     name = "feed"
+    rebuild_weight = 2.0
+    rebuild_group = "public_records"  # shares public feed records with the statistics
     tables = {
         "public_feed": """
             position BIGINT PRIMARY KEY,
@@ -228,7 +235,12 @@ class FeedProjection(Projection):
             procedure_code TEXT NOT NULL""",
     }
 
-    def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__(prefix)
+        self._ready: tuple[Any, list[tuple[Any, ...]], list[tuple[str, str, str]]] | None = None
+
+    def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+        """Compute the batch's rows (reads only: the ratings' dossiers)."""
         new_dossiers: list[tuple[str, str, str]] = []
         batch: dict[str, tuple[str, str]] = {}
         wanted = [str(ev.originator_id) for _, ev in events if event_type(ev) == RATED]
@@ -240,16 +252,25 @@ class FeedProjection(Projection):
                 batch[row["id"]] = (row["agency"], row["procedure_code"])
         rows = []
         records = shared_records(self.shared)
+        lookup = batch.get
         for position, ev in events:
-            if event_type(ev) == "Dossier.Received":
+            if type(ev).__qualname__ == "Dossier.Received":
                 key = str(ev.originator_id)
                 batch[key] = (ev.agency, ev.procedure_code)
                 new_dossiers.append((key, ev.agency, ev.procedure_code))
             record = records.get(position)
             if record is None:
-                record = records[position] = public_record(position, ev, batch.get)
-            text = canonical(record)
+                record = records[position] = public_record(position, ev, lookup)
+            text = _CANONICAL(record)
             rows.append((position, record["type"], text, digest(text)))
+        self._ready = (events, rows, new_dossiers)
+
+    def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+        if self._ready is None or self._ready[0] is not events:
+            self.prepare(cur, events)
+        assert self._ready is not None
+        _, rows, new_dossiers = self._ready
+        self._ready = None
         if new_dossiers:
             cur.executemany(f"INSERT INTO {self.t('feed_dossiers')} (id, agency, procedure_code)"
                             " VALUES (?,?,?)", new_dossiers)

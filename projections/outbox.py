@@ -12,6 +12,7 @@ No personal data is stored here: ChuHoSo holds the masked name (see `domain.nati
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
@@ -29,8 +30,8 @@ def message_uuid(dossier_code: str, position: int, kind: str) -> str:
 class _SQLDirectory:
     """The mapping's Directory read from this projection's own table, inside the transaction.
 
-    Reads are cached for one batch (the projection clears the cache at each batch start and
-    writes through it), since a few officers and agencies serve thousands of events.
+    Reads are cached (the projection writes through the cache, and clears it at each batch
+    start, except in a rebuild), since a few officers and agencies serve thousands of events.
     """
 
     def __init__(self, cur: Any, table: str, cache: dict[tuple[str, str], Any]) -> None:
@@ -46,13 +47,25 @@ class _SQLDirectory:
         return self.cache[(kind, ident)]
 
     def officer(self, key: str) -> dict[str, Any] | None:
-        return self._get("officer", str(officer_id(key)))
+        return self._get("officer", _ids("officer", key))
 
     def agency(self, key: str) -> dict[str, Any] | None:
-        return self._get("agency", str(agency_id(key)))
+        return self._get("agency", _ids("agency", key))
 
     def procedure(self, code: str) -> dict[str, Any] | None:
-        return self._get("procedure", str(procedure_id(code)))
+        return self._get("procedure", _ids("procedure", code))
+
+
+_ID_OF = {"officer": officer_id, "agency": agency_id, "procedure": procedure_id}
+
+
+@lru_cache(maxsize=65_536)
+def _ids(kind: str, key: str) -> str:
+    """The aggregate id (text) of a directory key: a uuid5, so worth remembering."""
+    return str(_ID_OF[kind](key))
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(v, ensure_ascii=False)
 
 
 class OutboxProjection(Projection):
@@ -61,6 +74,7 @@ class OutboxProjection(Projection):
     # Never bump the version casually: a rebuild re-creates every message as pending. The
     # message ids stay the same, so the receiver drops the repeats, but it is a lot of traffic.
     name = "national_outbox"
+    rebuild_weight = 4.0
     rebuildable = False  # a rebuild would reset delivery state; rebuild.py also skips it
     tables = {
         "national_directory": """
@@ -97,50 +111,71 @@ class OutboxProjection(Projection):
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
         self._cache: dict[tuple[str, str], Any] = {}
+        self._ready: Any = None
+        self._directory_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self._states: dict[str, tuple[str, dict[str, Any]]] = {}  # dirty: id -> (code, state)
+        self._messages: list[tuple[Any, ...]] = []
+
+    def prepare(self, cur: Any, events: Any) -> None:
+        """Translate the batch in memory: the touched dossiers' states are read at once, the
+        directory through a cache (per batch; kept from batch to batch while rebuilding, as
+        every write goes through it and a failed batch ends the rebuild)."""
+        if not self.rebuilding:
+            self._cache = {}  # never carry reads over from a batch that may have been rolled back
+        self._directory_rows, self._states, self._messages = {}, {}, []
+        states: dict[str, dict[str, Any] | None] = {}
+        ids = sorted({str(ev.originator_id) for _, ev in events if national.is_dossier_event(ev)})
+        table = self.t("national_dossiers")
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for row in cur.execute(f"SELECT id, state FROM {table} WHERE id IN"
+                                   f" ({','.join('?' for _ in chunk)})", chunk).fetchall():
+                states[row["id"]] = json.loads(row["state"])
+        directory = _SQLDirectory(cur, self.t("national_directory"), self._cache)
+        created = now_iso()
+        for position, ev in events:
+            if national.is_dossier_event(ev):
+                ident = str(ev.originator_id)
+                state = states.get(ident)
+                new, messages = national.translate(state, ev, directory)
+                if new is None or new is state:
+                    continue
+                states[ident] = new
+                self._states[ident] = (new["code"], new)
+                name = national.event_name(ev)
+                for n, message in enumerate(messages):
+                    self._messages.append(
+                        (position * 10 + n, message_uuid(new["code"], position, message.kind),
+                         new["code"], message.kind, name, position, _JSON(message.payload),
+                         PENDING, created))
+                continue
+            update = national.directory_update(ev)
+            if update is not None:
+                kind, ident, data = update
+                merged = {**(directory._get(kind, ident) or {}), **data}
+                self._cache[(kind, ident)] = merged
+                self._directory_rows[(kind, ident)] = merged
+        self._ready = events
 
     def apply_batch(self, cur: Any, events: Any) -> None:
-        self._cache = {}  # never carry reads over from a batch that may have been rolled back
-        super().apply_batch(cur, events)
-
-    def handler_for(self, ev: Any) -> Any:
-        if national.is_dossier_event(ev):
-            return self._dossier_event
-        if national.directory_update(ev) is not None:
-            return self._directory_event
-        return None
-
-    def _directory_event(self, cur: Any, ev: Any, position: int) -> None:
-        update = national.directory_update(ev)
-        assert update is not None
-        kind, ident, data = update
-        table = self.t("national_directory")
-        row = cur.execute(f"SELECT data FROM {table} WHERE kind=? AND id=?",
-                          (kind, ident)).fetchone()
-        merged = {**(json.loads(row["data"]) if row else {}), **data}
-        self._cache[(kind, ident)] = merged
-        cur.execute(f"INSERT INTO {table} (kind, id, data) VALUES (?,?,?) ON CONFLICT (kind, id)"
-                    " DO UPDATE SET data=excluded.data",
-                    (kind, ident, json.dumps(merged, ensure_ascii=False)))
-
-    def _dossier_event(self, cur: Any, ev: Any, position: int) -> None:
-        table = self.t("national_dossiers")
-        ident = str(ev.originator_id)
-        row = cur.execute(f"SELECT state FROM {table} WHERE id=?", (ident,)).fetchone()
-        state = json.loads(row["state"]) if row else None
-        directory = _SQLDirectory(cur, self.t("national_directory"), self._cache)
-        new, messages = national.translate(state, ev, directory)
-        if new is None or new is state:
-            return
-        cur.execute(f"INSERT INTO {table} (id, code, state) VALUES (?,?,?) ON CONFLICT (id)"
-                    " DO UPDATE SET state=excluded.state",
-                    (ident, new["code"], json.dumps(new, ensure_ascii=False)))
-        created = now_iso()
-        for n, message in enumerate(messages):
-            cur.execute(
+        if self._ready is not events:
+            self.prepare(cur, events)
+        self._ready = None
+        if self._directory_rows:
+            cur.executemany(
+                f"INSERT INTO {self.t('national_directory')} (kind, id, data) VALUES (?,?,?)"
+                " ON CONFLICT (kind, id) DO UPDATE SET data=excluded.data",
+                [(kind, ident, _JSON(data))
+                 for (kind, ident), data in self._directory_rows.items()])
+        if self._states:
+            cur.executemany(
+                f"INSERT INTO {self.t('national_dossiers')} (id, code, state) VALUES (?,?,?)"
+                " ON CONFLICT (id) DO UPDATE SET state=excluded.state",
+                [(ident, code, _JSON(state))
+                 for ident, (code, state) in sorted(self._states.items())])
+        if self._messages:
+            cur.executemany(
                 f"INSERT INTO {self.t('national_outbox')} (id, message_id, dossier_code, kind,"
                 " event_type, position, payload, status, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                (position * 10 + n, message_uuid(new["code"], position, message.kind), new["code"],
-                 message.kind, national.event_name(ev), position,
-                 json.dumps(message.payload, ensure_ascii=False), PENDING, created),
-            )
+                " VALUES (?,?,?,?,?,?,?,?,?)", self._messages)
+        self._directory_rows, self._states, self._messages = {}, {}, []

@@ -17,26 +17,42 @@ The public never sees a half-built list: pages keep reading the old tables until
 - ``act``: every event whose act time (``at``, or ``received_at`` for a reception) is at or
   before the moment, reference data always. Use it for back-dated data such as the demo
   generator's, which records today acts dated months ago.
+
+Speed (a province's years are millions of events): batches of `REBUILD_BATCH` events read with
+`projections.fastread.FastReader`; `Projection.prepare` outside the write transaction; shadow
+tables without their secondary indexes until the end; on SQLite, `workers` processes feed groups
+of projections in parallel, and the tables a swap replaces are dropped after it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from domain.calendar import VN_TZ
-from projections.base import Projection, Runner, now_iso
-from projections.db import ReadDB
+from projections.base import Projection, ProjectionFailed, Runner, now_iso
+from projections.db import ReadDB, SQLiteReadDB
+from projections.fastread import FastReader
 from projections.queries import SNAPSHOTS_DDL
 
 SHADOW = "rb_"
+# Events per batch of a rebuild: shadow tables have no other writer and no reader, so batches
+# are large (fewer commits, each dossier's row written fewer times); memory stays bounded by it.
+REBUILD_BATCH = 10_000
+# SQLite page cache of the rebuilding connection (KiB), restored afterwards.
+REBUILD_CACHE_KIB = 131_072
 # Projections that hold delivery state besides what the log says; never rebuilt unless named.
 # (Kept here until they declare `rebuildable = False` themselves.)
 NOT_BY_DEFAULT = {"national_outbox"}
+RETIRED = "zz_retired_"  # live tables replaced by a swap, until they are dropped
 LABEL = re.compile(r"^[a-z0-9_]{1,24}$")
 
 
@@ -83,6 +99,8 @@ class Rebuilt:
     seconds: float
     as_of: str | None
     by: str
+    # After the swap: freeing the replaced tables (SQLite), not part of `seconds`.
+    cleanup_seconds: float = 0.0
 
     @property
     def events_per_second(self) -> float:
@@ -96,8 +114,15 @@ def local(moment: datetime) -> str:
 def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]], *,
             only: Sequence[str] | None = None, position: int | None = None,
             as_of: datetime | None = None, by: str = "record", label: str | None = None,
-            batch_size: int = 1000, progress: Callable[[int, int], None] | None = None
-            ) -> Rebuilt:
+            batch_size: int = REBUILD_BATCH, workers: int = 1,
+            progress: Callable[[int, int], None] | None = None) -> Rebuilt:
+    """Rebuild projections into shadow tables and swap them in (see the module docstring).
+
+    `workers` > 1 (SQLite stores in files only) feeds groups of projections in that many
+    processes (forked: call it from a process without other threads), each into its own shadow
+    tables with its own tracking rows, as parallel live workers would; the one swap happens
+    after every group has finished, so the guarantee is the same. Projections that share
+    derived values (`Projection.rebuild_group`) stay together."""
     if position is not None and as_of is not None:
         raise ValueError("give either a position or a moment, not both")
     if by not in ("record", "act"):
@@ -133,11 +158,24 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
     with db.transaction() as cur:
         for p in shadows:
             p.drop(cur)
+            for table in p.tables:  # left by a rebuild that stopped before its clean-up
+                cur.execute(f"DROP TABLE IF EXISTS {RETIRED}{target}{table}")
             cur.execute(db.q("DELETE FROM projection_tracking WHERE name=?"), (p.tracking_name,))
-    runner = Runner(app, db, shadows, batch_size=batch_size, event_filter=event_filter)
+    for p in shadows:
+        p.rebuilding = True
+    # Shadow tables are built without their secondary indexes (bulk-built once at the end:
+    # by the swap on SQLite, which cannot rename indexes; just before it on PostgreSQL).
+    runner = RebuildRunner(app, db, shadows, batch_size=batch_size, event_filter=event_filter,
+                           indexes=False)
     goal = stop if stop is not None else head
-    events = runner.catch_up(stop=stop, progress=(lambda n: progress(n, goal))
-                             if progress else None)
+    groups = split(shadows, workers) if workers > 1 and runner.can_fork(db) else [shadows]
+    with _bulk_session(db):
+        events = _run_groups(runner, groups, stop,
+                             (lambda n: progress(n, goal)) if progress else None)
+    if db.dialect != "sqlite":
+        with db.transaction() as cur:
+            for p in shadows:
+                p.create_indexes(cur)
     reached = min(runner.position(p) for p in shadows) if shadows else 0
     judged = None
     if snapshot:
@@ -146,10 +184,109 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
         elif reached:
             found = app.recorder.select_notifications(start=reached, limit=1)
             judged = local(record_time(app, found[0])) if found else None
-    swap(db, shadows, target, snapshot_row=(judged, by if as_of is not None else "position",
-                                            reached) if snapshot else None)
-    return Rebuilt([p.name for p in shadows], target, reached, events,
-                   time.perf_counter() - started, judged, by)
+    with _bulk_session(db):  # the swap builds the SQLite indexes: a large cache sorts in memory
+        retired = swap(db, shadows, target, snapshot_row=(
+            judged, by if as_of is not None else "position", reached) if snapshot else None)
+    seconds = time.perf_counter() - started
+    drop_retired(db, retired)  # the new tables are live already
+    return Rebuilt([p.name for p in shadows], target, reached, events, seconds, judged, by,
+                   time.perf_counter() - started - seconds)
+
+
+class RebuildRunner(Runner):
+    """The runner of a rebuild: reads the log with `FastReader` when the store allows it."""
+
+    def __init__(self, app: Any, db: ReadDB, projections: Sequence[Projection],
+                 **kwargs: Any) -> None:
+        super().__init__(app, db, projections, **kwargs)
+        reader = FastReader(app)
+        self.reader = reader if reader.usable() else None
+        self.prepare_outside = True
+
+    def read(self, start: int, stop: int | None) -> list[tuple[int, Any]]:
+        if self.reader is None:
+            return super().read(start, stop)
+        return self.reader.read(start, self.batch_size, stop)
+
+
+    def can_fork(self, db: ReadDB) -> bool:
+        return (hasattr(os, "fork") and isinstance(db, SQLiteReadDB)
+                and self.reader is not None and self.reader.sqlite_file() is not None)
+
+
+def split(shadows: Sequence[Projection], workers: int) -> list[list[Projection]]:
+    """Projections in at most `workers` groups of similar cost (`rebuild_weight`)."""
+    together: dict[str, list[Projection]] = {}
+    for p in shadows:
+        together.setdefault(p.rebuild_group or p.name, []).append(p)
+    bundles = sorted(together.values(), key=lambda b: -sum(p.rebuild_weight for p in b))
+    groups: list[list[Projection]] = [[] for _ in range(max(1, min(workers, len(bundles))))]
+    for bundle in bundles:
+        min(groups, key=lambda g: sum(p.rebuild_weight for p in g)).extend(bundle)
+    return [sorted(g, key=shadows.index) for g in groups if g]
+
+
+def _run_groups(runner: RebuildRunner, groups: list[list[Projection]], stop: int | None,
+                progress: Callable[[int], None] | None) -> int:
+    """Feed the first group here and every other group in a forked child process."""
+    if len(groups) == 1:
+        return runner.catch_up(stop=stop, progress=progress)
+    children: dict[int, list[str]] = {}
+    done = False
+    try:
+        for group in groups[1:]:
+            pid = os.fork()
+            if pid == 0:  # the child: its own connections, then exit without any clean-up
+                code = 1
+                try:
+                    db = runner.db
+                    assert isinstance(db, SQLiteReadDB)
+                    child = RebuildRunner(runner.app, SQLiteReadDB(db.path), group,
+                                          batch_size=runner.batch_size,
+                                          event_filter=runner.event_filter, indexes=False)
+                    assert child.reader is not None
+                    child.reader.detach()
+                    child.db.fetchall(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}")
+                    child.catch_up(stop=stop)
+                    code = 0
+                except BaseException:
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
+            children[pid] = [p.tracking_name for p in group]
+        mine = RebuildRunner(runner.app, runner.db, groups[0], batch_size=runner.batch_size,
+                             event_filter=runner.event_filter, indexes=False)
+        events = mine.catch_up(stop=stop, progress=progress)
+        failed = []
+        for pid, names in list(children.items()):
+            _, status = os.waitpid(pid, 0)
+            del children[pid]
+            if os.waitstatus_to_exitcode(status) != 0:
+                failed.extend(names)
+        if failed:
+            raise ProjectionFailed(f"rebuild worker for {', '.join(failed)} failed (its error"
+                                   " is on stderr and in projection_tracking)")
+        done = True
+        return events
+    finally:
+        if not done:
+            for pid in children:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+
+
+@contextmanager
+def _bulk_session(db: ReadDB) -> Iterator[None]:
+    """A larger page cache for the rebuilding SQLite connection while it runs."""
+    if db.dialect != "sqlite":
+        yield
+        return
+    before = db.scalar("PRAGMA cache_size")
+    db.fetchall(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        db.fetchall(f"PRAGMA cache_size={int(before)}")
 
 
 def _indexes(db: ReadDB, cur: Any, table: str) -> list[str]:
@@ -163,14 +300,29 @@ def _indexes(db: ReadDB, cur: Any, table: str) -> list[str]:
 
 
 def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
-         snapshot_row: tuple[str | None, str, int] | None = None) -> None:
-    """Replace the target tables by the shadow ones, with their tracking rows, atomically."""
+         snapshot_row: tuple[str | None, str, int] | None = None) -> list[str]:
+    """Replace the target tables by the shadow ones, with their tracking rows, atomically.
+
+    On SQLite, dropping a large table reads every page of it (tens of seconds for millions of
+    rows), so the replaced tables are only renamed (`RETIRED` prefix, their indexes dropped) in
+    the swap's transaction; returns their names for `drop_retired` to free afterwards."""
+    retired: list[str] = []
     with db.transaction() as cur:
         for p in shadows:
             target = type(p)(target_prefix)
             for table in p.tables:
-                cur.execute(f"DROP TABLE IF EXISTS {target.t(table)}")
-                cur.execute(f"ALTER TABLE {p.t(table)} RENAME TO {target.t(table)}")
+                name = target.t(table)
+                if db.dialect == "sqlite" and cur.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                        (name,)).fetchone():
+                    for index in _indexes(db, cur, name):
+                        cur.execute(f"DROP INDEX {index}")
+                    cur.execute(f"DROP TABLE IF EXISTS {RETIRED}{name}")
+                    cur.execute(f"ALTER TABLE {name} RENAME TO {RETIRED}{name}")
+                    retired.append(f"{RETIRED}{name}")
+                else:
+                    cur.execute(f"DROP TABLE IF EXISTS {name}")
+                cur.execute(f"ALTER TABLE {p.t(table)} RENAME TO {name}")
                 for index in _indexes(db, cur, target.t(table)):
                     if not index.startswith(p.prefix):
                         continue
@@ -196,6 +348,14 @@ def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
                 " VALUES (?,?,?,?,?) ON CONFLICT (prefix) DO UPDATE SET as_of=excluded.as_of,"
                 " mode=excluded.mode, position=excluded.position, built_at=excluded.built_at",
                 (target_prefix, judged, mode, position, now_iso()))
+    return retired
+
+
+def drop_retired(db: ReadDB, names: Sequence[str]) -> None:
+    """Free the tables a swap replaced (each in its own short transaction)."""
+    for name in names:
+        with db.transaction() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def snapshots(db: ReadDB) -> list[dict[str, Any]]:

@@ -257,9 +257,13 @@ def row_to_facts(row: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(v, ensure_ascii=False)
+_IS_JSON = tuple(c in JSON_FIELDS for c in DOSSIER_COLUMNS)
+
+
 def facts_to_row(d: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(json.dumps(d[c], ensure_ascii=False) if c in JSON_FIELDS else d[c]
-                 for c in DOSSIER_COLUMNS)
+    return tuple(_JSON(d[c]) if j else d[c] for c, j in zip(DOSSIER_COLUMNS, _IS_JSON,
+                                                              strict=True))
 
 
 class _BatchStore(MemoryStore):
@@ -295,8 +299,8 @@ class _BatchStore(MemoryStore):
     def put_agency(self, row: dict[str, Any]) -> None:
         self.agencies_dirty[row["key"]] = row
 
-    def flush(self) -> None:
-        t, cur = self.p.t, self.cur
+    def flush(self, cur: Any) -> None:
+        t = self.p.t
         if self.agencies_dirty:
             cols = AGENCY_COLUMNS
             cur.executemany(
@@ -344,6 +348,8 @@ class _BatchStore(MemoryStore):
 
 class StatsProjection(Projection):
     name = "stats"
+    rebuild_weight = 1.5
+    rebuild_group = "public_records"
     tables = {
         "stat_dossiers": """
             id TEXT PRIMARY KEY,
@@ -431,7 +437,20 @@ class StatsProjection(Projection):
         "CREATE INDEX IF NOT EXISTS {t_stat_officer_month}_m ON {t_stat_officer_month}(month)",
     )
 
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__(prefix)
+        self._ready: tuple[Any, _BatchStore] | None = None
+
     def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+        if self._ready is None or self._ready[0] is not events:
+            self.prepare(cur, events)
+        assert self._ready is not None
+        store = self._ready[1]
+        self._ready = None
+        store.flush(cur)
+
+    def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+        """Fold the batch's feed records into the touched dossiers' rows, in memory."""
         store = _BatchStore(self, cur)
         store.load([str(ev.originator_id) for _, ev in events
                     if event_type(ev).startswith("Dossier.")
@@ -447,4 +466,4 @@ class StatsProjection(Projection):
             if record is None:
                 record = records[position] = public_record(position, ev, rating_lookup)
             fold(record, store)
-        store.flush()
+        self._ready = (events, store)

@@ -22,8 +22,13 @@ def iso(at: datetime | None) -> str | None:
     return None if at is None else at.astimezone(VN_TZ).isoformat(timespec="seconds")
 
 
+# json.dumps(detail, ensure_ascii=False, default=iso), with the encoder built once.
+_DETAIL = json.JSONEncoder(ensure_ascii=False, default=iso).encode
+
+
 class TrackerProjection(Projection):
     name = "tracker"
+    rebuild_weight = 2.0
     tables = {
         "dossiers": """
             code TEXT PRIMARY KEY,
@@ -84,8 +89,16 @@ class TrackerProjection(Projection):
         self._docs: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
         self._rows: list[tuple[Any, ...]] = []  # timeline rows of the batch
+        self._ready: Any = None  # the events `prepare` was called for
 
     def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+        if self._ready is not events:
+            self.prepare(cur, events)
+        self._ready = None
+        self.flush(cur)
+
+    def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
+        """Load the touched dossiers (one SELECT per 500) and apply the events in memory."""
         self._docs, self._dirty, self._rows = {}, set(), []
         ids = sorted({str(ev.originator_id) for _, ev in events
                       if type(ev).__qualname__.startswith("Dossier.")
@@ -97,7 +110,12 @@ class TrackerProjection(Projection):
                     f"SELECT {cols} FROM {self.t('dossiers')} WHERE id IN"
                     f" ({','.join('?' for _ in chunk)})", chunk).fetchall():
                 self._docs[row["id"]] = dict(row)
-        super().apply_batch(cur, events)
+        handler_for = self.handler_for
+        for position, ev in events:
+            handler = handler_for(ev)
+            if handler is not None:
+                handler(cur, ev, position)
+        self._ready = events
 
     def _doc(self, ev: Any) -> dict[str, Any]:
         doc = self._docs.get(str(ev.originator_id))
@@ -113,7 +131,7 @@ class TrackerProjection(Projection):
                   officer: str | None, agency: str | None, outcome: str | None = None,
                   **detail: Any) -> None:
         self._rows.append((position, code, iso(at), kind, officer, agency, outcome,
-                           json.dumps(detail, ensure_ascii=False, default=iso)))
+                           _DETAIL(detail)))
 
     def flush(self, cur: Any) -> None:
         if self._dirty:

@@ -11,8 +11,11 @@ JSON on stdout, progress on stderr. Steps:
      same `OneStop` commands without idempotency keys, with aggregates cached in memory and
      saved with one `app.save(*many)` per chunk; applicant keys in memory. Faster, and honest
      about it: no CommandRecord events, fewer DayCounter events.
-3. In a fresh child process (so its peak memory is the rebuild's own): a full rebuild of every
-   registered projection (the national outbox too) into shadow tables with the swap; the
+3. In a fresh child process (so its peak memory is the rebuild's own): a full rebuild as
+   `portal projections rebuild` does it (every rebuildable projection, `--workers` processes
+   on SQLite) into shadow tables with the swap, then the national outbox's own rebuild
+   (`--only national_outbox`, reported apart: it is never rebuilt by default); CPU seconds
+   include the forked workers'; the
    store's ceiling: raw SELECT of every stored event + json.loads (rows/s), and the library's
    notification read + decode (events/s); the ratio rebuild / raw ceiling; live lag (one command
    appended at a time with the runner running in the background: commit -> read model shows
@@ -93,12 +96,13 @@ class BulkWriter:
             self.pending[a.id] = a
             self.cache[a.id] = a
 
-    def flush(self) -> None:
+    def flush(self, evict: bool = True) -> None:
         if self.pending:
             self._save(*self.pending.values())
             self.pending.clear()
-        for key in [k for k, v in self.cache.items() if not isinstance(v, self.keep)]:
-            del self.cache[key]
+        if evict:
+            for key in [k for k, v in self.cache.items() if not isinstance(v, self.keep)]:
+                del self.cache[key]
 
     def close(self) -> None:
         self.flush()
@@ -134,6 +138,49 @@ def run_plan(app: Any, plan: Any, now: datetime) -> int:
             break
         done += 1
     return done
+
+
+def run_interleaved(app: Any, bulk: BulkWriter, plans: list[Any], now: datetime,
+                    flush_every: int = 64) -> int:
+    """The plans' commands in time order across dossiers (as acts happen in a real office), saved
+    every `flush_every` acts: each dossier's events end up spread over the log. Returns the
+    dossiers received and visits guided (as `run_plan` counts them)."""
+    import heapq
+
+    from domain.errors import DomainError
+
+    queue: list[tuple[datetime, int, int]] = []
+    for n, plan in enumerate(plans):
+        moment = plan.receive["at"] if plan.fate == "guidance" else plan.receive["received_at"]
+        if moment <= now:
+            heapq.heappush(queue, (moment, n, -1))
+    receipts: dict[int, Any] = {}
+    acts = guided = 0
+    while queue:
+        _, n, step = heapq.heappop(queue)
+        plan = plans[n]
+        try:
+            if step == -1 and plan.fate == "guidance":
+                app.guide_incomplete(**plan.receive)
+                guided += 1
+                continue
+            if step == -1:
+                receipts[n] = app.receive_dossier(**plan.receive)
+            else:
+                name, kwargs = plan.acts[step]
+                if name == "rate":
+                    kwargs = {**kwargs, "token": receipts[n].rating_token}
+                getattr(app, name)(receipts[n].code, **kwargs)
+        except DomainError:
+            continue
+        finally:
+            acts += 1
+            if acts % flush_every == 0:
+                bulk.flush(evict=False)
+        if step + 1 < len(plan.acts) and plan.acts[step + 1][1]["at"] <= now:
+            heapq.heappush(queue, (plan.acts[step + 1][1]["at"], n, step + 1))
+    bulk.flush()
+    return len(receipts) + guided
 
 
 def bench_settings(args: argparse.Namespace, settings: Settings, var_dir: Path) -> Settings:
@@ -178,14 +225,20 @@ def generate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         t1 = time.perf_counter()
         dossiers = 0
         try:
-            for n, i in enumerate(range(args.service_sample, args.service_sample + args.dossiers)):
-                plan = gen.plan(i, *window)
-                if plan is not None and run_plan(app, plan, now):
-                    dossiers += 1
-                if (n + 1) % args.chunk == 0:
+            first, last = args.service_sample, args.service_sample + args.dossiers
+            for lo in range(first, last, args.chunk):
+                indexes = range(lo, min(lo + args.chunk, last))
+                if args.interleave:
+                    plans = [p for i in indexes if (p := gen.plan(i, *window)) is not None]
+                    dossiers += run_interleaved(app, bulk, plans, now)
+                else:
+                    for i in indexes:
+                        plan = gen.plan(i, *window)
+                        if plan is not None and run_plan(app, plan, now):
+                            dossiers += 1
                     bulk.flush()
-                    if sys.stderr.isatty():
-                        sys.stderr.write(f"\rappend {n + 1}/{args.dossiers}")
+                if sys.stderr.isatty():
+                    sys.stderr.write(f"\rappend {indexes.stop - first}/{args.dossiers}")
         finally:
             bulk.close()
         bulk_s = time.perf_counter() - t1
@@ -202,7 +255,7 @@ def generate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "append_bulk": {"dossiers": dossiers, "events": bulk_events,
                             "seconds": round(bulk_s, 3),
                             "events_per_second": round(bulk_events / bulk_s) if bulk_s else None,
-                            "chunk": args.chunk},
+                            "chunk": args.chunk, "interleaved": args.interleave},
             "peak_memory_generate_mib": peak_mib(),
         }
     finally:
@@ -317,37 +370,64 @@ def live_lag(system: Any, samples: int, seed: int, months: int, in_process: bool
             if system.settings.backend == "postgres" else "polling"}
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (forked rebuild workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _children_peak_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+
+
+def _rebuild_report(result: Any, cpu: float, batch: int, workers: int) -> dict[str, Any]:
+    return {"projections": result.projections, "events": result.events,
+            "seconds": round(result.seconds, 3),
+            "events_per_second": round(result.events_per_second),
+            # after the swap: dropping the replaced tables (SQLite); CPU seconds include it
+            "cleanup_seconds": round(result.cleanup_seconds, 3),
+            "cpu_seconds": round(cpu, 3),
+            "events_per_cpu_second": round(result.events / cpu) if cpu else None,
+            "batch_size": batch, "workers": workers}
+
+
 def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from portal.system import build_system
-    from projections.rebuild import rebuild
+    from projections.rebuild import REBUILD_BATCH, rebuild
     from projections.registry import public_projections
 
     system = build_system(settings)
+    batch = args.batch_size or REBUILD_BATCH
     try:
         base = peak_mib()
-        say("rebuild...")
-        cpu0 = time.process_time()
-        every = [p.name for p in public_projections()]  # all of them, the outbox included
-        result = rebuild(system.app, system.db, public_projections, only=every,
-                         batch_size=settings.projection_batch_size)
-        cpu = time.process_time() - cpu0
+        say(f"rebuild (every rebuildable projection, {args.workers} worker(s))...")
+        cpu0 = _cpu()
+        # What `portal projections rebuild` does: every projection but the national outbox
+        # (it holds delivery state; rebuilt only when named, measured on its own below).
+        result = rebuild(system.app, system.db, public_projections, batch_size=batch,
+                         workers=args.workers)
+        cpu = _cpu() - cpu0
         after = peak_mib()
+        outbox = None
+        if not args.skip_outbox:
+            say("rebuild of the national outbox...")
+            cpu1 = _cpu()
+            done = rebuild(system.app, system.db, public_projections, only=["national_outbox"],
+                           batch_size=batch)
+            outbox = _rebuild_report(done, _cpu() - cpu1, batch, 1)
         say("raw ceiling...")
         ceiling = raw_ceiling(system)
-        say("live lag...")
-        system.runner.catch_up()
-        lag = {"worker": live_lag(system, args.lag_samples, args.seed, args.months, False),
-               "in_process": live_lag(system, args.lag_samples, args.seed, args.months, True)
-               } if args.lag_samples else None
+        lag = None
+        if args.lag_samples:
+            say("live lag...")
+            system.runner.catch_up()
+            lag = {"worker": live_lag(system, args.lag_samples, args.seed, args.months, False),
+                   "in_process": live_lag(system, args.lag_samples, args.seed, args.months, True)}
         rebuild_rate = result.events_per_second
         raw = ceiling["raw_select_json_rows_per_second"]
         return {
-            "rebuild": {"projections": result.projections, "events": result.events,
-                        "seconds": round(result.seconds, 3),
-                        "events_per_second": round(rebuild_rate),
-                        "cpu_seconds": round(cpu, 3),
-                        "events_per_cpu_second": round(result.events / cpu) if cpu else None,
-                        "batch_size": settings.projection_batch_size},
+            "rebuild": _rebuild_report(result, cpu, batch, args.workers),
+            "rebuild_national_outbox": outbox,
             "ceiling": ceiling,
             "rebuild_to_raw_ratio": round(rebuild_rate / raw, 3) if raw else None,
             "rebuild_to_raw_ratio_cpu": round((result.events / cpu)
@@ -355,7 +435,7 @@ def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             if cpu and ceiling["raw_rows_per_cpu_second"] else None,
             "live_lag": lag,
             "peak_memory_mib": {"before_rebuild": base, "after_rebuild": after,
-                                "end": peak_mib()},
+                                "rebuild_workers": _children_peak_mib(), "end": peak_mib()},
         }
     finally:
         system.close()
@@ -373,6 +453,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     try:
         say(f"generating {args.dossiers} dossiers in {var_dir} ({s.backend})...")
         out["generate"] = generate(args, s)
+        if args.phase == "generate":
+            print(json.dumps(out, ensure_ascii=False, indent=1))
+            return 0
         cmd = [sys.executable, "-m", "portal.cli", "bench", "--phase", "measure",
                "--var-dir", str(var_dir), "--lag-samples", str(args.lag_samples),
                "--seed", str(args.seed), "--months", str(args.months)]
@@ -380,6 +463,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             cmd += ["--postgres", "--postgres-url", s.postgres_url, "--schema", s.postgres_schema]
         if args.batch_size:
             cmd += ["--batch-size", str(args.batch_size)]
+        cmd += ["--workers", str(args.workers)] + (["--skip-outbox"] if args.skip_outbox else [])
         child = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                                env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
         sys.stderr.write(child.stderr)
@@ -410,12 +494,21 @@ def register(sub: Any) -> None:
     b.add_argument("--months", type=int, default=12, help="months of history")
     b.add_argument("--seed", type=int, default=2025)
     b.add_argument("--chunk", type=int, default=200, help="dossiers per bulk save")
+    b.add_argument("--interleave", action="store_true",
+                   help="bulk path: each chunk's acts in time order across its dossiers (events"
+                   " of a dossier spread over the log, as in real life) instead of one dossier"
+                   " after the other")
     b.add_argument("--lag-samples", type=int, default=50)
-    b.add_argument("--batch-size", type=int, default=0, help="projection batch (default setting)")
+    b.add_argument("--batch-size", type=int, default=0,
+                   help="rebuild batch (default projections.rebuild.REBUILD_BATCH)")
+    b.add_argument("--workers", type=int, default=2, help="rebuild worker processes (SQLite)")
+    b.add_argument("--skip-outbox", action="store_true",
+                   help="do not measure the national outbox's own rebuild")
     b.add_argument("--postgres", action="store_true", help="PostgreSQL (PORTAL_POSTGRES_URL)")
     b.add_argument("--postgres-url", default="")
     b.add_argument("--schema", default="", help=argparse.SUPPRESS)
     b.add_argument("--var-dir", default="", help="keep the data here (default: a temp folder)")
     b.add_argument("--keep", action="store_true", help="keep the generated data")
-    b.add_argument("--phase", choices=["all", "measure"], default="all", help=argparse.SUPPRESS)
+    b.add_argument("--phase", choices=["all", "generate", "measure"], default="all",
+                   help="generate: only the synthetic province (with --var-dir, measure later)")
     b.set_defaults(func=cmd_bench)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from portal.settings import Settings
+from projections.rebuild import REBUILD_BATCH
 
 
 class Progress:
@@ -97,8 +99,8 @@ def _rebuild(system: Any, args: argparse.Namespace, as_of: datetime | None) -> i
     try:
         result = rebuild(system.app, system.db, public_projections,
                          only=args.only or None, position=args.position, as_of=as_of,
-                         by=args.by, label=args.name,
-                         batch_size=system.settings.projection_batch_size, progress=bar)
+                         by=args.by, label=args.name, batch_size=args.batch_size,
+                         workers=max(1, args.workers), progress=bar)
     except ValueError as e:
         bar.close()
         print(f"portal: {e}", file=sys.stderr)
@@ -139,4 +141,8 @@ def register(sub: Any) -> None:
     pr.add_argument("--by", choices=["record", "act"], default="record",
                     help="--as-of clock: record time of the log (default) or act time")
     pr.add_argument("--name", metavar="LABEL", help="snapshot label (a-z, 0-9, _)")
+    pr.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                    help="rebuild: processes feeding the projections (SQLite; default 2)")
+    pr.add_argument("--batch-size", type=int, default=REBUILD_BATCH,
+                    help=f"rebuild: events per batch (default {REBUILD_BATCH})")
     pr.set_defaults(func=cmd_projections)

@@ -24,12 +24,16 @@ def run_bench(tmp_path: Path, *extra: str) -> dict:
     return json.loads(out.stdout)
 
 
-def check(report: dict) -> None:
+def check(report: dict, workers: int = 2) -> None:
     gen = report["generate"]
     assert gen["append_service_path"]["events"] > 0 and gen["append_bulk"]["events"] > 0
     # The rebuild replays the whole log; the ceiling reads every stored event.
     assert report["rebuild"]["events"] == gen["events"] == report["ceiling"]["raw_rows"]
     assert {"catalogue", "tracker", "feed", "stats"} <= set(report["rebuild"]["projections"])
+    assert "national_outbox" not in report["rebuild"]["projections"]
+    outbox = report["rebuild_national_outbox"]
+    assert outbox["projections"] == ["national_outbox"] and outbox["events"] == gen["events"]
+    assert report["rebuild"]["cpu_seconds"] > 0 and report["rebuild"]["workers"] == workers
     assert report["rebuild"]["events_per_second"] > 0 and report["rebuild_to_raw_ratio"] > 0
     for mode in ("worker", "in_process"):
         lag = report["live_lag"][mode]
@@ -41,6 +45,12 @@ def test_bench_runs_on_sqlite(tmp_path):
     report = run_bench(tmp_path)
     assert report["backend"] == "sqlite"
     check(report)
+
+
+def test_bench_interleaved_bulk_path_on_sqlite(tmp_path):
+    report = run_bench(tmp_path, "--interleave", "--chunk", "12", "--workers", "1")
+    assert report["generate"]["append_bulk"]["interleaved"] is True
+    check(report, workers=1)
 
 
 def test_bench_runs_on_postgres(tmp_path, pg_url):

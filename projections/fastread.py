@@ -1,0 +1,158 @@
+"""A faster read of the log for rebuilds: pages of stored rows decoded into the same event objects.
+
+The library's path (`recorder.select_notifications` then `mapper.to_domain_event`) builds a
+`Notification` dataclass and a `UUID` per row and decodes JSON with a general object hook. A
+rebuild replays millions of events, so it reads the stored rows itself (SQLite: one SELECT per
+page; PostgreSQL: the recorder's own select) and decodes them the way the mapper does:
+
+- the stored state goes through the mapper's own cipher and compressor when configured;
+- the JSON is decoded with the C decoder and a hook that knows the transcoder's registered
+  transcodings (the same `_type_`/`_data_` objects, decoded by the same transcodings);
+- topic -> class, `originator_id` / `originator_version`, `class_version` upcasts, and
+  `object.__new__(cls)` with the state as `__dict__`, as `Mapper.to_domain_event` does.
+
+`originator_id` is an `IdUUID`: a `uuid.UUID` (equal, same hash) whose `str()` is computed once,
+since projections turn ids into text several times per event. A transcoder that is not the
+library's JSON transcoder makes `FastReader.usable()` false and the caller keeps the library path.
+`tests/integration/test_projections_fastread.py` checks the events are equal to the mapper's.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID, SafeUUID
+
+from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.utils import resolve_topic
+
+_set = object.__setattr__
+_new_uuid = UUID.__new__
+_UNKNOWN = SafeUUID.unknown
+
+
+class IdUUID(UUID):
+    """A UUID that remembers its text form."""
+
+    __slots__ = ("_text",)
+
+    def __str__(self) -> str:
+        try:
+            return self._text
+        except AttributeError:
+            text = UUID.__str__(self)
+            _set(self, "_text", text)
+            return text
+
+
+def id_uuid(value: str | UUID) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    u = _new_uuid(IdUUID)
+    _set(u, "int", int(value.replace("-", ""), 16))
+    _set(u, "is_safe", _UNKNOWN)
+    return u
+
+
+class FastReader:
+    """Reads (position, event) pages from the application's event store."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.mapper = app.mapper
+        self.recorder = app.recorder
+        self._classes: dict[str, tuple[type, int, Callable[..., Any] | None]] = {}
+        transcoder = self.mapper.transcoder
+        self._decode_json: Callable[[str], Any] | None = None
+        if type(transcoder) is JSONTranscoder:
+            names = dict(transcoder.names)
+            decoders = {name: t.decode for name, t in names.items()}
+            if "datetime_iso" in decoders:
+                decoders["datetime_iso"] = datetime.fromisoformat
+
+            def hook(d: dict[str, Any]) -> Any:
+                # The library's rule: a two-key object with _type_ and _data_ is a transcoding.
+                if len(d) == 2 and "_type_" in d and "_data_" in d:
+                    try:
+                        return decoders[d["_type_"]](d["_data_"])
+                    except KeyError:
+                        return transcoder._decode_obj(d)  # raises the library's error
+                return d
+
+            self._decode_json = json.JSONDecoder(object_hook=hook).decode
+        self._sqlite_table: str | None = None
+        self._own: sqlite3.Connection | None = None
+        if type(self.recorder).__module__ == "eventsourcing.sqlite" and \
+                getattr(self.recorder.datastore, "originator_id_type", "uuid") == "uuid":
+            self._sqlite_table = self.recorder.events_table_name
+
+    def sqlite_file(self) -> str | None:
+        """The SQLite event store's file (None: not SQLite, or in memory)."""
+        if self._sqlite_table is None:
+            return None
+        pool = self.recorder.datastore.pool
+        return None if pool.is_sqlite_memory_mode else str(pool.db_name)
+
+    def detach(self) -> None:
+        """Read through a connection of this reader's own (in a forked process: the inherited
+        ones belong to the parent)."""
+        path = self.sqlite_file()
+        assert path is not None
+        self._own = sqlite3.connect(path, timeout=30)
+
+    def usable(self) -> bool:
+        return self._decode_json is not None
+
+    def _class(self, topic: str) -> tuple[type, int, Callable[..., Any] | None]:
+        found = self._classes.get(topic)
+        if found is None:
+            cls = resolve_topic(topic)
+            found = self._classes[topic] = (cls, getattr(cls, "class_version", 1), None)
+        return found
+
+    def decode(self, originator_id: Any, version: int, topic: str, state: bytes) -> Any:
+        cls, class_version, _ = self._class(topic)
+        mapper = self.mapper
+        if mapper.cipher:
+            state = mapper.cipher.decrypt(state)
+        if mapper.compressor:
+            state = mapper.compressor.decompress(state)
+        assert self._decode_json is not None
+        event_state = self._decode_json(state.decode("utf8"))
+        event_state["originator_id"] = id_uuid(originator_id)
+        event_state["originator_version"] = version
+        from_version = event_state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(event_state)
+            from_version += 1
+        ev = object.__new__(cls)
+        _set(ev, "__dict__", event_state)
+        return ev
+
+    def read(self, start: int, limit: int, stop: int | None = None) -> list[tuple[int, Any]]:
+        """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive."""
+        decode = self.decode
+        if self._sqlite_table is not None:
+            sql = (f"SELECT rowid, originator_id, originator_version, topic, state FROM"
+                   f" {self._sqlite_table} WHERE rowid>?")
+            params: list[int] = [start]
+            if stop is not None:
+                sql += " AND rowid<=?"
+                params.append(stop)
+            sql += " ORDER BY rowid LIMIT ?"
+            params.append(limit)
+            rows: Sequence[Any]
+            if self._own is not None:
+                rows = self._own.execute(sql, params).fetchall()
+            else:
+                with self.recorder.datastore.transaction(commit=False) as c:
+                    c.execute(sql, params)
+                    rows = c.fetchall()
+            return [(r[0], decode(r[1], r[2], r[3], r[4])) for r in rows]
+        notifications = self.recorder.select_notifications(
+            start=start, limit=limit, stop=stop, inclusive_of_start=False)
+        return [(n.id, decode(n.originator_id, n.originator_version, n.topic, n.state))
+                for n in notifications]
