@@ -59,6 +59,9 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    # The event loop (kept pages, search) shares the GIL with the handler threads (rendering,
+    # queries): a shorter switch interval lets it answer between their slices, not after 5 ms.
+    sys.setswitchinterval(0.001)
 
 
 # -- commands -----------------------------------------------------------------------------
