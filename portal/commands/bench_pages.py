@@ -109,8 +109,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         settings = Settings(var_dir=work / "var", secret_key="bench-pages")  # noqa: S106
         say(f"seeding the demo province with {args.dossiers} dossiers...")
         system = build_system(settings)
-        seeded = seed_demo(system, args.dossiers, months=args.months)
+        seed_demo(system, args.dossiers, months=args.months)
         system.catch_up()
+        events = system.runner.head()
         procedures = [r["code"] for r in system.db.fetchall(
             "SELECT code FROM procedures WHERE status='active'")]
         dossiers = [r["code"] for r in system.db.fetchall("SELECT code FROM dossiers")]
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "machine": {"cpus": os.cpu_count(), "loadavg_before": list(os.getloadavg())},
             "setup": {"dossiers": len(dossiers), "procedures": len(procedures),
-                      "events": seeded.get("events"), "server": "portal serve (uvicorn, 1 worker)",
+                      "events": events, "server": "portal serve (uvicorn, 1 worker)",
                       "client": "wrk -t2", "connections": args.connections,
                       "duration_s": args.duration, "warmup_s": args.warmup},
             "pages": results,

@@ -31,6 +31,7 @@ def test_bench_pages_smoke():
         assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], (name, r)
     assert pages["livez"]["ratio_to_livez"] == 1.0
     assert report["setup"]["dossiers"] >= 1 and report["setup"]["procedures"] >= 200
+    assert report["setup"]["events"] > report["setup"]["dossiers"]
 
 
 def test_bench_pages_rejects_bad_arguments():
