@@ -91,12 +91,12 @@ def is_dossier_lookup(request: Request[Any, Any, Any]) -> bool:
 
 
 def read_models_version(system: System) -> Any:
-    """What a public page depends on: the read models' version (`public_data.versions`), the
-    "aggregate" one for statistics pages, the "live" one for the others."""
+    """What a public page depends on: the read models' "live" version (`public_data.versions`);
+    statistics and catalogue pages may be kept longer (`max_age` of the page cache)."""
     clock = public_data.versions(system.db)
 
     def version(path: str) -> tuple[Any, int]:
-        return clock.aggregate() if follows_aggregate(path) else clock.live()
+        return clock.live()
 
     return version
 
@@ -227,9 +227,11 @@ def create_app(settings: Settings, system: System | None = None, *,
     # Around routing itself (Litestar's middleware runs after it): the lookup rate limit, then
     # the page cache, so a kept page is answered without routing, middleware or handler.
     clock = public_data.versions(sys_.db)
-    due = ((lambda path: clock.due(follows_aggregate(path)))
-           if sys_.db.dialect == "postgres" else None)
+    due = (lambda path: clock.due()) if sys_.db.dialect == "postgres" else None
     app.asgi_handler = LookupRateLimit(
-        HttpCacheMiddleware(app.asgi_handler, version=read_models_version(sys_), version_due=due),
+        HttpCacheMiddleware(
+            app.asgi_handler, version=read_models_version(sys_), version_due=due,
+            max_age=lambda path: clock.aggregate_ttl if follows_aggregate(path) else None,
+            local_writes=lambda: sys_.db.writes),
         per_minute=lookups_per_minute(settings), prefixes=RATE_LIMITED_PREFIXES)
     return app

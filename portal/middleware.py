@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -132,8 +133,9 @@ def anonymous(scope: Scope, request_headers: dict[str, str]) -> bool:
     return set(request_cookies(scope)) <= {i18n.COOKIE}
 
 
-# Pages keyed by the "aggregate" version (refreshed at most every PORTAL_STATS_REFRESH_SECONDS
-# while other processes write): statistics, like the figures they show, and the catalogue's pages
+# Pages that may be kept up to PORTAL_STATS_REFRESH_SECONDS while the read models move under
+# them (not past a write made by this process): statistics, like the figures they show, and the
+# catalogue's pages
 # (procedure pages carry usage counts and on-time rates; search and office pages list procedures),
 # which would otherwise be rendered again after every dossier event anywhere in the province.
 # Dossier pages and the home page (its freshness line) follow the live version.
@@ -156,9 +158,12 @@ class _Entry:
         "body",
         "compressible",
         "etag",
+        "fresh_until",
         "gz",
         "headers",
         "status",
+        "version",
+        "writes",
     )
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
@@ -168,6 +173,12 @@ class _Entry:
         self._plain: list[tuple[bytes, bytes]] | None = None
         self._zipped: list[tuple[bytes, bytes]] | None = None
         self._not_modified: list[tuple[bytes, bytes]] | None = None
+        # Kept while the read models' version is `version`; an entry of a page that may lag
+        # (`follows_aggregate`) is also kept until `fresh_until` (monotonic) unless this process
+        # wrote since it was rendered (`writes`).
+        self.version: Any = None
+        self.fresh_until = float("-inf")
+        self.writes = -1
         content_type = next((v.decode("latin-1") for k, v in headers
                              if k.lower() == b"content-type"), "")
         self.compressible = (len(body) >= MIN_GZIP_SIZE and content_type.startswith(COMPRESSIBLE))
@@ -209,9 +220,17 @@ class HttpCacheMiddleware:
 
     def __init__(self, app: Any, version: Callable[[str], Any] | None = None,
                  max_bytes: int = 64 * 1024 * 1024,
-                 version_due: Callable[[str], bool] | None = None) -> None:
+                 version_due: Callable[[str], bool] | None = None,
+                 max_age: Callable[[str], float | None] | None = None,
+                 local_writes: Callable[[], int] | None = None) -> None:
         self.app = app
         self.version = version
+        # Pages that may lag the read models (statistics, catalogue pages): kept up to
+        # `max_age(path)` seconds whatever the version, each entry for a random 50-100% of it,
+        # so kept pages do not all expire in the same instant (a stampede of renders at every
+        # refresh was the load test's slowest second); never past a write made by this process.
+        self.max_age = max_age
+        self.local_writes = local_writes or (lambda: 0)
         # When reading the version means a round trip (PostgreSQL), it is read in a worker
         # thread, so the event loop keeps serving kept pages meanwhile.
         self.version_due = version_due
@@ -248,11 +267,14 @@ class HttpCacheMiddleware:
             else:
                 key = self._key(scope, path, request_headers)
             if key is not None:
-                hit = self.entries.get(key)
-                if hit is not None:
-                    self.entries.move_to_end(key)
+                hit = self.entries.get(key[:-1])
+                if hit is not None and (hit.version == key[-1] or (
+                        time.monotonic() < hit.fresh_until
+                        and hit.writes == self.local_writes())):
+                    self.entries.move_to_end(key[:-1])
                     await self._answer(hit, method, request_headers, send)
                     return
+        asked_at, writes = time.monotonic(), self.local_writes()
         start: dict[str, Any] | None = None
         chunks: list[bytes] = []
         streaming = False
@@ -276,7 +298,11 @@ class HttpCacheMiddleware:
                         and len(entry.body) <= MAX_CACHED_BODY
                         and not any(k == b"set-cookie" or (k == b"cache-control" and b"no-store" in v)
                                     for k, v in entry.headers)):
-                    self._store(key, entry)
+                    entry.version, entry.writes = key[-1], writes
+                    age = self.max_age(path) if self.max_age is not None else None
+                    if age:
+                        entry.fresh_until = asked_at + age * random.uniform(0.5, 1.0)
+                    self._store(key[:-1], entry)
                 await self._answer(entry, method, request_headers, send)
 
         await self.app(scope, receive, capture)

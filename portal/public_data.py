@@ -81,13 +81,12 @@ def last_change(db: ReadDB) -> dict[str, Any] | None:
 class ReadModelsVersion:
     """What answers derived from the read models are keyed by, without a query per request.
 
-    `live()`: where the read models stand (the sum of every tracked position). Writes
-    committed through this process's `db` are seen at once (`ReadDB.writes`); writes by other
-    processes (projection workers) within `live_ttl` seconds. `aggregate()`: the same, but
-    refreshed at most every `aggregate_ttl` seconds while other processes write: statistics
-    (dozens of queries for a scoreboard with its trend) are recomputed that often at most, and
-    are exact as of the position they carry. Both carry the minute: statistics judge open
-    dossiers by the clock.
+    `live()`: where the read models stand (the sum of every tracked position) and the minute
+    (statistics judge open dossiers by the clock). Writes committed through this process's
+    `db` are seen at once (`ReadDB.writes`); writes by other processes (projection workers)
+    within `live_ttl` seconds. `aggregate_ttl` (PORTAL_STATS_REFRESH_SECONDS) is how long
+    statistics and catalogue pages may be kept while the version moves under them (see
+    `portal.stats_view._cached` and the page cache's `max_age`).
     """
 
     def __init__(self, db: ReadDB, live_ttl: float = 0.1, aggregate_ttl: float = 10.0) -> None:
@@ -96,7 +95,6 @@ class ReadModelsVersion:
         self.aggregate_ttl = aggregate_ttl
         self._lock = threading.Lock()
         self._live: tuple[Any, int, float] = (None, -1, float("-inf"))  # value, writes, when
-        self._aggregate: tuple[Any, int, float] = (None, -1, float("-inf"))
 
     def _position(self) -> Any:
         # Every tracked reader moves the sum: projections (event positions) and the search sync
@@ -108,18 +106,13 @@ class ReadModelsVersion:
             return object()
         return (int(row["s"] or 0), row["u"]) if row else None
 
-    def _due(self, state: tuple[Any, int, float], ttl: float) -> bool:
-        return state[1] != self.db.writes or time.monotonic() - state[2] >= ttl
-
-    def due(self, aggregate: bool = False) -> bool:
+    def due(self) -> bool:
         """Whether asking now would read the store (the caller may ask from a worker thread)."""
-        if aggregate and not self._due(self._aggregate, self.aggregate_ttl):
-            return False
-        return self._due(self._live, self.live_ttl)
+        return self._live[1] != self.db.writes or time.monotonic() - self._live[2] >= self.live_ttl
 
     def live(self) -> tuple[Any, int]:
         value, _writes, when = self._live
-        if self._due(self._live, self.live_ttl):
+        if self.due():
             # One asker reads the store; askers meanwhile keep the value it replaces (a few
             # milliseconds older), except the very first ones, who wait for it.
             if self._lock.acquire(blocking=when == float("-inf")):
@@ -132,12 +125,6 @@ class ReadModelsVersion:
             else:
                 value = self._live[0]
         return value, int(time.time() // 60)
-
-    def aggregate(self) -> tuple[Any, int]:
-        if self._due(self._aggregate, self.aggregate_ttl):
-            writes, now = self.db.writes, time.monotonic()
-            self._aggregate = (self.live()[0], writes, now)
-        return self._aggregate[0], int(time.time() // 60)
 
 
 _VERSIONS: weakref.WeakKeyDictionary[ReadDB, ReadModelsVersion] = weakref.WeakKeyDictionary()

@@ -7,8 +7,10 @@ recent answers for a minute (the inputs change only when the log moves).
 
 from __future__ import annotations
 
+import random
 import re
 import threading
+import time
 from collections import OrderedDict
 from datetime import date
 from typing import Any
@@ -24,13 +26,15 @@ PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$")
 class _Slot:
     """One statistic's latest answer, the version it was computed at, and who computes it."""
 
-    __slots__ = ("computing", "has_value", "value", "version")
+    __slots__ = ("computing", "fresh_until", "has_value", "value", "version", "writes")
 
     def __init__(self) -> None:
         self.computing = threading.Lock()
         self.has_value = False
         self.value: Any = None
         self.version: Any = None
+        self.fresh_until = float("-inf")
+        self.writes = -1
 
 
 _slots: OrderedDict[tuple[Any, ...], _Slot] = OrderedDict()
@@ -68,12 +72,13 @@ def previous_months(month: str, count: int) -> list[str]:
 
 
 def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
-    """The answer of `compute` for the store's current "aggregate" version: recomputed when this
-    process wrote, at most every PORTAL_STATS_REFRESH_SECONDS while projection workers write,
-    and each minute. One request computes it; while it does, the others get the answer it
-    replaces (computed at the version before; a few hundred milliseconds older) instead of
-    computing the same figures side by side. The very first computation is waited for."""
-    version = public_data.versions(db).aggregate()
+    """The answer of `compute`, recomputed when the read models moved, but kept up to
+    PORTAL_STATS_REFRESH_SECONDS (each statistic a random 50-100% of it, so they do not all
+    fall due together) unless this process wrote. One request computes it; while it does, the
+    others get the answer it replaces instead of computing the same figures side by side. The
+    very first computation is waited for."""
+    clock = public_data.versions(db)
+    version, writes, now = clock.live(), db.writes, time.monotonic()
     full = (id(db), *key)
     with _lock:
         slot = _slots.get(full)
@@ -83,15 +88,21 @@ def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
                 _slots.popitem(last=False)
         else:
             _slots.move_to_end(full)
-    if slot.has_value and slot.version == version:
+
+    def fresh() -> bool:
+        return slot.has_value and (slot.version == version or (
+            now < slot.fresh_until and slot.writes == writes))
+
+    if fresh():
         return slot.value
     if not slot.computing.acquire(blocking=not slot.has_value):
         return slot.value  # being recomputed by another request: the previous answer
     try:
-        if slot.has_value and slot.version == version:  # computed while this one waited
+        if fresh():  # computed while this one waited
             return slot.value
         value = compute()
-        slot.value, slot.version, slot.has_value = value, version, True
+        slot.value, slot.version, slot.writes, slot.has_value = value, version, writes, True
+        slot.fresh_until = now + clock.aggregate_ttl * random.uniform(0.5, 1.0)
         return value
     finally:
         slot.computing.release()

@@ -22,33 +22,26 @@ def _other_process_moves(settings, system) -> None:
         other.close()
 
 
-def test_version_clock_sees_own_writes_at_once_and_others_within_its_ttls(backend_settings,
-                                                                           make_system):
+def test_version_clock_sees_own_writes_at_once_and_others_within_its_ttl(backend_settings,
+                                                                          make_system):
     system = make_system(backend_settings)
     busy_month(system.app)
     system.catch_up()
     clock = versions(system.db)
-    clock.live_ttl, clock.aggregate_ttl = 3600.0, 3600.0
+    clock.live_ttl = 3600.0
     before = clock.live()[0]
-    assert clock.aggregate()[0] == before
 
     _other_process_moves(backend_settings, system)
-    # Within both TTLs another process's write is not seen...
-    assert clock.live()[0] == before and clock.aggregate()[0] == before
-    # ...the live version sees it once its TTL has passed; statistics keep their snapshot.
+    assert clock.live()[0] == before  # within the TTL another process's write is not seen...
     clock.live_ttl = 0.0
     moved = clock.live()[0]
-    assert moved != before
-    assert clock.aggregate()[0] == before
-    clock.aggregate_ttl = 0.0
-    assert clock.aggregate()[0] == moved
+    assert moved != before  # ...once it has passed, it is
 
-    # A write through this process's own store is seen at once by both, whatever the TTLs.
-    clock.live_ttl, clock.aggregate_ttl = 3600.0, 3600.0
+    # A write through this process's own store is seen at once, whatever the TTL.
+    clock.live_ttl = 3600.0
     with system.db.transaction() as cur:
         cur.execute(system.db.q("UPDATE projection_tracking SET position=position+1"))
     assert clock.live()[0] not in (before, moved)
-    assert clock.aggregate()[0] == clock.live()[0]
 
 
 def test_statistics_refresh_setting_reaches_the_clock(sqlite_settings, make_system):
@@ -166,3 +159,59 @@ def test_which_pages_follow_the_slower_aggregate_version():
             "/open311/v2/requests/x.json", "/open311/v2/services.json", "/about", "/data"]
     assert [p for p in slow if not follows_aggregate(p)] == []
     assert [p for p in live if follows_aggregate(p)] == []
+
+
+def test_version_clock_says_when_asking_would_read_the_store(sqlite_settings, make_system):
+    system = make_system(sqlite_settings)
+    system.catch_up()
+    clock = versions(system.db)
+    clock.live_ttl = 3600.0
+    assert clock.due()  # never asked yet
+    clock.live()
+    assert not clock.due()
+    with system.db.transaction() as cur:
+        cur.execute("UPDATE projection_tracking SET position=position+1")
+    assert clock.due()  # this process wrote
+    clock.live()
+    assert not clock.due()
+
+
+def test_pages_that_may_lag_are_kept_up_to_their_max_age_but_not_past_a_local_write():
+    import asyncio
+
+    from portal.middleware import HttpCacheMiddleware
+
+    calls: list[str] = []
+    state = {"v": 1, "writes": 0, "age": 3600.0}
+
+    async def inner(scope, receive, send):
+        calls.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/html"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def sink(message):
+        return None
+
+    mw = HttpCacheMiddleware(inner, version=lambda path: state["v"],
+                             max_age=lambda path: state["age"] if path == "/scoreboard" else None,
+                             local_writes=lambda: state["writes"])
+
+    def get(path: str) -> None:
+        asyncio.run(mw({"type": "http", "method": "GET", "path": path, "query_string": b"",
+                        "headers": []}, None, sink))
+
+    get("/scoreboard")
+    get("/p/1")
+    state["v"] = 2  # another process's projection worker moved the read models
+    get("/scoreboard")  # may lag: still kept
+    get("/p/1")  # max_age None here: follows the version, rendered again
+    assert calls == ["/scoreboard", "/p/1", "/p/1"]
+    state["writes"], state["age"] = 1, 0.0  # this process wrote: nothing kept is served
+    get("/scoreboard")
+    assert calls.count("/scoreboard") == 2
+    get("/scoreboard")  # kept (same version)
+    state["v"] = 3  # with no max age, the version alone decides
+    get("/scoreboard")
+    get("/scoreboard")
+    assert calls.count("/scoreboard") == 3
