@@ -57,6 +57,9 @@ class ManagedMeili:
             [binary, "--http-addr", f"127.0.0.1:{self.port}", "--master-key", self.master_key,
              "--db-path", str(self.data_dir / "data.ms"), "--no-analytics",
              "--env", "development", "--max-indexing-memory", self.max_indexing_memory,
+             # Indexing on one thread: the sync sends usage-count updates all day, and an
+             # indexing task on every core stalls the web workers sharing the machine.
+             "--max-indexing-threads", "1",
              "--dump-dir", str(self.data_dir / "dumps"),
              "--snapshot-dir", str(self.data_dir / "snapshots")],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir,
