@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -177,6 +178,9 @@ def create_app(settings: Settings, system: System | None = None, *,
                background: bool = False) -> Litestar:
     """Build the portal. `system` lets tests and `portal demo` share one composition root."""
     owned = system is None
+    # httpx logs every request at INFO: with a worker's INFO log that is a line per search
+    # sent to Meilisearch (and per national-portal call), noise that costs CPU under load.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     sys_ = system or build_system(settings)
 
     async def on_shutdown(app: Litestar) -> None:
