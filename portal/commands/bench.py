@@ -140,11 +140,12 @@ def run_plan(app: Any, plan: Any, now: datetime) -> int:
     return done
 
 
-def run_interleaved(app: Any, bulk: BulkWriter, plans: list[Any], now: datetime,
+def run_interleaved(app: Any, bulk: BulkWriter | None, plans: list[Any], now: datetime,
                     flush_every: int = 64) -> int:
     """The plans' commands in time order across dossiers (as acts happen in a real office), saved
-    every `flush_every` acts: each dossier's events end up spread over the log. Returns the
-    dossiers received and visits guided (as `run_plan` counts them)."""
+    every `flush_every` acts (or each by its own command without `bulk`): each dossier's events
+    end up spread over the log. Returns the dossiers received and visits guided (as `run_plan`
+    counts them)."""
     import heapq
 
     from domain.errors import DomainError
@@ -175,11 +176,12 @@ def run_interleaved(app: Any, bulk: BulkWriter, plans: list[Any], now: datetime,
             continue
         finally:
             acts += 1
-            if acts % flush_every == 0:
+            if bulk is not None and acts % flush_every == 0:
                 bulk.flush(evict=False)
         if step + 1 < len(plan.acts) and plan.acts[step + 1][1]["at"] <= now:
             heapq.heappush(queue, (plan.acts[step + 1][1]["at"], n, step + 1))
-    bulk.flush()
+    if bulk is not None:
+        bulk.flush()
     return len(receipts) + guided
 
 

@@ -5,7 +5,6 @@ dossiers interleave (their events spread over many batches)."""
 
 from __future__ import annotations
 
-import heapq
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,69 +12,25 @@ from eventsourcing.cipher import AESCipher
 
 from domain.calendar import VN_TZ
 from domain.demo import DemoData, Generator, seed_reference
-from domain.errors import DomainError
-from projections.db import ReadDB
+from portal.commands.bench import run_interleaved
 from projections.fastread import FastReader, IdUUID
 from projections.rebuild import rebuild, split
 from projections.registry import public_projections
+from tests.integration.test_projections_rebuild import dump
 from tests.integration.test_projections_stats import scenario
-
-# Wall-clock columns (see test_projections_rebuild.VOLATILE); the outbox's created_at too.
-VOLATILE = {"updated_at", "revision", "created_at"}
-
-
-def dump_all(db: ReadDB, prefix: str = "", outbox: bool = True
-             ) -> dict[str, list[dict[str, Any]]]:
-    """Every table of every projection, the national outbox included, volatile columns left out."""
-    out = {}
-    for p in public_projections(prefix):
-        if p.name == "national_outbox" and not outbox:
-            continue
-        for table in p.tables:
-            rows = db.fetchall(f"SELECT * FROM {p.t(table)}")
-            rows = [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
-            out[table] = sorted(rows, key=lambda r: repr(sorted(r.items())))
-    return out
 
 
 def interleaved_province(app: Any, dossiers: int) -> None:
     """Generated dossiers whose acts are appended in time order across dossiers (as in a real
-    office), not one dossier after the other."""
+    office), not one dossier after the other: the bench's interleaved path, each command saving
+    its own events."""
     data = DemoData.load("H60")
     seed_reference(app, data)
     now = datetime.now(VN_TZ)
     gen = Generator(app, data, seed=7)
     window = gen.window(now - timedelta(days=120), now)
-    queue: list[tuple[datetime, int, int, Any]] = []
-    plans = {}
-    for i in range(dossiers):
-        plan = gen.plan(i, *window)
-        if plan is None:
-            continue
-        moment = plan.receive.get("received_at") or plan.receive.get("at")
-        if moment > now:
-            continue
-        plans[i] = plan
-        heapq.heappush(queue, (moment, i, -1, None))
-    codes: dict[int, Any] = {}
-    while queue:
-        _, i, step, _ = heapq.heappop(queue)
-        plan = plans[i]
-        try:
-            if step == -1:
-                if plan.fate == "guidance":
-                    app.guide_incomplete(**plan.receive)
-                    continue
-                codes[i] = app.receive_dossier(**plan.receive)
-            else:
-                name, kwargs = plan.acts[step]
-                if name == "rate":
-                    kwargs = {**kwargs, "token": codes[i].rating_token}
-                getattr(app, name)(codes[i].code, **kwargs)
-        except DomainError:
-            continue
-        if step + 1 < len(plan.acts) and plan.acts[step + 1][1]["at"] <= now:
-            heapq.heappush(queue, (plan.acts[step + 1][1]["at"], i, step + 1, None))
+    plans = [p for p in (gen.plan(i, *window) for i in range(dossiers)) if p is not None]
+    assert run_interleaved(app, None, plans, now) > 0
 
 
 def test_fast_reader_decodes_the_same_events_as_the_mapper(backend_settings, make_system):
@@ -113,7 +68,7 @@ def test_fast_reader_on_an_encrypted_store(sqlite_settings, make_system):
     system.catch_up()
     rebuild(system.app, system.db, public_projections, position=system.runner.head(),
             label="enc", workers=2)
-    assert dump_all(system.db, "asof_enc_", outbox=False) == dump_all(system.db, outbox=False)
+    assert dump(system.db, "asof_enc_") == dump(system.db)
 
 
 def test_split_keeps_feed_and_stats_together():
@@ -131,7 +86,7 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
     system = make_system(settings)
     interleaved_province(system.app, 150)
     system.catch_up()  # the live runner, batches of 7
-    live = dump_all(system.db)
+    live = dump(system.db, outbox=True)
     assert len(live["public_feed"]) == system.runner.head()
     assert live["national_outbox"] and live["timeline"] and live["stat_late"]
     head = system.runner.head()
@@ -141,13 +96,13 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
         rebuild(system.app, system.db, public_projections, position=head, label=label,
                 batch_size=batch, workers=workers,
                 only=[p.name for p in public_projections()])
-        assert dump_all(system.db, f"asof_{label}_") == live, label
+        assert dump(system.db, f"asof_{label}_", outbox=True) == live, label
     # A full rebuild with workers swaps identical tables in; the outbox is left alone.
     with system.db.transaction() as cur:
         cur.execute("DELETE FROM timeline WHERE position < 400")
     result = rebuild(system.app, system.db, public_projections, workers=2)
     assert "national_outbox" not in result.projections and result.position == head
-    assert dump_all(system.db) == live
+    assert dump(system.db, outbox=True) == live
     assert not system.db.table_exists("rb_timeline")
     # The replaced tables were dropped after the swap (SQLite renames them in the swap).
     if system.db.dialect == "sqlite":
@@ -158,4 +113,4 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
         cur.execute("CREATE TABLE zz_retired_timeline (x INTEGER)")
     rebuild(system.app, system.db, public_projections, only=["tracker"], workers=2)
     assert not system.db.table_exists("zz_retired_timeline")
-    assert dump_all(system.db) == live
+    assert dump(system.db, outbox=True) == live

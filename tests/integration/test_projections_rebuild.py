@@ -18,15 +18,17 @@ from tests.integration.test_projections_stats import finish, rcv, scenario
 
 # updated_at is wall-clock; procedures.revision marks the batch in which the usage bucket changed
 # (a change marker for the search sync, it depends on batch boundaries, not a public value).
-VOLATILE = {"updated_at", "revision"}
+# Wall-clock columns (the national outbox's `created_at` is the only one of its kind).
+VOLATILE = {"updated_at", "revision", "created_at"}
 REBUILT = {"catalogue", "tracker", "feed", "stats"}
 
 
-def dump(db: ReadDB, prefix: str = "") -> dict[str, list[dict[str, Any]]]:
-    """Every read-model table (no tracking), rows sorted, volatile columns left out."""
+def dump(db: ReadDB, prefix: str = "", outbox: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Every read-model table (no tracking), rows sorted, volatile columns left out; the
+    national outbox's tables too with `outbox=True`."""
     out = {}
     for p in public_projections(prefix):
-        if p.name not in REBUILT:
+        if p.name not in REBUILT and not (outbox and p.name == "national_outbox"):
             continue
         for table in p.tables:
             rows = db.fetchall(f"SELECT * FROM {p.t(table)}")
