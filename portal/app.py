@@ -87,21 +87,6 @@ def lang_url(context: Any, lang: str) -> str:
 RATE_LIMITED_PREFIXES = ("/d/", "/api/dossiers/", "/open311/v2/requests/")
 
 
-def is_dossier_lookup(request: Request[Any, Any, Any]) -> bool:
-    return request.url.path.startswith(RATE_LIMITED_PREFIXES)
-
-
-def read_models_version(system: System) -> Any:
-    """What a public page depends on: the read models' "live" version (`public_data.versions`);
-    statistics and catalogue pages may be kept longer (`max_age` of the page cache)."""
-    clock = public_data.versions(system.db)
-
-    def version(path: str) -> tuple[Any, int]:
-        return clock.live()
-
-    return version
-
-
 def reject_over_limit(request: Request[Any, Any, Any]) -> None:
     """Answers a lookup that `LookupRateLimit` found over the limit with the friendly 429."""
     if request.scope.get("state", {}).get("rate_limited"):
@@ -234,7 +219,9 @@ def create_app(settings: Settings, system: System | None = None, *,
     due = (lambda path: clock.due()) if sys_.db.dialect == "postgres" else None
     app.asgi_handler = LookupRateLimit(
         HttpCacheMiddleware(
-            app.asgi_handler, version=read_models_version(sys_), version_due=due,
+            # What a public page depends on: the read models' version; statistics and
+            # catalogue pages may be kept longer (`max_age`).
+            app.asgi_handler, version=lambda path: clock.live(), version_due=due,
             max_age=lambda path: clock.aggregate_ttl if follows_aggregate(path) else None,
             local_writes=lambda: sys_.db.writes),
         per_minute=lookups_per_minute(settings), prefixes=RATE_LIMITED_PREFIXES)

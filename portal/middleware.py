@@ -126,13 +126,6 @@ def shared(path: str) -> bool:
     return (path == "/" or path.startswith(SHARED_PREFIXES)) and not path.endswith("/rate")
 
 
-def anonymous(scope: Scope, request_headers: dict[str, str]) -> bool:
-    """No credentials and no cookie but the language: the page is the same for everyone."""
-    if "authorization" in request_headers:
-        return False
-    return set(request_cookies(scope)) <= {i18n.COOKIE}
-
-
 # Pages that may be kept up to PORTAL_STATS_REFRESH_SECONDS while the read models move under
 # them (not past a write made by this process): statistics, like the figures they show, and the
 # catalogue's pages

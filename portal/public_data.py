@@ -72,12 +72,6 @@ def agency(db: ReadDB, key: str) -> dict[str, Any] | None:
                        (key,))
 
 
-def last_change(db: ReadDB) -> dict[str, Any] | None:
-    """The newest tracked position of the read models: the freshness shown on pages."""
-    return db.fetchone("SELECT MAX(position) AS position, MAX(event_time) AS event_time,"
-                       " MAX(updated_at) AS updated_at FROM projection_tracking")
-
-
 class ReadModelsVersion:
     """What answers derived from the read models are keyed by, without a query per request.
 

@@ -2,7 +2,7 @@
 
 The numbers come from `projections.queries` (late list, satisfaction, 766 scoreboard), which the
 public feed alone can reproduce; this module only chooses periods, joins public names and keeps
-recent answers for a minute (the inputs change only when the log moves).
+recent answers (`_cached`: up to PORTAL_STATS_REFRESH_SECONDS while the read models move).
 """
 
 from __future__ import annotations
