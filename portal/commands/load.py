@@ -77,6 +77,7 @@ TARGETS = {"public_p99_ms": 100.0, "command_p99_ms": 200.0, "lag_p99_ms": 1000.0
 # first, so a request never races the server's close of the connection it is sent on.
 KEEPALIVE_S = 30.0
 REQUEST_TIMEOUT_S = 10.0
+SLOW_S = 0.1  # the public pages' p99 target: slower requests are listed by when they started
 
 
 def say(text: str) -> None:
@@ -318,6 +319,9 @@ class Stats:
     lags: list[float] = field(default_factory=list)
     behind: list[int] = field(default_factory=list)
     loop_lag: list[float] = field(default_factory=list)
+    # requests slower than SLOW_S in the measured window: (start, seconds after the window opened;
+    # page or command; seconds taken), to tell a stall of everything from one slow page
+    slow: list[tuple[float, str, float]] = field(default_factory=list)
     loadavg: list[float] = field(default_factory=list)
     warmup: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     # what the writers were told: code -> number of acts acknowledged after the intake
@@ -332,6 +336,27 @@ class Stats:
         self.errors[kind] += 1
         if len(self.error_samples) < 20:
             self.error_samples.append(f"{kind}: {detail[:300]}")
+
+
+def slow_summary(slow: list[tuple[float, str, float]]) -> dict[str, Any]:
+    """Requests over SLOW_S grouped by the second they started in: the busiest seconds, what
+    was slow in them and the slowest; a stall of the whole system shows as one second with
+    many kinds of page."""
+    by_second: dict[int, list[tuple[str, float]]] = defaultdict(list)
+    for started, kind, took in slow:
+        by_second[int(started)].append((kind, took))
+    worst = sorted(by_second.items(), key=lambda item: -len(item[1]))[:10]
+    return {
+        "threshold_ms": SLOW_S * 1000,
+        "count": len(slow),
+        "seconds_with_any": len(by_second),
+        "busiest_seconds": [
+            {"second": sec, "count": len(items),
+             "kinds": dict(sorted({k: sum(1 for kk, _ in items if kk == k)
+                                   for k, _ in items}.items())),
+             "max_ms": _ms(max(t for _, t in items))}
+            for sec, items in sorted(worst)],
+    }
 
 
 class RoundRobin:
@@ -448,8 +473,11 @@ class Load:
 
     def record(self, what: str, kind: str, took: float) -> None:
         """A latency, in the measured window when the request started in it, else warm-up."""
-        if time.perf_counter() - took >= self.measure_from:
+        started = time.perf_counter() - took
+        if started >= self.measure_from:
             getattr(self.stats, what)[kind].append(took)
+            if took > SLOW_S:
+                self.stats.slow.append((started - self.measure_from, kind, took))
         else:
             self.stats.warmup[what].append(took)
 
@@ -711,6 +739,7 @@ class Load:
             if self.opts.warmup > 0:
                 await asyncio.sleep(self.opts.warmup)
             started = self.measure_from = time.perf_counter()
+            say(f"measured window opens (unix time {time.time():.1f})")
             self.marks = [self.sample()] if self.sample is not None else []
             ticks = 0
             while time.perf_counter() - started < self.opts.duration:
@@ -922,6 +951,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
             "load_generator_loop_lag_ms": {"p50": _ms(percentile(stats.loop_lag, 50)),
                                            "p99": _ms(percentile(stats.loop_lag, 99)),
                                            "max": _ms(max(stats.loop_lag, default=0))}})
+        report["slow_requests"] = slow_summary(stats.slow)
         report["worker_log_errors"] = processes.logged_errors()
         report["workers_died"] = processes.dead()
         pub = report["public_pages"]["all"]["p99_ms"]

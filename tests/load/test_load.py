@@ -56,3 +56,16 @@ def test_bench_load_without_aiohttp_exits_with_a_clear_message(monkeypatch) -> N
     with pytest.raises(SystemExit) as exit_:
         main(["bench-load", "--duration", "1"])
     assert "aiohttp" in str(exit_.value.code) and "pip install" in str(exit_.value.code)
+
+
+def test_slow_requests_are_grouped_by_the_second_they_started_in() -> None:
+    from portal.commands.load import slow_summary
+
+    summary = slow_summary([(0.2, "tracker", 0.3), (0.9, "search", 3.5), (0.95, "tracker", 0.2),
+                            (7.1, "intake", 0.15)])
+    assert summary["count"] == 4 and summary["seconds_with_any"] == 2
+    first, second = summary["busiest_seconds"]
+    assert first == {"second": 0, "count": 3, "kinds": {"search": 1, "tracker": 2},
+                     "max_ms": 3500.0}
+    assert second["second"] == 7 and second["kinds"] == {"intake": 1}
+    assert slow_summary([])["busiest_seconds"] == []
