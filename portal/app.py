@@ -223,6 +223,6 @@ def create_app(settings: Settings, system: System | None = None, *,
             # catalogue pages may be kept longer (`max_age`).
             app.asgi_handler, version=lambda path: clock.live(), version_due=due,
             max_age=lambda path: clock.aggregate_ttl if follows_aggregate(path) else None,
-            local_writes=lambda: sys_.db.writes),
+            local_writes=lambda: sys_.db.model_writes),
         per_minute=lookups_per_minute(settings), prefixes=RATE_LIMITED_PREFIXES)
     return app

@@ -77,7 +77,7 @@ class ReadModelsVersion:
 
     `live()`: where the read models stand (the sum of every tracked position) and the minute
     (statistics judge open dossiers by the clock). Writes committed through this process's
-    `db` are seen at once (`ReadDB.writes`); writes by other processes (projection workers)
+    `db` are seen at once (`ReadDB.model_writes`); writes by other processes (projection workers)
     within `live_ttl` seconds. `aggregate_ttl` (PORTAL_STATS_REFRESH_SECONDS) is how long
     statistics and catalogue pages may be kept while the version moves under them (see
     `portal.stats_view._cached` and the page cache's `max_age`).
@@ -102,7 +102,7 @@ class ReadModelsVersion:
 
     def due(self) -> bool:
         """Whether asking now would read the store (the caller may ask from a worker thread)."""
-        return self._live[1] != self.db.writes or time.monotonic() - self._live[2] >= self.live_ttl
+        return self._live[1] != self.db.model_writes or time.monotonic() - self._live[2] >= self.live_ttl
 
     def live(self) -> tuple[Any, int]:
         value, _writes, when = self._live
@@ -111,7 +111,7 @@ class ReadModelsVersion:
             # milliseconds older), except the very first ones, who wait for it.
             if self._lock.acquire(blocking=when == float("-inf")):
                 try:
-                    writes, now = self.db.writes, time.monotonic()
+                    writes, now = self.db.model_writes, time.monotonic()
                     value = self._position()
                     self._live = (value, writes, now)
                 finally:

@@ -7,11 +7,13 @@ recent answers (`_cached`: up to PORTAL_STATS_REFRESH_SECONDS while the read mod
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
@@ -20,6 +22,7 @@ from portal import public_data
 from projections import queries
 from projections.db import ReadDB
 
+log = logging.getLogger(__name__)
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$")
 
@@ -74,11 +77,17 @@ def previous_months(month: str, count: int) -> list[str]:
 def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
     """The answer of `compute`, recomputed when the read models moved, but kept up to
     PORTAL_STATS_REFRESH_SECONDS (each statistic a random 50-100% of it, so they do not all
-    fall due together) unless this process wrote. One request computes it; while it does, the
-    others get the answer it replaces instead of computing the same figures side by side. The
-    very first computation is waited for."""
+    fall due together) unless the read models moved through this process (`model_writes`: an
+    in-process projection runner), which is answered at once.
+
+    Off the request path: an answer that fell due less than one more refresh period ago is
+    served as it is while one background thread recomputes it (a page such as the scoreboard
+    asks for a dozen statistics; no reader should wait for all of them to be recomputed). Only
+    the very first computation, a move through this process and an answer older than that are
+    computed by the request itself, one request at a time (the others meanwhile get the
+    answer it replaces)."""
     clock = public_data.versions(db)
-    version, writes, now = clock.live(), db.writes, time.monotonic()
+    version, writes, now = clock.live(), db.model_writes, time.monotonic()
     full = (id(db), *key)
     with _lock:
         slot = _slots.get(full)
@@ -93,19 +102,53 @@ def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
         return slot.has_value and (slot.version == version or (
             now < slot.fresh_until and slot.writes == writes))
 
+    def store(value: Any) -> None:
+        slot.value, slot.version, slot.writes, slot.has_value = value, version, writes, True
+        slot.fresh_until = time.monotonic() + clock.aggregate_ttl * random.uniform(0.5, 1.0)
+
     if fresh():
         return slot.value
     if not slot.computing.acquire(blocking=not slot.has_value):
         return slot.value  # being recomputed by another request: the previous answer
+    if fresh():  # computed while this one waited
+        slot.computing.release()
+        return slot.value
+    if (slot.has_value and slot.writes == writes and clock.aggregate_ttl > 0
+            and now < slot.fresh_until + clock.aggregate_ttl):
+        def refresh() -> None:
+            try:
+                store(compute())
+            except Exception:  # the next request tries again (and reports it if it fails)
+                log.exception("statistic %s: recomputing failed", key)
+                slot.fresh_until = float("-inf")
+            finally:
+                slot.computing.release()
+
+        try:
+            _refresher().submit(refresh)
+        except BaseException:
+            slot.computing.release()
+            raise
+        return slot.value
     try:
-        if fresh():  # computed while this one waited
-            return slot.value
         value = compute()
-        slot.value, slot.version, slot.writes, slot.has_value = value, version, writes, True
-        slot.fresh_until = now + clock.aggregate_ttl * random.uniform(0.5, 1.0)
+        store(value)
         return value
     finally:
         slot.computing.release()
+
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def _refresher() -> ThreadPoolExecutor:
+    """One thread per process recomputes statistics that fell due (created on first use, so
+    a process that forks never inherits it)."""
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stats-refresh")
+        return _executor
 
 
 def late_list(db: ReadDB, month: str, agency: str | None) -> dict[str, Any]:

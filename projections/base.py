@@ -216,6 +216,7 @@ class Runner:
                         # Another runner advanced it: nothing of this batch is written twice.
                         raise _Superseded
                     p.apply_batch(cur, mine)
+                self.db.models_changed()
             except _Superseded:
                 continue
             except Exception as e:

@@ -18,10 +18,18 @@ class ReadDB:
     """Connections to the read-model store. `dialect` is "sqlite" or "postgres"."""
 
     dialect: str
-    # Transactions committed through this object (this process): readers that keep answers
-    # derived from the read models (the page cache) know at once that something moved here;
-    # writes by other processes are seen through `portal.public_data.ReadModelsVersion`'s TTL.
+    # Transactions committed through this object (this process).
     writes: int = 0
+    # Of those, the ones that moved the read models (a projection batch, a rebuild's swap, the
+    # search sync), counted by their writers (`models_changed`): readers that keep answers
+    # derived from the read models (page cache, statistics, search answers) know at once that
+    # something moved here; moves by other processes are seen through
+    # `portal.public_data.ReadModelsVersion`'s TTL. A web worker's own writes (sessions,
+    # accounts) move nothing public, so they do not throw those answers away.
+    model_writes: int = 0
+
+    def models_changed(self) -> None:
+        self.model_writes += 1
 
     @staticmethod
     def open(sqlite_path: Path | None = None, postgres_url: str = "",

@@ -348,6 +348,7 @@ def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
                 " VALUES (?,?,?,?,?) ON CONFLICT (prefix) DO UPDATE SET as_of=excluded.as_of,"
                 " mode=excluded.mode, position=excluded.position, built_at=excluded.built_at",
                 (target_prefix, judged, mode, position, now_iso()))
+    db.models_changed()
     return retired
 
 

@@ -437,8 +437,8 @@ class SearchService:
         PostgreSQL it is a round trip, and it is asked on the event loop."""
         now = time.monotonic()
         value, writes, when = self._version
-        if writes != self.db.writes or now - when >= self.VERSION_TTL:
-            writes = self.db.writes
+        if writes != self.db.model_writes or now - when >= self.VERSION_TTL:
+            writes = self.db.model_writes
             value = int(self.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
                                        (self.sync_name,)) or 0)
             self._version = (value, writes, now)
@@ -499,6 +499,7 @@ class SearchSync:
             cur.execute(self.db.q("UPDATE projection_tracking SET position=?, updated_at=?,"
                                   " error=NULL WHERE name=? AND position=?"),
                         (last, time.strftime("%Y-%m-%dT%H:%M:%S"), self.name, pos))
+        self.db.models_changed()
         return len(rows)
 
     def rewind(self, revision: int) -> None:
@@ -506,6 +507,7 @@ class SearchSync:
         with self.db.transaction() as cur:
             cur.execute(self.db.q("UPDATE projection_tracking SET position=? WHERE name=?"
                                   " AND position>?"), (revision, self.name, revision))
+        self.db.models_changed()
 
     def reindex(self, progress: Any = None) -> int:
         """Full rebuild into a temporary index, swapped in; then catch up what changed since."""

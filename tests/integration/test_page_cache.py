@@ -37,11 +37,29 @@ def test_version_clock_sees_own_writes_at_once_and_others_within_its_ttl(backend
     moved = clock.live()[0]
     assert moved != before  # ...once it has passed, it is
 
-    # A write through this process's own store is seen at once, whatever the TTL.
+    # A move of the read models through this process's own store (a projection batch) is
+    # seen at once, whatever the TTL...
     clock.live_ttl = 3600.0
     with system.db.transaction() as cur:
         cur.execute(system.db.q("UPDATE projection_tracking SET position=position+1"))
-    assert clock.live()[0] not in (before, moved)
+    system.db.models_changed()
+    third = clock.live()[0]
+    assert third not in (before, moved)
+    # ...and the web process's other writes (sessions, accounts) do not make it read again.
+    with system.db.transaction() as cur:
+        cur.execute(system.db.q("UPDATE projection_tracking SET position=position+1"))
+    assert clock.live()[0] == third
+
+
+def test_projection_batches_count_as_moves_of_the_read_models(backend_settings, make_system):
+    system = make_system(backend_settings)
+    moves = system.db.model_writes
+    busy_month(system.app)
+    system.catch_up()
+    assert system.db.model_writes > moves
+    moves = system.db.model_writes
+    system.catch_up()  # nothing new: nothing moved
+    assert system.db.model_writes == moves
 
 
 def test_statistics_refresh_setting_reaches_the_clock(sqlite_settings, make_system):
@@ -133,9 +151,11 @@ def test_statistics_are_computed_once_and_the_previous_answer_serves_during_a_re
         t.join(10)
     assert len(calls) == 1 and answers == [calls[0]] * 3
 
-    # The read models move: one asker recomputes; meanwhile another gets the previous answer.
+    # The read models move (a projection batch in this process): one asker recomputes;
+    # meanwhile another gets the previous answer.
     with system.db.transaction() as cur:
         cur.execute("UPDATE projection_tracking SET position=position+1")
+    system.db.models_changed()
     release.clear()
     fresh: list[int] = []
     worker = threading.Thread(target=lambda: fresh.append(
@@ -148,6 +168,44 @@ def test_statistics_are_computed_once_and_the_previous_answer_serves_during_a_re
     worker.join(10)
     assert fresh == [99] and calls == [calls[0], 99]
     assert stats_view._cached(("t",), system.db, compute(8)) == 99  # now current
+
+
+def test_a_statistic_that_fell_due_is_recomputed_off_the_request_path(
+        backend_settings, make_system):
+    """Another process moved the read models and the answer's refresh period has passed: the
+    asker gets the answer at once while one background thread recomputes it."""
+    import threading
+
+    from portal import stats_view
+
+    system = make_system(backend_settings)
+    system.catch_up()
+    clock = versions(system.db)
+    clock.live_ttl, clock.aggregate_ttl = 0.0, 30.0
+    assert stats_view._cached(("bg",), system.db, lambda: "first") == "first"
+    _other_process_moves(backend_settings, system)
+    key = (id(system.db), "bg")
+    stats_view._slots[key].fresh_until -= 31.0  # fell due one second ago
+    release, threads = threading.Event(), []
+
+    def slow() -> str:
+        threads.append(threading.current_thread().name)
+        release.wait(10)
+        return "second"
+
+    assert stats_view._cached(("bg",), system.db, slow) == "first"  # not waiting
+    release.set()
+    for _ in range(500):
+        if stats_view._slots[key].value == "second":
+            break
+        threading.Event().wait(0.01)
+    assert threads and threads[0].startswith("stats-refresh")
+    assert stats_view._cached(("bg",), system.db, lambda: "third") == "second"
+
+    # Long past due (more than another period): the request computes it itself.
+    _other_process_moves(backend_settings, system)
+    stats_view._slots[key].fresh_until -= 100.0
+    assert stats_view._cached(("bg",), system.db, lambda: "fourth") == "fourth"
 
 
 def test_which_pages_follow_the_slower_aggregate_version():
@@ -171,7 +229,9 @@ def test_version_clock_says_when_asking_would_read_the_store(sqlite_settings, ma
     assert not clock.due()
     with system.db.transaction() as cur:
         cur.execute("UPDATE projection_tracking SET position=position+1")
-    assert clock.due()  # this process wrote
+    assert not clock.due()  # a write that moved no read model (a session, say)
+    system.db.models_changed()
+    assert clock.due()  # this process moved the read models
     clock.live()
     assert not clock.due()
 
