@@ -74,17 +74,24 @@ class _CachedRepository:
         return getattr(self._repository, name)
 
 
+MAX_KEPT_AGGREGATES = 200_000
+
+
 class BulkWriter:
     """Runs `OneStop` commands with saves buffered: one `app.save(*many)` per `flush()`."""
 
     def __init__(self, app: Any) -> None:
-        from domain.model import Agency, Officer, Procedure
+        from domain.model import Agency, DayCounter, Officer, Procedure
         from domain.privacy import MemoryApplicantKeys
 
         self.app = app
         self.cache: dict[Any, Any] = {}
         self.pending: dict[Any, Any] = {}
-        self.keep = (Agency, Officer, Procedure)
+        # Kept between flushes: the reference data, and the code counters (one per unit and
+        # day, one event per dossier received: loading one from the store replays all its
+        # events, which made a province-year's generation quadratic).
+        self.keep = (Agency, Officer, Procedure, DayCounter)
+        self.counter_type = DayCounter
         self._saved = (app._repository, app.keys, app.__dict__.get("save"))
         app._repository = _CachedRepository(app._repository, self.cache)
         app.keys = MemoryApplicantKeys()
@@ -103,6 +110,10 @@ class BulkWriter:
         if evict:
             for key in [k for k, v in self.cache.items() if not isinstance(v, self.keep)]:
                 del self.cache[key]
+            if len(self.cache) > MAX_KEPT_AGGREGATES:  # bounded: counters of days long past
+                for key in [k for k, v in self.cache.items()
+                            if isinstance(v, self.counter_type)]:
+                    del self.cache[key]
 
     def close(self) -> None:
         self.flush()
