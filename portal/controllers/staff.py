@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import unicodedata
 import uuid
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.plugins.htmx import HTMXRequest, HTMXTemplate
 from litestar.response import Redirect, Template
+from markupsafe import Markup
 
 from domain.calendar import VN_TZ
 from domain.errors import DomainError
@@ -122,6 +124,34 @@ def agency_names(system: System) -> dict[str, str]:
 
 
 # -- login ----------------------------------------------------------------------------------
+
+_OPTIONS: dict[int, tuple[Any, Markup]] = {}
+_OPTIONS_LOCK = threading.Lock()
+
+
+def procedure_options(s: System, selected: str | None) -> Markup:
+    """The intake form's <option>s of every active procedure, by field then name, the
+    `selected` one marked. Rendered once per catalogue revision (one small query per form
+    instead of 205 rows and 205 escaped options: officers open this form all day)."""
+    version = s.db.fetchone("SELECT MAX(revision) AS r, COUNT(*) AS n FROM procedures")
+    key = (version["r"], version["n"]) if version else None
+    with _OPTIONS_LOCK:
+        found = _OPTIONS.get(id(s.db))
+    if found is None or found[0] != key:
+        rows = s.db.fetchall("SELECT code, name, field FROM procedures WHERE status='active'"
+                             " ORDER BY field, name")
+        html = Markup("").join(
+            Markup('<option value="{}">{} · {} ({})</option>').format(
+                r["code"], r["field"], r["name"], r["code"]) for r in rows)
+        found = (key, html)
+        with _OPTIONS_LOCK:
+            _OPTIONS[id(s.db)] = found
+    html = found[1]
+    if selected:
+        html = html.replace(Markup('<option value="{}">').format(selected),
+                            Markup('<option value="{}" selected>').format(selected), 1)
+    return html
+
 class StaffLoginController(Controller):
     cache_control = NO_STORE
     path = "/staff"
@@ -288,11 +318,11 @@ class StaffController(Controller):
         if not me.may("intake"):
             raise PermissionDeniedException("Vai trò của bạn không được tiếp nhận hồ sơ.")
         s = system_of(request)
-        ctx = {**page_context(request), "procedures": s.db.fetchall(
-            "SELECT code, name, field, level FROM procedures WHERE status='active'"
-            " ORDER BY field, name"), "selected": None, "error": None, "values": {}}
+        ctx = {**page_context(request), "selected": None, "error": None, "values": {}}
         if procedure:
             ctx["selected"] = self._procedure(s, procedure)
+        ctx["procedure_options"] = procedure_options(
+            s, ctx["selected"]["code"] if ctx["selected"] else None)
         if request.htmx and procedure:
             return HTMXTemplate(template_name="staff/intake_components.html", context=ctx)
         return Template("staff/intake.html", context=ctx)
@@ -340,9 +370,8 @@ class StaffController(Controller):
                                     email=values["email"], kind=kind),
                 received_at=now_vn(), officer=me.officer_key, components=components, key=key)
         except DomainError as e:
-            ctx = {**page_context(request), "procedures": s.db.fetchall(
-                "SELECT code, name, field, level FROM procedures WHERE status='active'"
-                " ORDER BY field, name"), "selected": proc, "error": e.message_vi,
+            ctx = {**page_context(request), "procedure_options": procedure_options(
+                s, proc["code"]), "selected": proc, "error": e.message_vi,
                 "values": {**values, "received": received, "digitised": digitised}}
             return Template("staff/intake.html", context=ctx,  # type: ignore[return-value]
                             status_code=400)

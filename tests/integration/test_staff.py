@@ -239,6 +239,27 @@ def test_intake_prints_the_receipt_and_a_double_submit_makes_one_dossier(desk):
         assert value not in public.text
 
 
+def test_intake_form_lists_every_active_procedure_with_the_chosen_one_selected(desk):
+    import re
+
+    login(desk, "tiepnhan")
+    db = desk.system.db
+    active = {r["code"] for r in db.fetchall("SELECT code FROM procedures WHERE status='active'")}
+    page = desk.get("/staff/intake").text
+    listed = re.findall(r'<option value="([^"]+)"', page)
+    assert set(listed) == active and len(listed) == len(active)
+    assert " selected>" not in page
+    chosen = desk.get("/staff/intake", params={"procedure": "1.001193"}).text
+    assert re.findall(r'<option value="([^"]+)" selected>', chosen) == ["1.001193"]
+    # Kept per catalogue revision: a change of the catalogue shows at once, escaped.
+    with db.transaction() as cur:
+        cur.execute(db.q("UPDATE procedures SET name=?, revision=revision+1000 WHERE code=?"),
+                    ("Khai sinh <b>&</b>", "1.001193"))
+    again = desk.get("/staff/intake", params={"procedure": "1.001193"}).text
+    assert "Khai sinh &lt;b&gt;&amp;&lt;/b&gt;" in again and "<b>&</b>" not in again
+    assert re.findall(r'<option value="([^"]+)" selected>', again) == ["1.001193"]
+
+
 def test_intake_with_bad_input_is_a_clear_400(desk):
     login(desk, "tiepnhan")
     page = desk.get("/staff/intake", params={"procedure": "1.001193"})
