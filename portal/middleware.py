@@ -252,6 +252,9 @@ class HttpCacheMiddleware:
             return
         request_headers = _headers(scope)
         method = scope.get("method", "GET")
+        # HEAD is answered as GET without the body (Litestar routes GET handlers only):
+        # monitors and link checkers ask HEAD.
+        head = method == "HEAD"
         path = scope.get("path", "/")
         key = None
         if method in ("GET", "HEAD"):
@@ -282,12 +285,16 @@ class HttpCacheMiddleware:
                     await send(self._with_defaults(message, path))
                 return
             if message["type"] != "http.response.body" or streaming:
+                if head and message["type"] == "http.response.body":
+                    if not message.get("more_body"):
+                        await send({"type": "http.response.body", "body": b""})
+                    return
                 await send(message)
                 return
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 entry = self._entry(start or {}, b"".join(chunks), method, path)
-                if (key is not None and entry.status == 200 and method == "GET"
+                if (key is not None and entry.status == 200
                         and len(entry.body) <= MAX_CACHED_BODY
                         and not any(k == b"set-cookie" or (k == b"cache-control" and b"no-store" in v)
                                     for k, v in entry.headers)):
@@ -298,7 +305,7 @@ class HttpCacheMiddleware:
                     self._store(key[:-1], entry)
                 await self._answer(entry, method, request_headers, send)
 
-        await self.app(scope, receive, capture)
+        await self.app({**scope, "method": "GET"} if head else scope, receive, capture)
 
     def _store(self, key: tuple[Any, ...], entry: _Entry) -> None:
         old = self.entries.pop(key, None)

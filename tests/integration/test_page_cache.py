@@ -275,3 +275,22 @@ def test_pages_that_may_lag_are_kept_up_to_their_max_age_but_not_past_a_local_wr
     get("/scoreboard")
     get("/scoreboard")
     assert calls.count("/scoreboard") == 3
+
+
+def test_head_is_answered_like_get_without_a_body(sqlite_settings, make_system):
+    system = make_system(sqlite_settings)
+    busy_month(system.app)
+    system.catch_up()
+    code = "000.00.12.H60-250903-0001"
+    with TestClient(app=create_app(sqlite_settings, system)) as client:
+        for path in (f"/d/{code}", "/p/1.001193", "/late", "/about", "/data/feed.jsonl"):
+            first = client.head(path)  # not kept yet: rendered by the application
+            assert first.status_code == 200, path
+            assert first.content == b"", path
+            got = client.get(path)
+            assert got.status_code == 200 and got.content, path
+            again = client.head(path)  # kept now
+            assert again.status_code == 200 and again.content == b"", path
+            assert again.headers["content-type"] == got.headers["content-type"], path
+        assert client.head("/d/000.00.12.H60-250903-9999").status_code == 404
+        assert client.head("/khong-co").status_code == 404
