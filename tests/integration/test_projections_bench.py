@@ -57,3 +57,12 @@ def test_bench_runs_on_postgres(tmp_path, pg_url):
     report = run_bench(tmp_path, "--postgres", "--postgres-url", pg_url)
     assert report["backend"] == "postgres"
     check(report)
+
+
+def test_bench_without_the_outbox_measures_the_lag_of_the_other_projections(tmp_path):
+    report = run_bench(tmp_path, "--skip-outbox")
+    assert report["rebuild_national_outbox"] is None
+    assert "national_outbox" not in report["rebuild"]["projections"]
+    for mode in ("worker", "in_process"):
+        lag = report["live_lag"][mode]
+        assert lag["samples"] == 3 and 0 <= lag["p50_ms"] <= lag["p99_ms"]
