@@ -256,13 +256,28 @@ def _run_groups(runner: RebuildRunner, groups: list[list[Projection]], stop: int
             children[pid] = [p.tracking_name for p in group]
         mine = RebuildRunner(runner.app, runner.db, groups[0], batch_size=runner.batch_size,
                              event_filter=runner.event_filter, indexes=False)
-        events = mine.catch_up(stop=stop, progress=progress)
+        others = [name for names in children.values() for name in names]
+
+        def everyone(done: int) -> None:
+            # The bar shows the slowest group: the others' positions are in their tracking rows.
+            if progress is not None:
+                progress(min(done, _slowest(runner.db, others)))
+
+        events = mine.catch_up(stop=stop, progress=everyone)
         failed = []
-        for pid, names in list(children.items()):
-            _, status = os.waitpid(pid, 0)
-            del children[pid]
-            if os.waitstatus_to_exitcode(status) != 0:
-                failed.extend(names)
+        while children:
+            for pid, names in list(children.items()):
+                found, status = os.waitpid(pid, os.WNOHANG)
+                if found == 0:
+                    continue
+                del children[pid]
+                if os.waitstatus_to_exitcode(status) != 0:
+                    failed.extend(names)
+            if children:
+                everyone(events)
+                time.sleep(0.2)
+        if not failed:
+            everyone(events)
         if failed:
             raise ProjectionFailed(f"rebuild worker for {', '.join(failed)} failed (its error"
                                    " is on stderr and in projection_tracking)")
@@ -273,6 +288,15 @@ def _run_groups(runner: RebuildRunner, groups: list[list[Projection]], stop: int
             for pid in children:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
+
+
+def _slowest(db: ReadDB, names: Sequence[str]) -> int:
+    """The lowest position among these tracking rows (0 while one has none yet)."""
+    if not names:
+        return 0
+    rows = db.fetchall(db.q(f"SELECT position FROM projection_tracking WHERE name IN"
+                            f" ({','.join('?' for _ in names)})"), list(names))
+    return min((int(r["position"]) for r in rows), default=0) if len(rows) == len(names) else 0
 
 
 @contextmanager

@@ -100,8 +100,27 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
     # A full rebuild with workers swaps identical tables in; the outbox is left alone.
     with system.db.transaction() as cur:
         cur.execute("DELETE FROM timeline WHERE position < 400")
-    result = rebuild(system.app, system.db, public_projections, workers=2)
+    seen: list[tuple[int, int]] = []
+    result = rebuild(system.app, system.db, public_projections, workers=2, batch_size=50,
+                     progress=lambda n, total: seen.append((n, total)))
     assert "national_outbox" not in result.projections and result.position == head
+    # The bar follows the slowest group (the forked one's rows included) and ends at the head.
+    done = [n for n, _ in seen]
+    assert done == sorted(done) and len(set(done)) > 2
+    assert seen[-1] == (head, head)
+    # What the bar reads of the forked groups: the lowest of their positions, 0 until each
+    # has a tracking row.
+    from projections.rebuild import _slowest
+
+    with system.db.transaction() as cur:
+        for name, position in (("rb_a", 70), ("rb_b", 40)):
+            cur.execute(system.db.q("INSERT INTO projection_tracking (name, position, updated_at)"
+                                    " VALUES (?,?,?)"), (name, position, "2025-01-01"))
+    assert _slowest(system.db, ["rb_a", "rb_b"]) == 40
+    assert _slowest(system.db, ["rb_a"]) == 70
+    assert _slowest(system.db, ["rb_a", "rb_missing"]) == 0
+    with system.db.transaction() as cur:
+        cur.execute("DELETE FROM projection_tracking WHERE name IN ('rb_a', 'rb_b')")
     assert dump(system.db, outbox=True) == live
     assert not system.db.table_exists("rb_timeline")
     # The replaced tables were dropped after the swap (SQLite renames them in the swap).
