@@ -196,8 +196,13 @@ def test_scoreboard_drill_down_formulas_and_svg_trend(site):
     assert "Điểm = (số hồ sơ kết thúc trước hạn" in r.text  # the formula next to the number
     assert re.search(r"<svg class=\"chart\"[^>]*role=\"img\"", r.text)
     assert "<polyline" in r.text or "<circle" in r.text
+    # The title names the node once: the province's own board does not repeat the province.
+    title = re.search(r"<title>([^<]*)</title>", r.text).group(1)
+    assert title.count(site.app.state["settings"].province_name) == 1, title
     down = site.get("/scoreboard", params={"period": "2025-09", "agency": "xa-a"})
     assert "Trung tâm Phục vụ hành chính công xã An Tường" in down.text
+    down_title = re.search(r"<title>([^<]*)</title>", down.text).group(1)
+    assert "An Tường" in down_title and down_title.endswith(site.app.state["settings"].province_name)
     assert 'aria-current="page"' in down.text
     year = site.get("/scoreboard", params={"period": "2025"})
     assert year.status_code == 200
