@@ -76,8 +76,8 @@ class ReadModelsVersion:
     """What answers derived from the read models are keyed by, without a query per request.
 
     `live()`: where the read models stand (the sum of every tracked position) and the minute
-    (statistics judge open dossiers by the clock). Writes committed through this process's
-    `db` are seen at once (`ReadDB.model_writes`); writes by other processes (projection workers)
+    (statistics judge open dossiers by the clock). Moves of the read models through this process's
+    `db` are seen at once (`ReadDB.model_writes`); moves by other processes (projection workers)
     within `live_ttl` seconds. `aggregate_ttl` (PORTAL_STATS_REFRESH_SECONDS) is how long
     statistics and catalogue pages may be kept while the version moves under them (see
     `portal.stats_view._cached` and the page cache's `max_age`).

@@ -18,10 +18,9 @@ class ReadDB:
     """Connections to the read-model store. `dialect` is "sqlite" or "postgres"."""
 
     dialect: str
-    # Transactions committed through this object (this process).
-    writes: int = 0
-    # Of those, the ones that moved the read models (a projection batch, a rebuild's swap, the
-    # search sync), counted by their writers (`models_changed`): readers that keep answers
+    # Commits through this object (this process) that moved the read models (a projection
+    # batch, a rebuild's swap, the search sync), counted by their writers (`models_changed`):
+    # readers that keep answers
     # derived from the read models (page cache, statistics, search answers) know at once that
     # something moved here; moves by other processes are seen through
     # `portal.public_data.ReadModelsVersion`'s TTL. A web worker's own writes (sessions,
@@ -105,7 +104,6 @@ class SQLiteReadDB(ReadDB):
             raise
         else:
             conn.commit()
-            self.writes += 1
         finally:
             cur.close()
 
@@ -177,7 +175,6 @@ class PostgresReadDB(ReadDB):
         try:
             with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield _PgCursor(cur)
-            self.writes += 1
         except Exception as e:
             self._lost(e)  # purge broken connections; the caller decides whether to retry
             raise

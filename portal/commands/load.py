@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -352,8 +352,7 @@ def slow_summary(slow: list[tuple[float, str, float]]) -> dict[str, Any]:
         "seconds_with_any": len(by_second),
         "busiest_seconds": [
             {"second": sec, "count": len(items),
-             "kinds": dict(sorted({k: sum(1 for kk, _ in items if kk == k)
-                                   for k, _ in items}.items())),
+             "kinds": dict(sorted(Counter(k for k, _ in items).items())),
              "max_ms": _ms(max(t for _, t in items))}
             for sec, items in sorted(worst)],
     }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
 import unicodedata
 import uuid
 from datetime import datetime, timedelta
@@ -123,10 +122,7 @@ def agency_names(system: System) -> dict[str, str]:
     return {r["key"]: r["name"] for r in system.db.fetchall("SELECT key, name FROM agencies")}
 
 
-# -- login ----------------------------------------------------------------------------------
-
-_OPTIONS: dict[int, tuple[Any, Markup]] = {}
-_OPTIONS_LOCK = threading.Lock()
+_OPTIONS: dict[int, tuple[Any, Markup]] = {}  # id(db) -> (catalogue version, options)
 
 
 def procedure_options(s: System, selected: str | None) -> Markup:
@@ -135,23 +131,22 @@ def procedure_options(s: System, selected: str | None) -> Markup:
     instead of 205 rows and 205 escaped options: officers open this form all day)."""
     version = s.db.fetchone("SELECT MAX(revision) AS r, COUNT(*) AS n FROM procedures")
     key = (version["r"], version["n"]) if version else None
-    with _OPTIONS_LOCK:
-        found = _OPTIONS.get(id(s.db))
+    found = _OPTIONS.get(id(s.db))
     if found is None or found[0] != key:
         rows = s.db.fetchall("SELECT code, name, field FROM procedures WHERE status='active'"
                              " ORDER BY field, name")
         html = Markup("").join(
             Markup('<option value="{}">{} · {} ({})</option>').format(
                 r["code"], r["field"], r["name"], r["code"]) for r in rows)
-        found = (key, html)
-        with _OPTIONS_LOCK:
-            _OPTIONS[id(s.db)] = found
+        found = _OPTIONS[id(s.db)] = (key, html)
     html = found[1]
     if selected:
         html = html.replace(Markup('<option value="{}">').format(selected),
                             Markup('<option value="{}" selected>').format(selected), 1)
     return html
 
+
+# -- login ----------------------------------------------------------------------------------
 class StaffLoginController(Controller):
     cache_control = NO_STORE
     path = "/staff"
@@ -321,10 +316,10 @@ class StaffController(Controller):
         ctx = {**page_context(request), "selected": None, "error": None, "values": {}}
         if procedure:
             ctx["selected"] = self._procedure(s, procedure)
+        if request.htmx and procedure:  # the components only: the options are already there
+            return HTMXTemplate(template_name="staff/intake_components.html", context=ctx)
         ctx["procedure_options"] = procedure_options(
             s, ctx["selected"]["code"] if ctx["selected"] else None)
-        if request.htmx and procedure:
-            return HTMXTemplate(template_name="staff/intake_components.html", context=ctx)
         return Template("staff/intake.html", context=ctx)
 
     @staticmethod
