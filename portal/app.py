@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from jinja2 import pass_context
+from jinja2 import Environment, FileSystemLoader, pass_context
 from litestar import Litestar, Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import (
@@ -54,6 +54,35 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class PortalEnvironment(Environment):
+    """Jinja's environment with a shorter path for `row.field` on a plain dict.
+
+    Templates read query rows (dicts) as `d.code`. Jinja first tries `getattr(d, "code")`, which
+    raises and catches an AttributeError on every use, then `d["code"]`: 13% of a tracker page's
+    CPU. A plain dict has no attribute besides dict's own, so for any other name the item is
+    what Jinja would return anyway; `d.items`, `d.get` ... are still the methods."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+class PortalTemplates(JinjaTemplateEngine):
+    """Litestar's Jinja engine on a `PortalEnvironment` (autoescaped, like Litestar's own)."""
+
+    def __init__(self, directory: Path | list[Path] | None = None,
+                 engine_instance: Environment | None = None) -> None:
+        super().__init__(engine_instance=engine_instance or PortalEnvironment(
+            loader=FileSystemLoader(searchpath=directory or TEMPLATES), autoescape=True))
 
 
 def _configure_engine(engine: JinjaTemplateEngine) -> None:
@@ -186,7 +215,7 @@ def create_app(settings: Settings, system: System | None = None, *,
         ],
         response_headers=[ResponseHeader(name=k, value=v) for k, v in SECURITY_HEADERS.items()],
         state={"system": sys_, "settings": settings},  # type: ignore[dict-item]
-        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine,
+        template_config=TemplateConfig(directory=TEMPLATES, engine=PortalTemplates,
                                        engine_callback=_configure_engine),
         plugins=[HTMXPlugin()],
         exception_handlers={

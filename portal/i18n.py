@@ -21,6 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 LANGUAGES = {"vi": "Tiếng Việt", "en": "English"}
 DEFAULT_LANGUAGE = "vi"
 COOKIE = "lang"
@@ -112,10 +114,21 @@ class RequestTranslations:
         return translations(_current.get()).npgettext(context, singular, plural, n)
 
 
+def template_gettext(message: str, **variables: Any) -> Markup:
+    """`_()` in the (autoescaped) templates: what jinja2.ext.i18n's newstyle `_` does there
+    (translate, mark safe, always %-format with the variables escaped), without the three
+    context-passing calls it makes per use (a fifth of the CPU of rendering a page)."""
+    # Trusted: the message is a template's literal and its translation our own catalogue;
+    # the variables are escaped by the % of Markup.
+    return Markup(translations(_current.get()).gettext(message)) % variables  # noqa: S704
+
+
 def install(env: Any) -> None:
     """Add the i18n extension to a Jinja environment, bound to the request's language."""
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_translations(RequestTranslations(), newstyle=True)
+    if env.autoescape is True:
+        env.globals["_"] = template_gettext
     env.globals["current_language"] = current
     # Translate a text that comes from data (labels, formulas): no %-formatting, unlike `_`.
     env.globals["tr"] = gettext

@@ -89,13 +89,16 @@ def vn_datetime(value: str | datetime | None) -> str:
     if not value:
         return ""
     dt = _dt(value)
-    return f"{dt:%H:%M}, {gettext(WEEKDAY[dt.weekday()])} {dt:%d/%m/%Y}"
+    # Fields, not strftime: a third of the time, and this runs for every time on a page.
+    return (f"{dt.hour:02d}:{dt.minute:02d}, {gettext(WEEKDAY[dt.weekday()])}"
+            f" {dt.day:02d}/{dt.month:02d}/{dt.year:04d}")
 
 
 def vn_date(value: str | datetime | None) -> str:
     if not value:
         return ""
-    return f"{_dt(value):%d/%m/%Y}"
+    dt = _dt(value)
+    return f"{dt.day:02d}/{dt.month:02d}/{dt.year:04d}"
 
 
 def vnd(value: int | float | None) -> str:

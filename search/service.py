@@ -217,6 +217,17 @@ class QueryRejected(RuntimeError):
     """Meilisearch answered 4xx to one query (not an outage)."""
 
 
+@dataclass(slots=True)
+class _Kept:
+    """A search answer kept by `SearchService`, with what it was computed against."""
+
+    result: SearchResult
+    version: int  # the sync position (`index_version`) when asked
+    writes: int  # the store's `model_writes` when asked
+    expires: float  # monotonic: never used after this
+    lag_until: float  # monotonic: used even if the index moved (not through this process)
+
+
 class SearchService:
     RETRY_SECONDS = 1.0
     CACHE_SECONDS = 60.0
@@ -234,9 +245,14 @@ class SearchService:
         self.retry_at = 0.0  # while Meilisearch is down, ask it again only after this moment
         self.snapshot_revision = 0
         self.sync_name = f"search:{index}"
-        # Citizens type the same few hundred things: answers are kept until the index changes
-        # (sync position) or for CACHE_SECONDS (another process may have reindexed).
-        self._cache: OrderedDict[tuple[Any, ...], tuple[float, SearchResult]] = OrderedDict()
+        # Citizens type the same few hundred things: answers are kept for CACHE_SECONDS (another
+        # process may have reindexed) while the index stays where it was (sync position), and
+        # for `may_lag` seconds (the statistics refresh, PORTAL_STATS_REFRESH_SECONDS) whatever
+        # other processes' syncs do: the sync moves whenever a procedure's popularity crosses a
+        # bucket, every second or two under a busy morning's intakes, and each move used to send
+        # every search to Meilisearch again. A sync or reindex through this process is seen at once.
+        self._cache: OrderedDict[tuple[Any, ...], _Kept] = OrderedDict()
+        self.may_lag = 10.0
         self._fallback_rows: tuple[Any, list[dict[str, Any]]] | None = None
         self._version: tuple[int, int, float] = (0, -1, float("-inf"))  # value, writes, when
 
@@ -324,18 +340,21 @@ class SearchService:
         filters = {k: v for k, v in (filters or {}).items() if v}
         started = time.perf_counter()
         if self.client is not None and time.monotonic() >= self.retry_at:
-            key = (query, tuple(sorted(filters.items())), limit, self.index_version())
+            key = (query, tuple(sorted(filters.items())), limit)
+            version, now = self.index_version(), time.monotonic()
             cached = self._cache.get(key)
-            if cached is not None and cached[0] > time.monotonic():
+            if cached is not None and cached.expires > now and (
+                    cached.version == version or (now < cached.lag_until
+                                                  and cached.writes == self.db.model_writes)):
                 self._cache.move_to_end(key)
-                return cached[1]
+                return cached.result
             try:
                 result = await self._meili(query, filters, limit)
                 if self.down_since is not None:
                     log.warning("Meilisearch is back; search answers from it again")
                 self.down_since = None
                 result.took_ms = (time.perf_counter() - started) * 1000
-                self._remember(key, result)
+                self._remember(key, result, version, now)
                 return result
             except QueryRejected as e:  # this query only: the server is fine
                 log.warning("%s; answering from SQL", e)
@@ -444,8 +463,10 @@ class SearchService:
             self._version = (value, writes, now)
         return value
 
-    def _remember(self, key: tuple[Any, ...], result: SearchResult) -> None:
-        self._cache[key] = (time.monotonic() + self.CACHE_SECONDS, result)
+    def _remember(self, key: tuple[Any, ...], result: SearchResult, version: int,
+                  asked_at: float) -> None:
+        self._cache[key] = _Kept(result, version, self.db.model_writes,
+                                 asked_at + self.CACHE_SECONDS, asked_at + self.may_lag)
         while len(self._cache) > self.CACHE_SIZE:
             self._cache.popitem(last=False)
 

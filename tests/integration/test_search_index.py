@@ -184,6 +184,29 @@ def test_cached_answers_follow_the_index(system):
     assert again.hits[0].name == "Đăng ký khai sinh cho trẻ em"
 
 
+def test_answers_may_lag_other_processes_syncs_for_the_refresh_period(system):
+    """Another process's sync (a popularity bucket crossed) does not send every search to
+    Meilisearch again: answers are kept for `may_lag` seconds, then follow the index."""
+    system.catch_up()
+    service = system.search
+    first = search(system, "khai sinh")
+    system.app.amend_procedure(procedure("1.001193", "Đăng ký khai sinh cho trẻ em"))
+    # As if a projection worker had applied and synced it: the catalogue, the index and its
+    # position move, this process's `model_writes` does not.
+    writes = system.db.model_writes
+    system.runner.catch_up()
+    assert system.sync.catch_up() == 1
+    system.db.model_writes = writes
+    service._version = (0, -1, float("-inf"))  # the position is read again (VERSION_TTL)
+    assert search(system, "khai sinh") is first  # kept: within the refresh period
+    service.may_lag = 0.0
+    for kept in service._cache.values():
+        kept.lag_until = 0.0
+    again = search(system, "khai sinh")
+    assert again is not first
+    assert again.hits[0].name == "Đăng ký khai sinh cho trẻ em"
+
+
 def test_sql_fallback_filters_and_ranks_like_the_index(backend_settings, make_system):
     s = make_system(backend_settings)  # no Meilisearch at all: every answer is the fallback
     small_province(s.app)
