@@ -139,8 +139,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "PORTAL_SECRET_KEY": ("secret_key", "secret for citizens' rating tokens (default: var/secret.key)"),
     "PORTAL_MIN_GROUP_SIZE": ("min_group_size", "smallest group published as a statistic (5)"),
     "PORTAL_STATS_REFRESH_SECONDS": ("stats_refresh_seconds",
-                                     "longest age of shown statistics and search answers while workers"
-                                     " write (10)"),
+                                     "longest age of shown statistics while workers write (10)"),
     "PORTAL_PROJECTION_BATCH_SIZE": ("projection_batch_size", "events per projection transaction"),
     "PORTAL_PROJECTION_POLL_INTERVAL": ("projection_poll_interval", "seconds between polls"),
     "PORTAL_NATIONAL_URL": ("national_url", "national portal endpoint for dossier sync; empty = off"),

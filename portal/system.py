@@ -154,7 +154,6 @@ def build_system(settings: Settings, **overrides: Any) -> System:
     # workers in other processes wake on NOTIFY (PostgreSQL) or poll.
     app._notify = lambda recordings, wakeup=runner.wakeup: wakeup.set()
     search = SearchService(settings.meili_url, settings.meili_key, settings.meili_index, db)
-    search.may_lag = settings.stats_refresh_seconds  # as long as search pages may be kept
     sync = SearchSync(search) if search.configured else None
     return System(settings=settings, app=app, db=db, keys=keys, runner=runner, search=search,
                   sync=sync)

@@ -6,6 +6,7 @@ Documents are built from the catalogue read model only. Queries go through an as
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -109,6 +110,17 @@ def build_document(row: dict[str, Any]) -> dict[str, Any]:
         "usage_count": int(row.get("usage_count") or 0),
         "usage_bucket": int(row.get("usage_bucket") or 0),
     }
+
+
+# Document fields that only rank (popularity): a change of them alone leaves answers as shown.
+RANKING_ONLY = ("usage_count", "usage_bucket")
+
+
+def shown_digest(document: dict[str, Any]) -> str:
+    """What a procedure's document shows in answers, as a digest (ranking fields left out)."""
+    shown = {k: v for k, v in document.items() if k not in RANKING_ONLY}
+    return hashlib.blake2b(json.dumps(shown, sort_keys=True, ensure_ascii=False).encode(),
+                           digest_size=16).hexdigest()
 
 
 def highlight(text: str) -> str:
@@ -217,17 +229,6 @@ class QueryRejected(RuntimeError):
     """Meilisearch answered 4xx to one query (not an outage)."""
 
 
-@dataclass(slots=True)
-class _Kept:
-    """A search answer kept by `SearchService`, with what it was computed against."""
-
-    result: SearchResult
-    version: int  # the sync position (`index_version`) when asked
-    writes: int  # the store's `model_writes` when asked
-    expires: float  # monotonic: never used after this
-    lag_until: float  # monotonic: used even if the index moved (not through this process)
-
-
 class SearchService:
     RETRY_SECONDS = 1.0
     CACHE_SECONDS = 60.0
@@ -245,14 +246,12 @@ class SearchService:
         self.retry_at = 0.0  # while Meilisearch is down, ask it again only after this moment
         self.snapshot_revision = 0
         self.sync_name = f"search:{index}"
-        # Citizens type the same few hundred things: answers are kept for CACHE_SECONDS (another
-        # process may have reindexed) while the index stays where it was (sync position), and
-        # for `may_lag` seconds (the statistics refresh, PORTAL_STATS_REFRESH_SECONDS) whatever
-        # other processes' syncs do: the sync moves whenever a procedure's popularity crosses a
-        # bucket, every second or two under a busy morning's intakes, and each move used to send
-        # every search to Meilisearch again. A sync or reindex through this process is seen at once.
-        self._cache: OrderedDict[tuple[Any, ...], _Kept] = OrderedDict()
-        self.may_lag = 10.0
+        # Moves when a sync changes what answers show (`SearchSync`): not at every sync, since a
+        # popularity bucket crossed (every second or two on a busy morning) only reorders ties.
+        self.answers_name = f"{self.sync_name}:answers"
+        # Citizens type the same few hundred things: answers are kept until a sync changes what
+        # they show (`answers_name`) or for CACHE_SECONDS (a reordering by popularity shows then).
+        self._cache: OrderedDict[tuple[Any, ...], tuple[float, SearchResult]] = OrderedDict()
         self._fallback_rows: tuple[Any, list[dict[str, Any]]] | None = None
         self._version: tuple[int, int, float] = (0, -1, float("-inf"))  # value, writes, when
 
@@ -340,21 +339,18 @@ class SearchService:
         filters = {k: v for k, v in (filters or {}).items() if v}
         started = time.perf_counter()
         if self.client is not None and time.monotonic() >= self.retry_at:
-            key = (query, tuple(sorted(filters.items())), limit)
-            version, now = self.index_version(), time.monotonic()
+            key = (query, tuple(sorted(filters.items())), limit, self.index_version())
             cached = self._cache.get(key)
-            if cached is not None and cached.expires > now and (
-                    cached.version == version or (now < cached.lag_until
-                                                  and cached.writes == self.db.model_writes)):
+            if cached is not None and cached[0] > time.monotonic():
                 self._cache.move_to_end(key)
-                return cached.result
+                return cached[1]
             try:
                 result = await self._meili(query, filters, limit)
                 if self.down_since is not None:
                     log.warning("Meilisearch is back; search answers from it again")
                 self.down_since = None
                 result.took_ms = (time.perf_counter() - started) * 1000
-                self._remember(key, result, version, now)
+                self._remember(key, result)
                 return result
             except QueryRejected as e:  # this query only: the server is fine
                 log.warning("%s; answering from SQL", e)
@@ -451,22 +447,20 @@ class SearchService:
 
     # -- answers cache ----------------------------------------------------------------------
     def index_version(self) -> int:
-        """Where the sync stands: a cached answer is valid until the index changes. Read at most
-        every VERSION_TTL seconds (at once after a write through this process's store): on
-        PostgreSQL it is a round trip, and it is asked on the event loop."""
+        """How many times a sync changed what answers show: a cached answer is valid until it
+        moves. Read at most every VERSION_TTL seconds (at once after a write through this
+        process's store): on PostgreSQL it is a round trip, and it is asked on the event loop."""
         now = time.monotonic()
         value, writes, when = self._version
         if writes != self.db.model_writes or now - when >= self.VERSION_TTL:
             writes = self.db.model_writes
             value = int(self.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
-                                       (self.sync_name,)) or 0)
+                                       (self.answers_name,)) or 0)
             self._version = (value, writes, now)
         return value
 
-    def _remember(self, key: tuple[Any, ...], result: SearchResult, version: int,
-                  asked_at: float) -> None:
-        self._cache[key] = _Kept(result, version, self.db.model_writes,
-                                 asked_at + self.CACHE_SECONDS, asked_at + self.may_lag)
+    def _remember(self, key: tuple[Any, ...], result: SearchResult) -> None:
+        self._cache[key] = (time.monotonic() + self.CACHE_SECONDS, result)
         while len(self._cache) > self.CACHE_SIZE:
             self._cache.popitem(last=False)
 
@@ -483,10 +477,15 @@ class SearchSync:
         self.db = service.db
         self.batch_size = batch_size
         self.name = service.sync_name
+        self.answers_name = service.answers_name
+        # What each procedure's document showed when this process last sent it (a digest of
+        # the fields besides the ranking ones); unknown counts as changed.
+        self._shown: dict[str, str] = {}
         with self.db.transaction() as cur:
-            cur.execute(self.db.q("INSERT INTO projection_tracking (name, position, updated_at)"
-                                  " VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING"),
-                        (self.name, time.strftime("%Y-%m-%dT%H:%M:%S")))
+            for name in (self.name, self.answers_name):
+                cur.execute(self.db.q("INSERT INTO projection_tracking (name, position, updated_at)"
+                                      " VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING"),
+                            (name, time.strftime("%Y-%m-%dT%H:%M:%S")))
 
     def position(self) -> int:
         return int(self.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
@@ -510,24 +509,40 @@ class SearchSync:
         index = self.service.client.index(self.service.index)
         upserts = [build_document(r) for r in rows if r["status"] == "active"]
         deletes = [doc_id(r["code"]) for r in rows if r["status"] != "active"]
+        shown = {d["code"]: shown_digest(d) for d in upserts}
+        gone = [r["code"] for r in rows if r["status"] != "active"]
+        changed = bool(gone) or any(self._shown.get(code) != digest
+                                    for code, digest in shown.items())
         if upserts:
             self.service.wait(index.add_documents(upserts).task_uid)
         if deletes:
             self.service.wait(index.delete_documents(deletes).task_uid)
         last = max(int(r["revision"]) for r in rows)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         with self.db.transaction() as cur:
             # Compare-and-set: a reindex may have rewound the position meanwhile; keep its word.
             cur.execute(self.db.q("UPDATE projection_tracking SET position=?, updated_at=?,"
                                   " error=NULL WHERE name=? AND position=?"),
-                        (last, time.strftime("%Y-%m-%dT%H:%M:%S"), self.name, pos))
+                        (last, stamp, self.name, pos))
+            if changed:
+                self._answers_changed(cur, stamp)
+        self._shown.update(shown)
+        for code in gone:
+            self._shown.pop(code, None)
         self.db.models_changed()
         return len(rows)
+
+    def _answers_changed(self, cur: Any, stamp: str) -> None:
+        cur.execute(self.db.q("UPDATE projection_tracking SET position=position+1, updated_at=?"
+                              " WHERE name=?"), (stamp, self.answers_name))
 
     def rewind(self, revision: int) -> None:
         """Send again every row changed after `revision` (used after a reindex swap)."""
         with self.db.transaction() as cur:
             cur.execute(self.db.q("UPDATE projection_tracking SET position=? WHERE name=?"
                                   " AND position>?"), (revision, self.name, revision))
+            self._answers_changed(cur, time.strftime("%Y-%m-%dT%H:%M:%S"))  # a new index
+        self._shown.clear()
         self.db.models_changed()
 
     def reindex(self, progress: Any = None) -> int:

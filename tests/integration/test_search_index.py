@@ -85,6 +85,9 @@ def test_usage_breaks_ties_between_equally_good_matches(system):
                                    channel="in_person", applicant=applicant(),
                                    received_at=at(2025, 9, 3, 9, i), officer="tn-1")
     system.catch_up()
+    # Popularity only reorders: a kept answer stands until it expires (CACHE_SECONDS).
+    assert [h.code for h in search(system, "chung thuc ban sao").hits] == before
+    system.search._cache.clear()
     after = [h.code for h in search(system, "chung thuc ban sao").hits]
     assert after[:2] == ["7.000002", "7.000001"]
 
@@ -184,24 +187,28 @@ def test_cached_answers_follow_the_index(system):
     assert again.hits[0].name == "Đăng ký khai sinh cho trẻ em"
 
 
-def test_answers_may_lag_other_processes_syncs_for_the_refresh_period(system):
-    """Another process's sync (a popularity bucket crossed) does not send every search to
-    Meilisearch again: answers are kept for `may_lag` seconds, then follow the index."""
+def test_a_popularity_sync_keeps_answers_a_content_sync_replaces_them(system):
+    """A procedure crossing a popularity bucket (every second or two on a busy morning) is
+    synced to the index but does not send every search to Meilisearch again; a change of what
+    answers show does, in every process (the position is shared)."""
     system.catch_up()
-    service = system.search
     first = search(system, "khai sinh")
-    system.app.amend_procedure(procedure("1.001193", "Đăng ký khai sinh cho trẻ em"))
-    # As if a projection worker had applied and synced it: the catalogue, the index and its
-    # position move, this process's `model_writes` does not.
-    writes = system.db.model_writes
+    answers = system.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
+                               (system.search.answers_name,))
+    bucket = system.db.scalar("SELECT usage_bucket FROM procedures WHERE code='1.001193'")
+    system.app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                               applicant=applicant(), received_at=at(2025, 9, 3, 9, 0),
+                               officer="tn-1")
     system.runner.catch_up()
-    assert system.sync.catch_up() == 1
-    system.db.model_writes = writes
-    service._version = (0, -1, float("-inf"))  # the position is read again (VERSION_TTL)
-    assert search(system, "khai sinh") is first  # kept: within the refresh period
-    service.may_lag = 0.0
-    for kept in service._cache.values():
-        kept.lag_until = 0.0
+    assert system.db.scalar("SELECT usage_bucket FROM procedures WHERE code='1.001193'") != bucket
+    assert system.sync.catch_up() == 1  # the new bucket is sent to the index ...
+    assert system.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
+                            (system.search.answers_name,)) == answers
+    assert search(system, "khai sinh") is first  # ... and the kept answer still stands
+    system.app.amend_procedure(procedure("1.001193", "Đăng ký khai sinh cho trẻ em"))
+    system.catch_up()
+    assert system.db.scalar("SELECT position FROM projection_tracking WHERE name=?",
+                            (system.search.answers_name,)) == answers + 1
     again = search(system, "khai sinh")
     assert again is not first
     assert again.hits[0].name == "Đăng ký khai sinh cho trẻ em"
