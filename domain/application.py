@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
@@ -95,10 +95,33 @@ class Receipt:
     rating_token: str
 
 
+def project(aggregate: Any, domain_events: Any) -> Any:
+    """The library's `project_aggregate` without its per-event `assert isinstance(event,
+    CanMutateProtocol)`: an isinstance against a runtime-checkable typing.Protocol walks the
+    protocol's members on every call on Python 3.11 (18% of an intake's CPU under load). Every
+    stored event of this application is an aggregate event with `mutate`."""
+    for domain_event in domain_events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate
+
+
+class ProjectingRepository(Repository):  # type: ignore[type-arg]
+    """The library's repository, replaying with `project` unless told otherwise."""
+
+    def get(self, aggregate_id: Any, *, projector_func: Any = project, **kwargs: Any) -> Any:
+        return super().get(aggregate_id, projector_func=projector_func, **kwargs)
+
+
 class OneStop(Application):
     """Event-sourced one-stop application (agencies, officers, procedures, dossiers)."""
 
     name = "OneStop"
+
+    def construct_repository(self) -> Repository:  # type: ignore[type-arg]
+        repository = super().construct_repository()
+        # Same state and settings (cache, snapshots, fast-forward); only `get`'s default differs.
+        repository.__class__ = ProjectingRepository
+        return repository
 
     def __init__(
         self,

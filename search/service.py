@@ -478,9 +478,10 @@ class SearchSync:
         self.batch_size = batch_size
         self.name = service.sync_name
         self.answers_name = service.answers_name
-        # What each procedure's document showed when this process last sent it (a digest of
-        # the fields besides the ranking ones); unknown counts as changed.
-        self._shown: dict[str, str] = {}
+        # What each procedure's document shows in the index (a digest of the fields besides the
+        # ranking ones): read from the index when this process first syncs, then kept as it
+        # sends; unknown counts as changed.
+        self._shown: dict[str, str] | None = None
         with self.db.transaction() as cur:
             for name in (self.name, self.answers_name):
                 cur.execute(self.db.q("INSERT INTO projection_tracking (name, position, updated_at)"
@@ -507,6 +508,8 @@ class SearchSync:
             return 0
         self.service.ensure_index()
         index = self.service.client.index(self.service.index)
+        if self._shown is None:
+            self._shown = self._index_shown(index)
         upserts = [build_document(r) for r in rows if r["status"] == "active"]
         deletes = [doc_id(r["code"]) for r in rows if r["status"] != "active"]
         shown = {d["code"]: shown_digest(d) for d in upserts}
@@ -532,6 +535,19 @@ class SearchSync:
         self.db.models_changed()
         return len(rows)
 
+    @staticmethod
+    def _index_shown(index: Any) -> dict[str, str]:
+        """What the index shows now, per procedure code (read once per process: a catalogue is
+        a few thousand documents at most)."""
+        shown: dict[str, str] = {}
+        while True:
+            page = index.get_documents({"limit": 1000, "offset": len(shown)})
+            for doc in page.results:
+                document = dict(doc)
+                shown[document["code"]] = shown_digest(document)
+            if not page.results or len(shown) >= page.total:
+                return shown
+
     def _answers_changed(self, cur: Any, stamp: str) -> None:
         cur.execute(self.db.q("UPDATE projection_tracking SET position=position+1, updated_at=?"
                               " WHERE name=?"), (stamp, self.answers_name))
@@ -542,7 +558,7 @@ class SearchSync:
             cur.execute(self.db.q("UPDATE projection_tracking SET position=? WHERE name=?"
                                   " AND position>?"), (revision, self.name, revision))
             self._answers_changed(cur, time.strftime("%Y-%m-%dT%H:%M:%S"))  # a new index
-        self._shown.clear()
+        self._shown = {}  # a new index: every row sent again counts as changed
         self.db.models_changed()
 
     def reindex(self, progress: Any = None) -> int:

@@ -66,6 +66,53 @@ def test_failing_handler_stops_its_projection_and_resumes_from_its_position(
                               " name='counting'")["error"] is None
 
 
+class Batches(Counting):
+    """Counting, and how many receptions each applied batch carried."""
+
+    name = "batches"
+    tables = {"counted": Counting.tables["counted"]}
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__(prefix)
+        self.sizes: list[int] = []
+
+    def apply_batch(self, cur: Any, events: Any) -> None:
+        n = sum(1 for _, ev in events if type(ev).__qualname__ == "Dossier.Received")
+        if n:
+            self.sizes.append(n)
+        super().apply_batch(cur, events)
+
+
+def test_a_woken_runner_gathers_the_appends_that_follow(backend_settings, make_system):
+    """An append wakes the runner, which lets the next appends gather before it reads: one
+    transaction per projection for a busy moment, not one per event."""
+    system = make_system(backend_settings)
+    small_province(system.app)
+    batches = Batches()
+    runner = Runner(system.app, system.db, [batches])
+    runner.catch_up()
+    stop = threading.Event()
+    worker = threading.Thread(target=runner.run_forever, args=(stop, 30.0),
+                              kwargs={"exclusive": False, "gather": 0.5})
+    worker.start()
+    try:
+        time.sleep(0.2)  # waiting now: with a 30 s poll, only a wake-up moves it
+        codes = [rcv(system.app, at(2025, 9, 3, 8)).code]
+        runner.wakeup.set()
+        time.sleep(0.1)  # within the gathering
+        codes += [rcv(system.app, at(2025, 9, 3, 9 + i)).code for i in range(2)]
+        deadline = time.monotonic() + 10
+        while system.db.scalar("SELECT COUNT(*) FROM counted") < 3 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        runner.wakeup.set()
+        worker.join(10)
+    assert sorted(r["code"] for r in system.db.fetchall("SELECT code FROM counted")) == sorted(codes)
+    assert batches.sizes == [3]
+
+
 def postgres_only(settings: Settings) -> None:
     if settings.backend != "postgres":
         pytest.skip("PostgreSQL feature")
