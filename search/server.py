@@ -20,6 +20,10 @@ class MeiliUnavailable(RuntimeError):
     pass
 
 
+class MeiliExited(MeiliUnavailable):
+    """The server process ended while starting."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -40,6 +44,7 @@ class ManagedMeili:
     def __init__(self, data_dir: Path, port: int | None = None, master_key: str | None = None,
                  max_indexing_memory: str = "512 MiB") -> None:
         self.data_dir = Path(data_dir)
+        self.chosen_port = port is None  # a port picked here may be taken before Meilisearch binds it
         self.port = port or free_port()
         self.master_key = master_key or secrets.token_urlsafe(24)
         self.max_indexing_memory = max_indexing_memory
@@ -49,7 +54,20 @@ class ManagedMeili:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> ManagedMeili:
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> ManagedMeili:
+        """Start and wait for /health. A server that exits at once (a port picked here and taken
+        meanwhile by another socket) is started again on another port, up to `attempts` times;
+        the error names the log and quotes its end."""
+        for attempt in range(attempts):
+            try:
+                return self._start(timeout)
+            except MeiliExited as e:
+                if not self.chosen_port or attempt + 1 == attempts:
+                    raise MeiliUnavailable(str(e)) from None
+                self.port = free_port()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start(self, timeout: float) -> ManagedMeili:
         binary = provision()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "meilisearch.log", "ab")  # noqa: SIM115
@@ -69,9 +87,12 @@ class ManagedMeili:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise MeiliUnavailable(
-                    f"Meilisearch exited with {self.proc.returncode}; see "
-                    f"{self.data_dir / 'meilisearch.log'}")
+                path = self.data_dir / "meilisearch.log"
+                lines = path.read_text(errors="replace").strip().splitlines()
+                # Its own last word ("Error: Address already in use ..."), before any backtrace.
+                said = [x for x in lines if x.startswith("Error:")][-1:] or lines[-3:]
+                raise MeiliExited(f"Meilisearch exited with {self.proc.returncode}; see {path}"
+                                  + (": " + " | ".join(said) if said else ""))
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return self

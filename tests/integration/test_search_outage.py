@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import time
 
+import httpx
 import meilisearch
 import pytest
 from litestar.testing import TestClient
@@ -145,3 +147,30 @@ def test_crash_mid_sync_loses_nothing_and_search_falls_back_then_recovers(
         assert first_codes(r.text)[0] == "8.900001"
         assert "<mark>" in r.text  # highlighting comes from Meilisearch, not from SQL
         assert client.get("/healthz").json()["checks"]["search"]["ok"] is True
+
+
+def test_managed_server_moves_off_a_port_taken_before_it_binds(tmp_path):
+    """The port picked for a managed Meilisearch can be taken by another socket before the server
+    binds it (seen under load): it is started again on another port. A port given by the
+    operator is not changed, and the error quotes the server's log."""
+    if os.environ.get("PORTAL_TEST_MEILI_URL"):
+        pytest.skip("needs the pinned Meilisearch binary, not an external server")
+    server = ManagedMeili(tmp_path / "picked")
+    taken = server.port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            server.start()
+        except MeiliUnavailable as e:
+            unavailable("Meilisearch", str(e))
+        try:
+            assert server.port != taken
+            assert httpx.get(server.url + "/health", timeout=5).status_code == 200
+        finally:
+            server.stop()
+        given = ManagedMeili(tmp_path / "given", port=taken)
+        with pytest.raises(MeiliUnavailable, match=r"exited with .*meilisearch\.log: ") as e:
+            given.start()
+        assert given.port == taken
+        assert "in use" in str(e.value).lower()
