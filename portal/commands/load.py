@@ -868,7 +868,11 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
             "SELECT code FROM procedures WHERE status='active' ORDER BY code")]
         before = int(system.db.scalar("SELECT COUNT(*) AS n FROM dossiers") or 0)
         env = worker_env(settings)
-        ports = [_free_port() for _ in range(opts.web_workers)]
+        ports: list[int] = []
+        while len(ports) < opts.web_workers:  # free now, and not the same one twice
+            port = _free_port()
+            if port not in ports:
+                ports.append(port)
         for i, port in enumerate(ports):
             processes.start(f"web{i + 1}", ["serve", "--port", str(port)], env)
         processes.start("projections", ["projections", "run"], env)

@@ -174,3 +174,18 @@ def test_managed_server_moves_off_a_port_taken_before_it_binds(tmp_path):
             given.start()
         assert given.port == taken
         assert "in use" in str(e.value).lower()
+
+
+def test_free_ports_are_outside_the_ephemeral_range():
+    """Ports for servers started here are not ones the kernel also hands to outgoing
+    connections (one of which took a web worker's port under the load test)."""
+    from search.server import EPHEMERAL_RANGE, free_port
+
+    if not EPHEMERAL_RANGE.exists():
+        pytest.skip("no Linux ephemeral port range to stay out of")
+    low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    ports = [free_port() for _ in range(20)]
+    assert all(10_000 <= p < low for p in ports), ports
+    for p in ports[:3]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))  # free indeed
