@@ -540,12 +540,14 @@ class SearchSync:
         """What the index shows now, per procedure code (read once per process: a catalogue is
         a few thousand documents at most)."""
         shown: dict[str, str] = {}
+        offset = 0
         while True:
-            page = index.get_documents({"limit": 1000, "offset": len(shown)})
+            page = index.get_documents({"limit": 1000, "offset": offset})
             for doc in page.results:
                 document = dict(doc)
                 shown[document["code"]] = shown_digest(document)
-            if not page.results or len(shown) >= page.total:
+            offset += len(page.results)
+            if not page.results or offset >= page.total:
                 return shown
 
     def _answers_changed(self, cur: Any, stamp: str) -> None:
