@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import shutil
+import signal
 import sys
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +49,10 @@ def seed_demo(system: Any, dossiers: int, months: int = 18, seed: int = 2025) ->
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     return {**counts, **stats}
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def tune_gc() -> None:
@@ -121,6 +126,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Cổng minh bạch chạy tại http://{settings.host}:{args.port or settings.port}"
               " — nhấn Ctrl-C để dừng.")
         tune_gc()
+        # uvicorn re-raises the signal that stopped it once it has shut down: SIGTERM (a service
+        # manager, `kill`) then ended the process before the clean-up below, leaving the managed
+        # Meilisearch running. Raised as SystemExit, it runs the clean-up as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         uvicorn.run(app, host=settings.host, port=args.port or settings.port,
                     log_level="warning", access_log=False)
     finally:
