@@ -20,11 +20,10 @@ class ReadDB:
     dialect: str
     # Commits through this object (this process) that moved the read models (a projection
     # batch, a rebuild's swap, the search sync), counted by their writers (`models_changed`):
-    # readers that keep answers
-    # derived from the read models (page cache, statistics, search answers) know at once that
-    # something moved here; moves by other processes are seen through
-    # `portal.public_data.ReadModelsVersion`'s TTL. A web worker's own writes (sessions,
-    # accounts) move nothing public, so they do not throw those answers away.
+    # readers that keep answers derived from the read models (page cache, statistics, search
+    # answers) know at once that something moved here; moves by other processes are seen
+    # through `portal.public_data.ReadModelsVersion`'s TTL. A web worker's own writes
+    # (sessions, accounts) move nothing public, so they do not throw those answers away.
     model_writes: int = 0
 
     def models_changed(self) -> None:

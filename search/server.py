@@ -30,9 +30,9 @@ EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 def free_port() -> int:
     """A port free on 127.0.0.1 now, for a server started next. Taken below the kernel's
-    ephemeral range when it is known: a port the kernel handed out for bind(0) comes from the
-    range it also gives outgoing connections, and under load (hundreds of client and database
-    connections opening) one of them took such a port before the server bound it."""
+    ephemeral range when it is known: a port the kernel hands out for bind(0) comes from the
+    range it also gives outgoing connections, so under load (hundreds of client and database
+    connections opening) one of them could take it before the server binds it."""
     try:
         low = int(EPHEMERAL_RANGE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -76,9 +76,9 @@ class ManagedMeili:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0, attempts: int = 3) -> ManagedMeili:
-        """Start and wait for /health. A server that exits at once (a port picked here and taken
-        meanwhile by another socket) is started again on another port, up to `attempts` times;
-        the error names the log and quotes its end."""
+        """Start and wait for /health. A server that exits while starting on a port picked here
+        (which another socket may have taken meanwhile) is started again on another port, up to
+        `attempts` times; the error names the log and quotes the server's own last word."""
         for attempt in range(attempts):
             try:
                 return self._start(timeout)

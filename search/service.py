@@ -511,9 +511,9 @@ class SearchSync:
         if self._shown is None:
             self._shown = self._index_shown(index)
         upserts = [build_document(r) for r in rows if r["status"] == "active"]
-        deletes = [doc_id(r["code"]) for r in rows if r["status"] != "active"]
-        shown = {d["code"]: shown_digest(d) for d in upserts}
         gone = [r["code"] for r in rows if r["status"] != "active"]
+        deletes = [doc_id(code) for code in gone]
+        shown = {d["code"]: shown_digest(d) for d in upserts}
         changed = bool(gone) or any(self._shown.get(code) != digest
                                     for code, digest in shown.items())
         if upserts:

@@ -884,10 +884,10 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
                 ports.append(port)
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         say(f"starting {opts.web_workers} web workers and a projection worker...")
-        # One after the other: workers starting in the same instant once failed at start-up on
-        # PostgreSQL's "tuple concurrently updated" (2 of ~20 runs in the suite this session;
-        # cause not found). A supervisor restarts such a worker in a deployment; here it would
-        # end the run.
+        # One after the other: workers starting in the same instant sometimes failed at start-up
+        # on PostgreSQL's "tuple concurrently updated" (the suite's short load run, 4 times in
+        # one half hour, then not in 5 runs; the statement is not found yet). A supervisor
+        # restarts such a worker in a deployment; here it would end the run.
         for i, (port, url) in enumerate(zip(ports, urls, strict=True)):
             processes.start(f"web{i + 1}", ["serve", "--port", str(port)], env)
             wait_healthy([url], processes)
