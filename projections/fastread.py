@@ -6,8 +6,9 @@ rebuild replays millions of events, so it reads the stored rows itself (SQLite: 
 page; PostgreSQL: the recorder's own select) and decodes them the way the mapper does:
 
 - the stored state goes through the mapper's own cipher and compressor when configured;
-- the JSON is decoded with the C decoder and a hook that knows the transcoder's registered
-  transcodings (the same `_type_`/`_data_` objects, decoded by the same transcodings);
+- the JSON is decoded by msgspec (C), then the transcoder's registered transcodings are applied
+  bottom-up, as the library's object hook does (the same `_type_`/`_data_` objects, decoded by
+  the same transcodings);
 - topic -> class, `originator_id` / `originator_version`, `class_version` upcasts, and
   `object.__new__(cls)` with the state as `__dict__`, as `Mapper.to_domain_event` does.
 
@@ -26,6 +27,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, SafeUUID
 
+import msgspec
 from eventsourcing.persistence import JSONTranscoder
 from eventsourcing.utils import resolve_topic
 
@@ -66,7 +68,7 @@ class FastReader:
         self.recorder = app.recorder
         self._classes: dict[str, tuple[type, int, Callable[..., Any] | None]] = {}
         transcoder = self.mapper.transcoder
-        self._decode_json: Callable[[str], Any] | None = None
+        self._decode_json: Callable[[bytes], Any] | None = None
         if type(transcoder) is JSONTranscoder:
             names = dict(transcoder.names)
             decoders = {name: t.decode for name, t in names.items()}
@@ -82,7 +84,33 @@ class FastReader:
                         return transcoder._decode_obj(d)  # raises the library's error
                 return d
 
-            self._decode_json = json.JSONDecoder(object_hook=hook).decode
+            def walk(value: Any) -> Any:
+                # The hook applied bottom-up to msgspec's plain decoding, as json's object_hook.
+                if type(value) is dict:
+                    for k, v in value.items():
+                        t = type(v)
+                        if t is dict or t is list:
+                            value[k] = walk(v)
+                    return hook(value)
+                for i, v in enumerate(value):
+                    t = type(v)
+                    if t is dict or t is list:
+                        value[i] = walk(v)
+                return value
+
+            plain = msgspec.json.Decoder().decode
+            slow = json.JSONDecoder(object_hook=hook).decode
+
+            def decode_json(data: bytes) -> Any:
+                # msgspec's C decoder is faster than json's with a Python hook on every object;
+                # what it refuses and json accepts (NaN, integers past 64 bits) goes to json.
+                try:
+                    found = plain(data)
+                except msgspec.DecodeError:
+                    return slow(bytes(data).decode("utf8"))
+                return walk(found) if type(found) is dict or type(found) is list else found
+
+            self._decode_json = decode_json
         self._sqlite_table: str | None = None
         self._own: sqlite3.Connection | None = None
         if type(self.recorder).__module__ == "eventsourcing.sqlite" and \
@@ -121,7 +149,7 @@ class FastReader:
         if mapper.compressor:
             state = mapper.compressor.decompress(state)
         assert self._decode_json is not None
-        event_state = self._decode_json(state.decode("utf8"))
+        event_state = self._decode_json(state)
         event_state["originator_id"] = id_uuid(originator_id)
         event_state["originator_version"] = version
         from_version = event_state.pop("class_version", 1)

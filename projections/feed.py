@@ -69,7 +69,10 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from hashlib import sha256
 from typing import Any
+
+import msgspec
 
 from domain.calendar import VN_TZ
 from projections.base import Projection
@@ -146,13 +149,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# The encoder json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-# builds on every call, built once.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+# The definition: json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# (the encoder it builds on every call, built once).
+_STDLIB_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False).encode
+# The same bytes from msgspec's encoder (C, about 5x faster on feed records), except for
+# floats that repr() writes with an exponent (below 1e-4 or from 1e16 on): msgspec writes
+# "0.00001" for 1e-05 and "1e16" for 1e+16. A record holding such a float is encoded by
+# json.dumps itself, as is one holding NaN or an infinity (json.dumps writes NaN/Infinity,
+# msgspec null; the domain refuses them anyway). tests/unit/test_projection_feed.py checks
+# the two agree.
+_FAST_CANONICAL = msgspec.json.Encoder(order="sorted").encode
+
+
+def _exponent_float(value: Any) -> bool:
+    """Whether a JSON-ready value holds a float that repr() writes with an exponent."""
+    kind = type(value)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list and kind is not tuple:
+        return kind is float and not (1e-4 <= abs(value) < 1e16 or value == 0)
+    for v in value:
+        k = type(v)
+        if k is float:
+            if not (1e-4 <= abs(v) < 1e16 or v == 0):  # NaN and infinities too
+                return True
+        elif (k is dict or k is list or k is tuple) and _exponent_float(v):
+            return True
+    return False
+
+
+def canonical_bytes(record: dict[str, Any]) -> bytes:
+    """The canonical JSON of a record, UTF-8 encoded."""
+    if _exponent_float(record):
+        return _STDLIB_CANONICAL(record).encode("utf-8")
+    return _FAST_CANONICAL(record)
 
 
 def canonical(record: dict[str, Any]) -> str:
-    return _CANONICAL(record)
+    return canonical_bytes(record).decode("utf-8")
 
 
 def digest(text: str) -> str:
@@ -261,8 +296,8 @@ class FeedProjection(Projection):
             record = records.get(position)
             if record is None:
                 record = records[position] = public_record(position, ev, lookup)
-            text = _CANONICAL(record)
-            rows.append((position, record["type"], text, digest(text)))
+            data = canonical_bytes(record)
+            rows.append((position, record["type"], data.decode("utf-8"), sha256(data).hexdigest()))
         self._ready = (events, rows, new_dossiers)
 
     def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:

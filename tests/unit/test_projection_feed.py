@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from uuid import uuid4
 
 from eventsourcing.domain import Aggregate, DomainEvent
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import domain.model as model
-from projections.feed import INTERNAL_TYPES, PUBLIC_FIELDS, canonical, public_record
+from projections.feed import (
+    INTERNAL_TYPES,
+    PUBLIC_FIELDS,
+    canonical,
+    canonical_bytes,
+    public_record,
+)
 from tests.factories import at
 
 
@@ -79,3 +88,41 @@ def test_internal_and_unknown_events_publish_nothing():
         {"position": 3, "type": "internal"}
     assert public_record(4, fake("Nobody.Knows", secret="x")) == \
         {"position": 4, "type": "unclassified", "event": "Nobody.Knows"}
+
+
+# Canonical JSON is defined as json.dumps(sort_keys, no spaces, ensure_ascii=False); the feed
+# writes it with msgspec's encoder and falls back to json.dumps for floats with exponents.
+_json_scalars = (st.none() | st.booleans()
+                 | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+                 | st.floats()
+                 | st.text(st.characters(exclude_categories=("Cs",))))
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(st.characters(exclude_categories=("Cs",)), max_size=6), inner,
+                      max_size=4),
+    max_leaves=20)
+
+
+def stdlib_canonical(record) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6))
+def test_canonical_is_json_dumps_sorted_without_spaces(record):
+    assert canonical(record) == stdlib_canonical(record)
+    assert canonical_bytes(record) == stdlib_canonical(record).encode("utf-8")
+
+
+def test_canonical_floats_with_exponents_and_lookalike_text():
+    for record in ({"a": 1e16}, {"a": [1e-7, 2.5e300]}, {"v": {"x": -1.5e-10}},
+                   {"note": ":1e5,", "n": 1}, {"n": 12345678901234567890.0},
+                   {"t": "Đơn\u2028\x00\x1f\"\\/"}, {"nan": [math.nan, (math.inf,)]}):
+        assert canonical(record) == stdlib_canonical(record)
+    # every magnitude a double has, both signs: where repr() switches to an exponent
+    for k in range(-320, 309):
+        for mantissa in (1, 1.5, 3.14159, 9.999999):
+            value = mantissa * 10.0**k
+            record = {"a": [value, -value], "b": {"c": value}}
+            assert canonical(record) == stdlib_canonical(record), value
