@@ -56,6 +56,9 @@ def id_uuid(value: str | UUID) -> UUID:
     u = _new_uuid(IdUUID)
     _set(u, "int", int(value.replace("-", ""), 16))
     _set(u, "is_safe", _UNKNOWN)
+    if (len(value) == 36 and value[8] == value[13] == value[18] == value[23] == "-"
+            and value == value.lower()):  # already str(uuid)'s form (SQLite's text)
+        _set(u, "_text", value)
     return u
 
 

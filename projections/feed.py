@@ -74,7 +74,7 @@ from typing import Any
 
 import msgspec
 
-from domain.calendar import VN_TZ
+from domain.calendar import VN_TZ, vn_iso
 from projections.base import Projection
 
 INTERNAL = "internal"
@@ -131,7 +131,7 @@ RATED = "Dossier.Rated"
 
 
 def local_iso(at: datetime) -> str:
-    return at.astimezone(VN_TZ).isoformat(timespec="seconds")
+    return vn_iso(at)
 
 
 def _plain(value: Any) -> Any:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from domain.calendar import VN_TZ
+from domain.calendar import vn_iso
 from domain.model import Dossier
 from projections.base import Projection
 
@@ -19,7 +19,7 @@ CLOSED_STATUSES = ("processed", "returned", "refused", "stopped", "withdrawn")
 
 
 def iso(at: datetime | None) -> str | None:
-    return None if at is None else at.astimezone(VN_TZ).isoformat(timespec="seconds")
+    return None if at is None else vn_iso(at)
 
 
 # json.dumps(detail, ensure_ascii=False, default=iso), with the encoder built once.

@@ -133,3 +133,15 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
     rebuild(system.app, system.db, public_projections, only=["tracker"], workers=2)
     assert not system.db.table_exists("zz_retired_timeline")
     assert dump(system.db, outbox=True) == live
+
+
+
+def test_id_uuid_text_is_str_of_the_uuid_whatever_the_stored_form():
+    from uuid import UUID, uuid4
+
+    from projections.fastread import id_uuid
+
+    for value in (str(uuid4()), str(uuid4()).upper(), uuid4().hex):
+        u = id_uuid(value)
+        assert u == UUID(value) and hash(u) == hash(UUID(value))
+        assert str(u) == str(UUID(value))

@@ -439,3 +439,15 @@ def test_duration_shortcuts():
     assert Duration.days(3) == Duration(3, "working_days")
     assert Duration.hours(4) == Duration(4, "working_hours")
     assert Duration.same_day() == Duration(1, "same_day")
+
+
+def test_vn_iso_is_the_zones_local_time_to_the_second():
+    from datetime import UTC, datetime, timedelta
+
+    from domain.calendar import VN_TZ, vn_iso
+
+    start = datetime(1960, 1, 1, tzinfo=UTC)
+    for hours in range(0, 24 * 365 * 80, 24 * 7 + 5):  # weekly steps across 80 years
+        moment = start + timedelta(hours=hours, microseconds=654321)
+        assert vn_iso(moment) == moment.astimezone(VN_TZ).isoformat(timespec="seconds")
+    assert vn_iso(datetime(2025, 9, 3, 10, tzinfo=UTC)) == "2025-09-03T17:00:00+07:00"
