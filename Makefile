@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 # Load test on PostgreSQL (PORTAL_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/test):
-# 200 public readers and 20 staff writers for 60 s against 2 web workers, a projection worker and
+# 200 public readers and 20 staff writers for 60 s against 3 web workers, a projection worker and
 # a managed Meilisearch; JSON report on stdout. Override e.g. `make load LOAD_ARGS="--duration 10"`.
 load: $(STAMP)
 	bash deploy/provision-meilisearch.sh >/dev/null
