@@ -67,3 +67,18 @@ def test_undefined_policy_is_kept():
     env = PortalEnvironment(loader=DictLoader({"t": "{{ d.nope }}"}), undefined=StrictUndefined)
     with pytest.raises(Exception, match="nope"):
         env.get_template("t").render(d={})
+
+
+def test_a_web_worker_compiles_every_template_before_it_listens(tmp_path):
+    from portal.app import TEMPLATES as TEMPLATE_DIR
+    from portal.app import create_app
+    from portal.cli import warm_up
+    from portal.settings import Settings
+
+    app = create_app(Settings(var_dir=tmp_path / "var", secret_key="t"), background=False)
+    env = app.template_engine.engine
+    names = sorted(p.relative_to(TEMPLATE_DIR).as_posix() for p in TEMPLATE_DIR.rglob("*.html"))
+    assert len(names) > 20
+    warm_up(app)
+    kept = {key[1] for key in env.cache} if env.cache is not None else set()
+    assert set(names) <= kept
