@@ -13,7 +13,7 @@ from base64 import b64decode, b64encode
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from eventsourcing.cipher import AESCipher
+from eventsourcing.cryptography import AESCipher
 from eventsourcing.utils import Environment
 
 from domain.errors import InvalidCommand

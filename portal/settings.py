@@ -100,7 +100,7 @@ class Settings:
                 "SQLITE_LOCK_TIMEOUT": "10",
             }
         if self.cipher_key:
-            env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
+            env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"
             env["CIPHER_KEY"] = self.cipher_key
             env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
         return env

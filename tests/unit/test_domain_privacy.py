@@ -54,3 +54,25 @@ def test_sealed_data_is_unreadable_without_the_key_and_gone_once_erased():
     other = keys.create("applicant:2")
     with pytest.raises(ValueError):  # another applicant's key cannot open it
         unseal(sealed, other)
+
+
+# Written by the pycryptodome AES-GCM cipher that sealed applicants and encrypted the event store
+# before (eventsourcing.cipher.AESCipher: nonce, tag, ciphertext): stored data stays readable.
+EARLIER_KEY = "d0yqyYvjrDEe1mSxIvl+AgdxMZUh9mfZjhyuFrgvMj4="
+EARLIER_SEALED = ("Jnucs98zzIijOjP7SIkhMjEOmIk28tF1DCMtXaTidZLUFtEYMEsPvnjwtqaNDmfSn35gNXiHikot4m96"
+                  "tmSpp5iwDXtzhQDBMA2k")
+
+
+def test_data_sealed_by_the_earlier_cipher_is_read_by_the_current_one():
+    from base64 import b64decode
+
+    from eventsourcing.utils import Environment, resolve_topic
+
+    from portal.settings import Settings
+
+    topic = Settings(cipher_key=EARLIER_KEY).eventsourcing_env()["CIPHER_TOPIC"]
+    cipher = resolve_topic(topic)(Environment(env={"CIPHER_KEY": EARLIER_KEY}))
+    assert cipher.decrypt(b64decode(EARLIER_SEALED)).decode() == \
+        "Hồ sơ của Nguyễn Văn A — 001099000123"
+    sealed = cipher.encrypt(b"x")
+    assert cipher.decrypt(sealed) == b"x" and len(sealed) == 12 + 16 + 1
