@@ -9,6 +9,7 @@ here is stopped by its PID.
 from __future__ import annotations
 
 import contextlib
+import html as html_lib
 import itertools
 import os
 import random
@@ -246,6 +247,12 @@ class Command:
         return m.group(1) if m else None
 
 
+def alert_of(html: str) -> str:
+    """The message a refused form shows the officer (role="alert"), else the page's start."""
+    m = re.search(r'role="alert">(.*?)</', html, re.S)
+    return html_lib.unescape(m.group(1).strip()) if m else html[:300]
+
+
 def form_after(html: str, action: str) -> dict[str, str]:
     """The csrf and op hidden fields of the form posting to `action`."""
     start = html.find(f'action="{action}"')
@@ -357,7 +364,7 @@ class DeskClient:
                 raise Unacknowledged(f"HTTP {r.status_code}")
             if r.status_code != 303:
                 raise FaultError(f"{cmd.kind} {cmd.op} refused: HTTP {r.status_code}"
-                                 f" {r.text[:300]}")
+                                 f" {alert_of(r.text)}")
             cmd.location = r.headers["location"]
             cmd.acked_at = time.monotonic()
             return True
