@@ -93,10 +93,11 @@ class LoadOptions:
     warmup: float = 5.0
     readers: int = 200
     writers: int = 20
-    # One more web worker than cores, as deploy/compose.yaml runs: on this 2-core machine 3
-    # workers served the load with public p99 72-89 ms where 2 gave 171-310 ms (each worker's
-    # GIL is shared by fewer requests at once, and one waiting on PostgreSQL leaves the core to
-    # another process).
+    # One more web worker than cores, as deploy/compose.yaml runs. On this 2-core machine the
+    # public p99 was 72-308 ms over 8 runs with 3 workers (under 100 ms in 3, the misses from
+    # the cold start's backlog), 171-310 ms over 4 runs with 2, 79/146 ms with 4 and 276 ms with
+    # 5: each worker's GIL is shared by fewer requests at once, and a worker waiting on
+    # PostgreSQL leaves the core to another process.
     web_workers: int = 3
     dossiers: int = 3000
     months: int = 12
