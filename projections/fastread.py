@@ -106,7 +106,7 @@ class FastReader:
 
             def decode_json(data: bytes) -> Any:
                 # msgspec's C decoder is faster than json's with a Python hook on every object;
-                # what it refuses and json accepts (NaN, integers past 64 bits) goes to json.
+                # what it refuses and json accepts (NaN, 1e400) goes to json.
                 try:
                     found = plain(data)
                 except msgspec.DecodeError:

@@ -153,35 +153,44 @@ def _plain(value: Any) -> Any:
 # (the encoder it builds on every call, built once).
 _STDLIB_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
                                      ensure_ascii=False).encode
-# The same bytes from msgspec's encoder (C, about 5x faster on feed records), except for
-# floats that repr() writes with an exponent (below 1e-4 or from 1e16 on): msgspec writes
-# "0.00001" for 1e-05 and "1e16" for 1e+16. A record holding such a float is encoded by
-# json.dumps itself, as is one holding NaN or an infinity (json.dumps writes NaN/Infinity,
-# msgspec null; the domain refuses them anyway). tests/unit/test_projection_feed.py checks
-# the two agree.
+# The same bytes from msgspec's encoder (C, about 5x faster on feed records) for plain JSON
+# values, except floats that repr() writes with an exponent (below 1e-4 or from 1e16 on):
+# msgspec writes "0.00001" for 1e-05 and "1e16" for 1e+16. A record holding such a float, NaN
+# or an infinity (json.dumps writes NaN/Infinity, msgspec null), a key that is not a string, or
+# a value json.dumps would refuse (a datetime, a UUID...: msgspec would write it) goes to
+# json.dumps itself. tests/unit/test_projection_feed.py checks the two agree.
 _FAST_CANONICAL = msgspec.json.Encoder(order="sorted").encode
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
-def _exponent_float(value: Any) -> bool:
-    """Whether a JSON-ready value holds a float that repr() writes with an exponent."""
+def _needs_json_dumps(value: Any) -> bool:
+    """Whether a record holds anything msgspec would write otherwise than json.dumps."""
     kind = type(value)
     if kind is dict:
+        if any(type(k) is not str for k in value):
+            return True
         value = value.values()
     elif kind is not list and kind is not tuple:
-        return kind is float and not (1e-4 <= abs(value) < 1e16 or value == 0)
+        return kind not in _PLAIN and (
+            kind is not float or not (1e-4 <= abs(value) < 1e16 or value == 0))
     for v in value:
         k = type(v)
+        if k in _PLAIN:
+            continue
         if k is float:
             if not (1e-4 <= abs(v) < 1e16 or v == 0):  # NaN and infinities too
                 return True
-        elif (k is dict or k is list or k is tuple) and _exponent_float(v):
+        elif k is dict or k is list or k is tuple:
+            if _needs_json_dumps(v):
+                return True
+        else:
             return True
     return False
 
 
 def canonical_bytes(record: dict[str, Any]) -> bytes:
     """The canonical JSON of a record, UTF-8 encoded."""
-    if _exponent_float(record):
+    if _needs_json_dumps(record):
         return _STDLIB_CANONICAL(record).encode("utf-8")
     return _FAST_CANONICAL(record)
 

@@ -115,6 +115,15 @@ def test_canonical_is_json_dumps_sorted_without_spaces(record):
     assert canonical_bytes(record) == stdlib_canonical(record).encode("utf-8")
 
 
+def test_canonical_refuses_what_json_dumps_refuses():
+    import pytest
+
+    for value in (datetime(2025, 9, 3, tzinfo=UTC), uuid4(), {1, 2}, b"x"):
+        with pytest.raises(TypeError):
+            canonical({"a": [{"b": value}]})
+    assert canonical({"a": {1: "x", 2: None}}) == stdlib_canonical({"a": {1: "x", 2: None}})
+
+
 def test_canonical_floats_with_exponents_and_lookalike_text():
     for record in ({"a": 1e16}, {"a": [1e-7, 2.5e300]}, {"v": {"x": -1.5e-10}},
                    {"note": ":1e5,", "n": 1}, {"n": 12345678901234567890.0},
