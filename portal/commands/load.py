@@ -95,8 +95,8 @@ class LoadOptions:
     writers: int = 20
     # One more web worker than cores, as deploy/compose.yaml runs. On this 2-core machine the
     # public p99 was 72-308 ms over 8 runs with 3 workers (under 100 ms in 3, the misses from
-    # the cold start's backlog), 171-310 ms over 4 runs with 2, 79/146 ms with 4 and 276 ms with
-    # 5: each worker's GIL is shared by fewer requests at once, and a worker waiting on
+    # the cold start's backlog), 171 and 310 ms in 2 runs with 2, 79/146 ms with 4 and 276 ms
+    # with 5: each worker's GIL is shared by fewer requests at once, and a worker waiting on
     # PostgreSQL leaves the core to another process.
     web_workers: int = 3
     dossiers: int = 3000
