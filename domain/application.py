@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from time import monotonic, sleep
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.domain import Aggregate
@@ -152,8 +151,24 @@ class OneStop(Application):
         self._counter_turns = [threading.Lock() for _ in range(64)]
 
     # -- infrastructure helpers -------------------------------------------------------------
-    def _counter_turn(self, counter: UUID) -> threading.Lock:
-        return self._counter_turns[counter.int % len(self._counter_turns)]
+    def _advanced_counter(self, unit_code: str, day: str) -> DayCounter:
+        """The office's day counter (started if this is its first number), advanced by one."""
+        try:
+            counter = self.repository.get(counter_id(unit_code, day))
+        except AggregateNotFoundError:
+            counter = DayCounter(unit_code=unit_code, day=day)
+        counter.advance()
+        return counter
+
+    def _run_counted(self, unit_code: str, day: str, key: str | None, command: str,
+                     build: Callable[[], tuple[list[Aggregate], dict[str, Any]]]
+                     ) -> dict[str, Any]:
+        """`_run` for a command whose `build` advances the day counter (unit_code, day): in
+        turn with this process's other commands on that counter, and patient with conflicts
+        from other processes."""
+        turn = self._counter_turns[counter_id(unit_code, day).int % len(self._counter_turns)]
+        with turn:
+            return self._run(key, command, build, attempts=8, patience=COUNTER_PATIENCE)
 
     def _get(self, aggregate_id: Any, missing: Callable[[], Exception]) -> Any:
         try:
@@ -457,11 +472,7 @@ class OneStop(Application):
         regime = regime_at(received_at)
 
         def build() -> tuple[list[Aggregate], dict[str, Any]]:
-            try:
-                counter = self.repository.get(counter_id(agency_obj.unit_code, day))
-            except AggregateNotFoundError:
-                counter = DayCounter(unit_code=agency_obj.unit_code, day=day)
-            counter.advance()
+            counter = self._advanced_counter(agency_obj.unit_code, day)
             code = f"{agency_obj.unit_code}-{day}-{counter.last:04d}"
             key_id = f"applicant:{code}"
             applicant_key = self.keys.create(key_id)
@@ -477,9 +488,8 @@ class OneStop(Application):
             )
             return [counter, dossier], {"code": code, "appointment_at": appointment.isoformat()}
 
-        with self._counter_turn(counter_id(agency_obj.unit_code, day)):
-            return self._receipt(self._run(key, "receive_dossier", build, attempts=8,
-                                           patience=COUNTER_PATIENCE))
+        return self._receipt(
+            self._run_counted(agency_obj.unit_code, day, key, "receive_dossier", build))
 
     def _receipt(self, result: dict[str, Any]) -> Receipt:
         return Receipt(
@@ -527,12 +537,7 @@ class OneStop(Application):
         day = at.astimezone(VN_TZ).strftime("%y%m%d")
 
         def build() -> tuple[list[Aggregate], dict[str, Any]]:
-            counter_day = f"{day}-HD"
-            try:
-                counter = self.repository.get(counter_id(agency_obj.unit_code, counter_day))
-            except AggregateNotFoundError:
-                counter = DayCounter(unit_code=agency_obj.unit_code, day=counter_day)
-            counter.advance()
+            counter = self._advanced_counter(agency_obj.unit_code, f"{day}-HD")
             reference = f"{agency_obj.unit_code}-{day}-HD{counter.last:04d}"
             key_id = f"applicant:{reference}"
             guidance = ReceptionGuidance(
@@ -546,9 +551,8 @@ class OneStop(Application):
             )
             return [counter, guidance], {"reference": reference}
 
-        with self._counter_turn(counter_id(agency_obj.unit_code, f"{day}-HD")):
-            return self._run(key, "guide_incomplete", build, attempts=8,
-                             patience=COUNTER_PATIENCE)["reference"]
+        return self._run_counted(agency_obj.unit_code, f"{day}-HD", key, "guide_incomplete",
+                                 build)["reference"]
 
     def guidance(self, reference: str) -> ReceptionGuidance:
         def missing() -> Exception:

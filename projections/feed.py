@@ -69,7 +69,6 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from hashlib import sha256
 from typing import Any
 
 import msgspec
@@ -306,7 +305,8 @@ class FeedProjection(Projection):
             if record is None:
                 record = records[position] = public_record(position, ev, lookup)
             data = canonical_bytes(record)
-            rows.append((position, record["type"], data.decode("utf-8"), sha256(data).hexdigest()))
+            rows.append((position, record["type"], data.decode("utf-8"),
+                         hashlib.sha256(data).hexdigest()))
         self._ready = (events, rows, new_dossiers)
 
     def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from domain.calendar import VN_TZ
+from domain.calendar import VN_TZ, vn_iso
 from projections.base import Projection, ProjectionFailed, Runner, now_iso
 from projections.db import ReadDB, SQLiteReadDB
 from projections.fastread import FastReader
@@ -108,7 +108,7 @@ class Rebuilt:
 
 
 def local(moment: datetime) -> str:
-    return moment.astimezone(VN_TZ).isoformat(timespec="seconds")
+    return vn_iso(moment)
 
 
 def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]], *,

@@ -79,14 +79,15 @@ class ManagedMeili:
         """Start and wait for /health. A server that exits while starting on a port picked here
         (which another socket may have taken meanwhile) is started again on another port, up to
         `attempts` times; the error names the log and quotes the server's own last word."""
-        for attempt in range(attempts):
+        attempt = 1
+        while True:
             try:
                 return self._start(timeout)
             except MeiliExited as e:
-                if not self.chosen_port or attempt + 1 == attempts:
+                if not self.chosen_port or attempt == attempts:
                     raise MeiliUnavailable(str(e)) from None
                 self.port = free_port()
-        raise AssertionError("unreachable")  # pragma: no cover
+                attempt += 1
 
     def _start(self, timeout: float) -> ManagedMeili:
         binary = provision()

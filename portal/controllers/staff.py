@@ -24,7 +24,7 @@ from litestar.plugins.htmx import HTMXRequest, HTMXTemplate
 from litestar.response import Redirect, Template
 from markupsafe import Markup
 
-from domain.calendar import VN_TZ
+from domain.calendar import VN_TZ, vn_iso
 from domain.errors import DomainError
 from domain.privacy import Applicant
 from portal import auth
@@ -115,7 +115,7 @@ def page_context(request: Request[Any, Any, Any], **extra: Any) -> dict[str, Any
 
 def vn(at: datetime | None) -> str | None:
     """An aware datetime as a Vietnam-time ISO string (what the vn_datetime filter reads)."""
-    return None if at is None else at.astimezone(VN_TZ).isoformat(timespec="seconds")
+    return None if at is None else vn_iso(at)
 
 
 def agency_names(system: System) -> dict[str, str]:

@@ -135,7 +135,6 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
     assert dump(system.db, outbox=True) == live
 
 
-
 def test_id_uuid_text_is_str_of_the_uuid_whatever_the_stored_form():
     from uuid import UUID, uuid4
 
