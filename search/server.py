@@ -94,7 +94,7 @@ class ManagedMeili:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "meilisearch.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [binary, "--http-addr", f"127.0.0.1:{self.port}", "--master-key", self.master_key,
+            [binary, "--http-addr", f"127.0.0.1:{self.port}",
              "--db-path", str(self.data_dir / "data.ms"), "--no-analytics",
              "--env", "development", "--max-indexing-memory", self.max_indexing_memory,
              # Indexing on one thread: the sync sends usage-count updates all day, and an
@@ -104,6 +104,10 @@ class ManagedMeili:
              "--snapshot-dir", str(self.data_dir / "snapshots")],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir,
             start_new_session=False,
+            # The key by environment, not argument: a key beginning with "-" (token_urlsafe
+            # gives one in 32) was read as an option and the server exited with its usage text;
+            # and a command line is visible to every user of the machine.
+            env={**os.environ, "MEILI_MASTER_KEY": self.master_key},
         )
         log.close()
         deadline = time.monotonic() + timeout
