@@ -590,9 +590,10 @@ class OneStop(Application):
     def dossier(self, code: str) -> Dossier:
         return self._get(dossier_id(code), lambda: DossierNotFound(code))
 
-    def applicant_of(self, code: str) -> Applicant | None:
-        """Personal data for authorised staff; None once the applicant's key was erased."""
-        d = self.dossier(code)
+    def applicant_of(self, code: str, dossier: Dossier | None = None) -> Applicant | None:
+        """Personal data for authorised staff; None once the applicant's key was erased.
+        `dossier`: the dossier as the caller just loaded it (not read again)."""
+        d = dossier if dossier is not None and dossier.code == code else self.dossier(code)
         return unseal(d.applicant_sealed, self.keys.get(d.applicant_key_id))
 
     def erase_applicant(self, code: str) -> None:

@@ -7,10 +7,14 @@ idempotency key, so a double submit appends nothing.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+import time
 import unicodedata
 import uuid
+import weakref
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -120,6 +124,60 @@ def vn(at: datetime | None) -> str | None:
 
 def agency_names(system: System) -> dict[str, str]:
     return {r["key"]: r["name"] for r in system.db.fetchall("SELECT key, name FROM agencies")}
+
+
+# How long a web worker keeps the directory (officers, agency names) and procedure records it
+# shows on the desk's dossier pages. They serve display and the hand-over list only: every
+# command checks the officer, the receiver, the agency and the procedure against the event
+# store itself, so a list a few seconds old can offer, never allow.
+DESK_KEEP_SECONDS = 5.0
+# db -> key -> (when read, value)
+_KEPT: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[float, Any]]] = \
+    weakref.WeakKeyDictionary()
+_KEPT_MAX = 1024
+
+
+def kept(db: Any, key: tuple[Any, ...], compute: Callable[[], Any],
+         seconds: float | None = None) -> Any:
+    """`compute()` (a read of `db`), kept for `seconds` (DESK_KEEP_SECONDS) under `key` (two
+    threads may both compute it; the later answer is kept)."""
+    seconds = DESK_KEEP_SECONDS if seconds is None else seconds
+    now = time.monotonic()
+    entries = _KEPT.get(db)
+    if entries is None:
+        entries = _KEPT.setdefault(db, {})
+    found = entries.get(key)
+    if found is not None and now - found[0] < seconds:
+        return found[1]
+    value = compute()
+    if len(entries) >= _KEPT_MAX:
+        entries.clear()
+    entries[key] = (now, value)
+    return value
+
+
+def desk_directory(system: System) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Active officers (by agency name, then name) and agency key -> name, kept a moment."""
+    db = system.db
+
+    def read() -> tuple[list[dict[str, Any]], dict[str, str]]:
+        officers = db.fetchall(
+            "SELECT o.key, o.name, o.title, o.agency, a.name AS agency_name FROM officers o"
+            " LEFT JOIN agencies a ON a.key=o.agency WHERE o.active=1 ORDER BY a.name, o.name")
+        return officers, agency_names(system)
+
+    return kept(db, ("directory",), read)
+
+
+def procedure_record(system: System, code: str) -> dict[str, Any]:
+    """The catalogue record of a procedure (empty if unknown), kept a moment."""
+    db = system.db
+
+    def read() -> dict[str, Any]:
+        row = db.fetchone("SELECT record FROM procedures WHERE code=?", (code,))
+        return json.loads(row["record"]) if row else {}
+
+    return kept(db, ("procedure", code), read)
 
 
 _OPTIONS: dict[int, tuple[Any, Markup]] = {}  # id(db) -> (catalogue version, options)

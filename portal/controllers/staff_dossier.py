@@ -29,9 +29,11 @@ from portal.controllers.staff import (
     checked_form,
     clean,
     current,
+    desk_directory,
     now_vn,
     op_key,
     page_context,
+    procedure_record,
     require_session,
     system_of,
 )
@@ -141,25 +143,23 @@ def load(request: Request[Any, Any, Any], code: str) -> tuple[System, Account, D
 
 def dossier_context(request: Request[Any, Any, Any], s: System, me: Account, d: Dossier,
                     error: str | None = None) -> dict[str, Any]:
-    proc = s.db.fetchone("SELECT record FROM procedures WHERE code=?", (d.procedure_code,))
-    record = json.loads(proc["record"]) if proc else {}
-    officers = s.db.fetchall(
-        "SELECT o.key, o.name, o.title, o.agency, a.name AS agency_name FROM officers o"
-        " LEFT JOIN agencies a ON a.key=o.agency WHERE o.active=1 ORDER BY"
-        " CASE WHEN o.agency=? THEN 0 ELSE 1 END, a.name, o.name", (d.holder_agency,))
+    record = procedure_record(s, d.procedure_code)
+    directory, names = desk_directory(s)
+    # The holder's agency first (a stable sort keeps agency name, then name, order).
+    officers = sorted(directory, key=lambda o: o["agency"] != d.holder_agency)
     row = s.db.fetchone("SELECT masked_applicant FROM dossiers WHERE code=?", (d.code,))
-    names = {r["key"]: r["name"] for r in s.db.fetchall("SELECT key, name FROM agencies")}
     people = {o["key"]: o for o in officers}
+    personal = sees_personal_data(me, d)
     return {
         **page_context(request), "d": d, "regime": REGIMES[d.regime], "record": record,
         "official": [c["name"] for c in record.get("components", [])],
         "actions": allowed_actions(me, d), "officers": [o for o in officers
                                                         if o["key"] != me.officer_key],
-        "applicant": s.app.applicant_of(d.code) if sees_personal_data(me, d) else None,
-        "personal_allowed": sees_personal_data(me, d),
+        "applicant": s.app.applicant_of(d.code, d) if personal else None,
+        "personal_allowed": personal,
         "masked": row["masked_applicant"] if row else d.applicant_masked,
         "agency_names": names, "people": people, "error": error, "CHANNELS": CHANNELS,
-        "rating_token": s.app.rating_token(d.code) if sees_personal_data(me, d) else None,
+        "rating_token": s.app.rating_token(d.code) if personal else None,
         "base_url": s.settings.public_base_url,
     }
 

@@ -184,6 +184,40 @@ def test_state_forbids_the_action(desk):
     assert "không cho phép" in r.text
 
 
+def test_hand_over_list_is_kept_a_moment_but_the_command_checks_the_receiver(desk, monkeypatch):
+    """The desk keeps the officer directory a few seconds (`DESK_KEEP_SECONDS`): a list that
+    still offers an officer who has just left cannot hand the dossier to them, since the
+    command checks the receiver in the event store. The page reads the dossier once."""
+    from domain.model import dossier_id
+    from portal.controllers import staff
+
+    app = desk.system.app
+    csrf = login(desk, "tiepnhan")
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert '<option value="cv-1">' in page.text
+    app.officer_left("cv-1", "2026-01-01")
+    desk.system.catch_up()
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert '<option value="cv-1">' in page.text  # kept: the list is a moment old
+    fields = form_fields(page.text, f"/staff/dossiers/{desk.code}/act/hand_over")
+    before = app.dossier(desk.code).version
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/hand_over",
+                  data={**fields, "to_officer": "cv-1", "note": ""}, follow_redirects=False)
+    assert r.status_code == 409 and "đã thôi công tác" in r.text
+    assert app.dossier(desk.code).version == before
+    monkeypatch.setattr(staff, "DESK_KEEP_SECONDS", 0.0)
+    reads = []
+    get = app.repository.get
+    monkeypatch.setattr(app.repository, "get",
+                        lambda aggregate_id, **kw: reads.append(aggregate_id) or get(aggregate_id,
+                                                                                    **kw))
+    page = desk.get(f"/staff/dossiers/{desk.code}")
+    assert page.status_code == 200 and '<option value="cv-1">' not in page.text
+    assert '<option value="ld-1">' in page.text
+    assert reads.count(dossier_id(desk.code)) == 1, reads
+    assert csrf
+
+
 def test_admin_sees_no_personal_data(desk):
     login(desk, "quantri")
     page = desk.get(f"/staff/dossiers/{desk.code}")
