@@ -11,7 +11,8 @@ import hmac
 import random
 import threading
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from time import monotonic, sleep
@@ -26,6 +27,7 @@ from domain.errors import (
     AgencyNotFound,
     AlreadyExists,
     ConcurrentUpdate,
+    DomainError,
     DossierNotFound,
     IdempotencyConflict,
     InvalidCommand,
@@ -149,6 +151,7 @@ class OneStop(Application):
         # one office submitting at once from one process lost 8 intakes in 180 to 8 conflicts
         # in a row without it.
         self._counter_turns = [threading.Lock() for _ in range(64)]
+        self._looked_up = threading.local()  # see `key_looked_up`
 
     # -- infrastructure helpers -------------------------------------------------------------
     def _advanced_counter(self, unit_code: str, day: str) -> DayCounter:
@@ -165,10 +168,23 @@ class OneStop(Application):
                      ) -> dict[str, Any]:
         """`_run` for a command whose `build` advances the day counter (unit_code, day): in
         turn with this process's other commands on that counter, and patient with conflicts
-        from other processes."""
+        from other processes. Its callers look for a repeat first (`_replayed`), so the key
+        is not read again while the turn is held."""
         turn = self._counter_turns[counter_id(unit_code, day).int % len(self._counter_turns)]
         with turn:
-            return self._run(key, command, build, attempts=8, patience=COUNTER_PATIENCE)
+            return self._run(key, command, build, attempts=8, patience=COUNTER_PATIENCE,
+                             checked=True)
+
+    @contextmanager
+    def key_looked_up(self, key: str) -> Iterator[None]:
+        """Commands run in this block on this thread do not look `key` up again: the caller
+        just found it unused (a desk that decides between replaying and checking the rules).
+        Only a saving: a repeat that gets past it fails to save and returns the first result."""
+        self._looked_up.key = nfc(key)
+        try:
+            yield
+        finally:
+            self._looked_up.key = None
 
     def _get(self, aggregate_id: Any, missing: Callable[[], Exception]) -> Any:
         try:
@@ -190,23 +206,38 @@ class OneStop(Application):
         build: Callable[[], tuple[list[Aggregate], dict[str, Any]]],
         attempts: int = 1,
         patience: float = 0.0,
+        checked: bool = False,
     ) -> dict[str, Any]:
         """Run a command once per idempotency key; save its aggregates atomically.
 
         A save that meets a concurrent writer is built again from the new state: `attempts`
-        times at least, and on until `patience` seconds have passed since the first."""
+        times at least, and on until `patience` seconds have passed since the first.
+
+        `checked`: the caller has just looked the key up. The look-up here only spares
+        building a repeat: the command's record is saved with its aggregates, so a repeat
+        that gets past it (or races its twin) fails to save, or is refused by the rules on
+        the state its twin left, and returns the first result all the same."""
         if key is not None:
             key = nfc(key)
             if not key or len(key) > 200:
                 raise InvalidCommand("bad idempotency key", "Mã thao tác không hợp lệ.")
-            previous = self._previous(key, command)
+            checked = checked or getattr(self._looked_up, "key", None) == key
+            previous = None if checked else self._previous(key, command)
             if previous is not None:
                 return previous
         give_up_at = monotonic() + patience
         attempt = 0
         while True:
             attempt += 1
-            aggregates, result = build()
+            try:
+                aggregates, result = build()
+            except DomainError:
+                # Refused on the present state: if a twin of this command (same key) was
+                # carried out meanwhile, this is a repeat, and gets the first result.
+                previous = self._previous(key, command) if key is not None else None
+                if previous is not None:
+                    return previous
+                raise
             if key is not None:
                 aggregates.append(CommandRecord(key=key, command=command, result=result))
             try:

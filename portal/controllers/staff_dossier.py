@@ -6,6 +6,7 @@ full event history with the state at any moment.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Annotated, Any
@@ -192,7 +193,8 @@ class StaffDossierController(Controller):
         key = op_key(form)
         # A repeated submission replays its first result (OneStop appends nothing), even though
         # the dossier has moved on since; only a new submission is checked against the present.
-        if not already_done(s, key):
+        repeat = already_done(s, key)
+        if not repeat:
             if not agency_allows(me, d, action):
                 raise PermissionDeniedException(
                     "Hồ sơ đang do cơ quan khác giữ: bạn không được thao tác trên hồ sơ này.")
@@ -205,7 +207,8 @@ class StaffDossierController(Controller):
                                     "Trạng thái hiện tại của hồ sơ không cho phép thao tác: "
                                     + ACTIONS[action].label)))
         try:
-            self._perform(s, me, d, action, form, key)
+            with nullcontext() if repeat else s.app.key_looked_up(key):
+                self._perform(s, me, d, action, form, key)
         except DomainError as e:
             d = s.app.dossier(code)
             status = HTTP_409_CONFLICT if isinstance(e, NotAllowed) else 400

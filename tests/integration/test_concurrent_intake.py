@@ -46,3 +46,35 @@ def test_simultaneous_intakes_of_one_office_are_all_received_once(backend_settin
     assert len(received) == 48 and len(set(received)) == 48
     unit = received[0].rsplit("-", 2)[0]
     assert sorted(received) == [f"{unit}-250903-{n:04d}" for n in range(1, 49)]
+
+
+def test_one_intake_submitted_at_once_to_two_workers_makes_one_dossier(backend_settings,
+                                                                       make_system):
+    """A double submit that reaches two workers in the same instant: both may find the key
+    unused, one saves, the other's save fails on the command's record and answers with the
+    first receipt. One dossier, one code, no number skipped."""
+    first = make_system(backend_settings)
+    small_province(first.app)
+    second = make_system(backend_settings)
+    answers: list[list[str]] = []
+    for n in range(6):
+        key, barrier, codes = uuid.uuid4().hex, threading.Barrier(2), []
+
+        def submit(app, key=key, barrier=barrier, codes=codes, n=n) -> None:
+            barrier.wait()
+            codes.append(app.receive_dossier(
+                procedure_code="1.001193", agency="xa-a", channel="in_person",
+                applicant=applicant(), received_at=at(2025, 9, 4, 9, n), officer="tn-1",
+                key=key).code)
+
+        pair = [threading.Thread(target=submit, args=(app,)) for app in (first.app, second.app)]
+        for t in pair:
+            t.start()
+        for t in pair:
+            t.join()
+        answers.append(codes)
+    assert all(len(c) == 2 and c[0] == c[1] for c in answers), answers
+    unit = answers[0][0].rsplit("-", 2)[0]
+    assert [c[0] for c in answers] == [f"{unit}-250904-{n:04d}" for n in range(1, 7)]
+    for codes in answers:
+        assert first.app.dossier(codes[0]).code == codes[0]

@@ -556,6 +556,24 @@ def test_a_repeated_command_returns_the_first_result_and_appends_nothing(app):
     assert head(app) == after
 
 
+def test_a_repeat_that_skips_the_look_up_still_saves_nothing_and_answers_the_first(app):
+    """The key look-up before a command only spares building a repeat: a repeat that gets
+    past it (told the key was just found unused, as a desk does, or racing its twin) fails
+    to save on the command's record and returns the first result."""
+    r1 = receive(app, key="k-race")
+    app.hand_over(r1.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 3, 10), key="k-h")
+    before, version = head(app), app.dossier(r1.code).version
+    with app.key_looked_up("k-h"):
+        app.hand_over(r1.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 3, 10),
+                      key="k-h")
+    with app.key_looked_up("k-race"):
+        assert app._run_counted(  # the intake's own path, its look-up skipped
+            "X", "250903", "k-race", "receive_dossier",
+            lambda: ([], {"code": "other"})) == {"code": r1.code,
+                                                  "appointment_at": r1.appointment_at.isoformat()}
+    assert head(app) == before and app.dossier(r1.code).version == version
+
+
 def test_a_repeat_returns_the_first_result_even_when_the_rules_would_now_refuse(app):
     r = receive(app, key="k-first")
     app.abolish_procedure(BUILD, "15/QĐ-UBND", "2025-09-03")
