@@ -116,8 +116,9 @@ def lang_url(context: Any, lang: str) -> str:
 RATE_LIMITED_PREFIXES = ("/d/", "/api/dossiers/", "/open311/v2/requests/")
 
 
-def reject_over_limit(request: Request[Any, Any, Any]) -> None:
-    """Answers a lookup that `LookupRateLimit` found over the limit with the friendly 429."""
+async def reject_over_limit(request: Request[Any, Any, Any]) -> None:
+    """Answers a lookup that `LookupRateLimit` found over the limit with the friendly 429.
+    (Async: Litestar runs a synchronous hook in a worker thread, a thread hop per request.)"""
     if request.scope.get("state", {}).get("rate_limited"):
         raise TooManyRequestsException()
 

@@ -124,3 +124,23 @@ def test_healthz_reports_store_read_models_search(portal):
     assert body["ok"] is True
     assert body["checks"]["search"]["ok"] is True
     assert all(p["lag_events"] == 0 for p in body["checks"]["read_models"]["projections"])
+
+
+def test_no_request_hook_takes_a_thread_hop(portal):
+    """Litestar runs a synchronous before-request or after-response hook in a worker thread:
+    a thread hop (and a turn of the GIL) on every request it covers. The rate-limit hook on
+    every public page was one, and cost a third of a bare request's CPU. Every hook is a
+    coroutine function."""
+    from litestar.handlers import HTTPRouteHandler
+    from litestar.utils.sync import AsyncCallable
+
+    seen = 0
+    for route in portal.app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if not isinstance(handler, HTTPRouteHandler):
+                continue
+            for hook in (handler.resolve_before_request(), handler.resolve_after_response()):
+                if hook is not None:
+                    seen += 1
+                    assert not isinstance(hook, AsyncCallable), (handler, hook.func)
+    assert seen > 20
