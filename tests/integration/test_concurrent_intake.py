@@ -78,3 +78,26 @@ def test_one_intake_submitted_at_once_to_two_workers_makes_one_dossier(backend_s
     assert [c[0] for c in answers] == [f"{unit}-250904-{n:04d}" for n in range(1, 7)]
     for codes in answers:
         assert first.app.dossier(codes[0]).code == codes[0]
+
+
+def test_a_kept_day_counter_follows_other_workers_and_a_failed_save_skips_no_number(
+        backend_settings, make_system):
+    """Each worker keeps the day counter it saved last and brings it forward by what other
+    workers wrote since; a command whose save fails (a repeat that got past the look-up)
+    leaves no half-advanced counter behind: the next code is the next number."""
+    first = make_system(backend_settings)
+    small_province(first.app)
+    second = make_system(backend_settings)
+
+    def intake(app, minute: int, key: str | None = None) -> str:
+        return app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                                   applicant=applicant(), received_at=at(2025, 9, 5, 9, minute),
+                                   officer="tn-1", key=key).code
+
+    codes = [intake(first.app, 0, "k-a"), intake(second.app, 1), intake(first.app, 2),
+             intake(second.app, 3)]
+    with first.app.key_looked_up("k-a"):  # a repeat that skips the look-up: its save fails
+        assert intake(first.app, 4, "k-a") == codes[0]
+    codes.append(intake(first.app, 5))
+    unit = codes[0].rsplit("-", 2)[0]
+    assert codes == [f"{unit}-250905-{n:04d}" for n in range(1, 6)]
