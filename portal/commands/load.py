@@ -840,6 +840,19 @@ async def verify(urls: list[str], stats: Stats, pg_url: str, schema: str,
                    and on_page == len(codes) and not leaked)}
 
 
+def cpu_probe_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python loop (the best of three): how fast this machine
+    runs Python now. A shared VM's speed moves within minutes (the same loop took from 0.67 to
+    1.24 s here in one session), so runs are compared with it at hand."""
+    best = float("inf")
+    for _ in range(3):
+        t0, total = time.process_time(), 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.process_time() - t0)
+    return round(best * 1000, 1)
+
+
 def cpu_times() -> tuple[float, float]:
     with open("/proc/stat") as f:
         parts = [float(x) for x in f.readline().split()[1:]]
@@ -906,6 +919,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         load.sample = lambda: (cpu_times(), processes.cpu_seconds(extra), _self_cpu())
         # What was built so far (the seeded system) out of the collector's way, young objects
         # collected less often: the generator's own pauses are fewer and shorter.
+        report["machine"]["cpu_probe_ms_before"] = cpu_probe_ms()
         gc.collect()
         gc.freeze()
         thresholds = gc.get_threshold()
@@ -922,6 +936,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         cpu_share["load_generator"] = round(100 * (self1 - self0) / elapsed, 1)
         total, idle = busy1[0] - busy0[0], busy1[1] - busy0[1]
         stats = load.stats
+        report["machine"]["cpu_probe_ms_after"] = cpu_probe_ms()
         say("verifying...")
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             report["verification"] = runner.run(verify(urls, stats, settings.postgres_url,

@@ -42,6 +42,8 @@ def test_short_load_run_loses_nothing_and_fails_nothing(pg_url: str,
     assert report["errors"]["unvisible_after_settle"] == 0
     assert report["projection_lag"]["samples"] == v["intakes_acknowledged"] + v["acts_acknowledged"]
     assert "kept" not in report
+    probe = report["machine"]
+    assert probe["cpu_probe_ms_before"] > 0 and probe["cpu_probe_ms_after"] > 0, probe
 
 
 def test_bench_load_rejects_nonsense_sizes(capsys) -> None:
