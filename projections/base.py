@@ -42,10 +42,13 @@ class Projection:
     rebuildable: bool = True
     tables: dict[str, str] = {}
     indexes: Sequence[str] = ()  # "CREATE INDEX IF NOT EXISTS {t_name}_x ON {t_name}(...)"
-    # Parallel rebuilds: relative cost per event, and a group name for projections that must be
-    # fed by the same process (they share derived values through `shared`).
-    rebuild_weight: float = 1.0
-    rebuild_group: str = ""
+    # Parallel rebuilds (`projections.rebuild`): True when the state is per aggregate, or
+    # counts that add up, so that each of several processes may feed it the events of its own
+    # dossiers (the reference data in the first); False when it must see every event it
+    # reads, in log order, in one process.
+    partitioned: bool = True
+    # The tracking-row suffix of a rebuild partition ("#1", "#2", ...; "" for the first).
+    partition: str = ""
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
@@ -75,11 +78,12 @@ class Projection:
 
     @property
     def tracking_name(self) -> str:
-        return f"{self.prefix}{self.name}"
+        return f"{self.prefix}{self.name}{self.partition}"
 
-    def topics(self) -> Sequence[str]:
-        """Stored topics this projection reads; empty = every event."""
-        return ()
+    def reads(self, topic: str) -> bool:
+        """Whether events of this stored topic can change the projection (a rebuild decodes
+        only the events some projection it feeds reads)."""
+        return True
 
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Optional first half of `apply_batch`: compute the batch's rows, reading through `cur`
@@ -177,6 +181,20 @@ class Runner:
         to_event = self.app.mapper.to_domain_event
         return [(n.id, to_event(n)) for n in notifications]
 
+    def read_batch(self, start: int, stop: int | None
+                   ) -> tuple[list[tuple[int, Any]], int, datetime | None] | None:
+        """The next batch after `start`: its decoded events (position, event), the position
+        and record time of its last stored event (None: nothing new). A rebuild partition
+        decodes only some of the batch's events, but its tracking row passes them all."""
+        events = self.read(start, stop)
+        if not events:
+            return None
+        return events, events[-1][0], getattr(events[-1][1], "timestamp", None)
+
+    def select(self, p: Projection, events: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+        """The events of a batch that projection `p` is fed (all of them here)."""
+        return events
+
     def read(self, start: int, stop: int | None) -> list[tuple[int, Any]]:
         """The next batch of decoded events (position, event) after `start`."""
         notifications = self.app.recorder.select_notifications(
@@ -193,11 +211,10 @@ class Runner:
         tracked = self.positions()
         positions = {p.tracking_name: tracked.get(p.tracking_name, 0) for p in active}
         start = min(positions.values())
-        events = self.read(start, stop)
-        if not events:
+        batch = self.read_batch(start, stop)
+        if batch is None:
             return 0
-        last = events[-1][0]
-        last_time = getattr(events[-1][1], "timestamp", None)
+        events, last, last_time = batch
         if self.event_filter is not None:
             events = [(pos, ev) for pos, ev in events if self.event_filter(ev)]
         applied = 0
@@ -207,6 +224,7 @@ class Runner:
                 continue
             mine = events if not events or events[0][0] > positions[p.tracking_name] else \
                 [(pos, ev) for pos, ev in events if pos > positions[p.tracking_name]]
+            mine = self.select(p, mine)
             try:
                 p.shared = shared
                 if self.prepare_outside:

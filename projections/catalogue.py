@@ -17,7 +17,13 @@ def usage_bucket(count: int) -> int:
 
 class CatalogueProjection(Projection):
     name = "catalogue"
-    rebuild_weight = 0.2
+    # Usage buckets, and the revision a crossing takes, follow every dossier received in log
+    # order: one process feeds it in a parallel rebuild.
+    partitioned = False
+
+    def reads(self, topic: str) -> bool:
+        return topic.startswith(("onestop.Agency.", "onestop.Officer.", "onestop.Procedure.")) \
+            or topic == "onestop.Dossier.Received"
     tables = {
         "procedures": """
             code TEXT PRIMARY KEY,

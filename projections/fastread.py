@@ -163,9 +163,8 @@ class FastReader:
         _set(ev, "__dict__", event_state)
         return ev
 
-    def read(self, start: int, limit: int, stop: int | None = None) -> list[tuple[int, Any]]:
-        """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive."""
-        decode = self.decode
+    def _rows(self, start: int, limit: int, stop: int | None) -> Sequence[Any]:
+        """Stored rows (position, originator_id, version, topic, state) after `start`."""
         if self._sqlite_table is not None:
             sql = (f"SELECT rowid, originator_id, originator_version, topic, state FROM"
                    f" {self._sqlite_table} WHERE rowid>?")
@@ -175,15 +174,41 @@ class FastReader:
                 params.append(stop)
             sql += " ORDER BY rowid LIMIT ?"
             params.append(limit)
-            rows: Sequence[Any]
             if self._own is not None:
-                rows = self._own.execute(sql, params).fetchall()
-            else:
-                with self.recorder.datastore.transaction(commit=False) as c:
-                    c.execute(sql, params)
-                    rows = c.fetchall()
-            return [(r[0], decode(r[1], r[2], r[3], r[4])) for r in rows]
-        notifications = self.recorder.select_notifications(
-            start=start, limit=limit, stop=stop, inclusive_of_start=False)
-        return [(n.id, decode(n.originator_id, n.originator_version, n.topic, n.state))
-                for n in notifications]
+                return self._own.execute(sql, params).fetchall()
+            with self.recorder.datastore.transaction(commit=False) as c:
+                c.execute(sql, params)
+                return c.fetchall()
+        return [(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+                for n in self.recorder.select_notifications(
+                    start=start, limit=limit, stop=stop, inclusive_of_start=False)]
+
+    def read(self, start: int, limit: int, stop: int | None = None) -> list[tuple[int, Any]]:
+        """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive."""
+        decode = self.decode
+        return [(r[0], decode(r[1], r[2], r[3], r[4])) for r in self._rows(start, limit, stop)]
+
+    def read_some(self, start: int, limit: int, stop: int | None,
+                  wanted: Callable[[Any, str], int]
+                  ) -> tuple[list[tuple[int, Any]], set[int], int, datetime] | None:
+        """Like `read`, decoding only the rows `wanted(originator_id, topic)` marks (1, or 2
+        for "foreign": returned, and their positions listed apart). Also the position and
+        record time of the last row read (None: no row)."""
+        rows = self._rows(start, limit, stop)
+        if not rows:
+            return None
+        decode = self.decode
+        events: list[tuple[int, Any]] = []
+        foreign: set[int] = set()
+        for r in rows:
+            mark = wanted(r[1], r[3])
+            if mark:
+                events.append((r[0], decode(r[1], r[2], r[3], r[4])))
+                if mark == 2:
+                    foreign.add(r[0])
+        last = rows[-1]
+        if events and events[-1][0] == last[0]:
+            last_event = events[-1][1]
+        else:
+            last_event = decode(last[1], last[2], last[3], last[4])
+        return events, foreign, last[0], last_event.timestamp

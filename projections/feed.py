@@ -263,8 +263,6 @@ class FeedProjection(Projection):
     """Writes `public_feed` (see the module docstring for the schema)."""
 
     name = "feed"
-    rebuild_weight = 2.0
-    rebuild_group = "public_records"  # shares public feed records with the statistics
     tables = {
         "public_feed": """
             position BIGINT PRIMARY KEY,

@@ -74,7 +74,7 @@ class OutboxProjection(Projection):
     # Never bump the version casually: a rebuild re-creates every message as pending. The
     # message ids stay the same, so the receiver drops the repeats, but it is a lot of traffic.
     name = "national_outbox"
-    rebuild_weight = 4.0
+    partitioned = False  # messages and their ids follow the log's order
     rebuildable = False  # a rebuild would reset delivery state; rebuild.py also skips it
     tables = {
         "national_directory": """

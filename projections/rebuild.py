@@ -20,8 +20,9 @@ The public never sees a half-built list: pages keep reading the old tables until
 
 Speed (a province's years are millions of events): batches of `REBUILD_BATCH` events read with
 `projections.fastread.FastReader`; `Projection.prepare` outside the write transaction; shadow
-tables without their secondary indexes until the end; on SQLite, `workers` processes feed groups
-of projections in parallel, and the tables a swap replaces are dropped after it.
+tables without their secondary indexes until the end; on SQLite, `workers` processes each feed
+the projections the events of their own dossiers (`RebuildRunner`, partitions), and the tables a
+swap replaces are dropped after it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.calendar import VN_TZ, vn_iso
+from domain.model import T
 from projections.base import Projection, ProjectionFailed, Runner, now_iso
 from projections.db import ReadDB, SQLiteReadDB
 from projections.fastread import FastReader
@@ -118,11 +120,13 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
             progress: Callable[[int, int], None] | None = None) -> Rebuilt:
     """Rebuild projections into shadow tables and swap them in (see the module docstring).
 
-    `workers` > 1 (SQLite stores in files only) feeds groups of projections in that many
-    processes (forked: call it from a process without other threads), each into its own shadow
-    tables with its own tracking rows, as parallel live workers would; the one swap happens
-    after every group has finished, so the guarantee is the same. Projections that share
-    derived values (`Projection.rebuild_group`) stay together."""
+    `workers` > 1 (SQLite stores in files only) splits the log among that many processes
+    (forked: call it from a process without other threads) by aggregate: each feeds the
+    partitioned projections the events of its own aggregates (the first also the reference
+    data, and every event the projections that are not partitioned read), into the same
+    shadow tables with its own tracking rows; all partitions stop at the same position (the
+    head when none is given), and the one swap happens after every one has finished and
+    reached it, so the guarantee is the same."""
     if position is not None and as_of is not None:
         raise ValueError("give either a position or a moment, not both")
     if by not in ("record", "act"):
@@ -160,23 +164,32 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
             p.drop(cur)
             for table in p.tables:  # left by a rebuild that stopped before its clean-up
                 cur.execute(f"DROP TABLE IF EXISTS {RETIRED}{target}{table}")
-            cur.execute(db.q("DELETE FROM projection_tracking WHERE name=?"), (p.tracking_name,))
+            cur.execute(db.q("DELETE FROM projection_tracking WHERE name=? OR name LIKE ?"),
+                        (p.tracking_name, p.tracking_name + "#%"))
     for p in shadows:
         p.rebuilding = True
     # Shadow tables are built without their secondary indexes (bulk-built once at the end:
     # by the swap on SQLite, which cannot rename indexes; just before it on PostgreSQL).
     runner = RebuildRunner(app, db, shadows, batch_size=batch_size, event_filter=event_filter,
                            indexes=False)
+    parts = workers if workers > 1 and runner.can_fork(db) and any(
+        p.partitioned for p in shadows) else 1
+    if parts > 1 and stop is None:
+        stop = head  # every partition of a projection ends at the same position
     goal = stop if stop is not None else head
-    groups = split(shadows, workers) if workers > 1 and runner.can_fork(db) else [shadows]
     with _bulk_session(db):
-        events = _run_groups(runner, groups, stop,
-                             (lambda n: progress(n, goal)) if progress else None)
+        events = _run_partitions(runner, factory, parts, stop,
+                                 (lambda n: progress(n, goal)) if progress else None)
     if db.dialect != "sqlite":
         with db.transaction() as cur:
             for p in shadows:
                 p.create_indexes(cur)
     reached = min(runner.position(p) for p in shadows) if shadows else 0
+    behind = db.fetchall(db.q("SELECT name, position FROM projection_tracking WHERE name LIKE ?"
+                              " AND position <> ?"), (SHADOW + "%#%", reached))
+    if behind:  # a partition short of the others: nothing is swapped in
+        raise ProjectionFailed("rebuild partitions ended apart: " + ", ".join(
+            f"{r['name']} at {r['position']}" for r in behind) + f" (others at {reached})")
     judged = None
     if snapshot:
         if as_of is not None:
@@ -194,55 +207,100 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
 
 
 class RebuildRunner(Runner):
-    """The runner of a rebuild: reads the log with `FastReader` when the store allows it."""
+    """The runner of a rebuild: reads the log with `FastReader` when the store allows it.
+
+    `part=(k, n)`: partition k of n (see `partition_of`). It decodes only the events its
+    projections read of its own aggregates, and, for the projections that are not
+    partitioned (first partition only), every event they read."""
 
     def __init__(self, app: Any, db: ReadDB, projections: Sequence[Projection],
-                 **kwargs: Any) -> None:
+                 part: tuple[int, int] | None = None, **kwargs: Any) -> None:
         super().__init__(app, db, projections, **kwargs)
         reader = FastReader(app)
         self.reader = reader if reader.usable() else None
         self.prepare_outside = True
+        self.part = part
+        self._foreign: set[int] = set()
+        self._marks: dict[str, tuple[bool, int, int]] = {}  # topic -> (reference, own, other)
 
     def read(self, start: int, stop: int | None) -> list[tuple[int, Any]]:
         if self.reader is None:
             return super().read(start, stop)
         return self.reader.read(start, self.batch_size, stop)
 
+    def _mark(self, topic: str) -> tuple[bool, int, int]:
+        """Whether the topic is reference data; the mark of an own event of it (1 if a
+        projection here reads it, else 0) and of another partition's (2 if a projection here
+        that is not partitioned reads it, else 0)."""
+        own = 1 if any(p.reads(topic) for p in self.projections) else 0
+        other = 2 if any(p.reads(topic) for p in self.projections if not p.partitioned) else 0
+        found = self._marks[topic] = (topic.startswith(REFERENCE_TOPICS), own, other)
+        return found
+
+    def read_batch(self, start: int, stop: int | None
+                   ) -> tuple[list[tuple[int, Any]], int, datetime | None] | None:
+        if self.part is None or self.reader is None:
+            return super().read_batch(start, stop)
+        k, n = self.part
+        marks = self._marks
+        mark = self._mark
+
+        def wanted(originator_id: Any, topic: str) -> int:
+            reference, own, other = marks.get(topic) or mark(topic)
+            if (0 if reference else partition_of(originator_id, n)) == k:
+                return own
+            return other if k == 0 else 0
+
+        found = self.reader.read_some(start, self.batch_size, stop, wanted)
+        if found is None:
+            return None
+        events, self._foreign, last, last_time = found
+        return events, last, last_time
 
     def can_fork(self, db: ReadDB) -> bool:
         return (hasattr(os, "fork") and isinstance(db, SQLiteReadDB)
                 and self.reader is not None and self.reader.sqlite_file() is not None)
 
-
-def split(shadows: Sequence[Projection], workers: int) -> list[list[Projection]]:
-    """Projections in at most `workers` groups of similar cost (`rebuild_weight`)."""
-    together: dict[str, list[Projection]] = {}
-    for p in shadows:
-        together.setdefault(p.rebuild_group or p.name, []).append(p)
-    bundles = sorted(together.values(), key=lambda b: -sum(p.rebuild_weight for p in b))
-    groups: list[list[Projection]] = [[] for _ in range(max(1, min(workers, len(bundles))))]
-    for bundle in bundles:
-        min(groups, key=lambda g: sum(p.rebuild_weight for p in g)).extend(bundle)
-    return [sorted(g, key=shadows.index) for g in groups if g]
+    def select(self, p: Projection, events: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+        if not self._foreign or not p.partitioned:
+            return events
+        foreign = self._foreign
+        return [(pos, ev) for pos, ev in events if pos not in foreign]
 
 
-def _run_groups(runner: RebuildRunner, groups: list[list[Projection]], stop: int | None,
-                progress: Callable[[int], None] | None) -> int:
-    """Feed the first group here and every other group in a forked child process."""
-    if len(groups) == 1:
+# Events of the reference data (agencies, officers, procedures): the first partition's.
+REFERENCE_TOPICS = (T + "Agency.", T + "Officer.", T + "Procedure.")
+
+
+def partition_of(originator_id: Any, parts: int) -> int:
+    """The rebuild partition of an aggregate (its id's first 32 bits modulo `parts`)."""
+    text = originator_id if isinstance(originator_id, str) else str(originator_id)
+    return int(text[:8], 16) % parts
+
+
+def _run_partitions(runner: RebuildRunner, factory: Callable[[str], Sequence[Projection]],
+                    parts: int, stop: int | None, progress: Callable[[int], None] | None) -> int:
+    """Feed partition 0 here (every projection) and each other partition of the partitioned
+    projections in a forked child process of its own (own connections, own tracking rows
+    `<name>#k`), all into the same shadow tables."""
+    if parts == 1:
         return runner.catch_up(stop=stop, progress=progress)
+    names = [p.name for p in runner.projections if p.partitioned]
     children: dict[int, list[str]] = {}
     done = False
     try:
-        for group in groups[1:]:
+        for k in range(1, parts):
+            mine = [p for p in factory(SHADOW) if p.name in names]
+            for p in mine:
+                p.partition, p.rebuilding = f"#{k}", True
             pid = os.fork()
             if pid == 0:  # the child: its own connections, then exit without any clean-up
                 code = 1
                 try:
                     db = runner.db
                     assert isinstance(db, SQLiteReadDB)
-                    child = RebuildRunner(runner.app, SQLiteReadDB(db.path), group,
-                                          batch_size=runner.batch_size,
+                    child = RebuildRunner(runner.app, SQLiteReadDB(db.path), mine,
+                                          part=(k, parts), batch_size=runner.batch_size,
                                           event_filter=runner.event_filter, indexes=False)
                     assert child.reader is not None
                     child.reader.detach()
@@ -253,17 +311,18 @@ def _run_groups(runner: RebuildRunner, groups: list[list[Projection]], stop: int
                     traceback.print_exc()
                 finally:
                     os._exit(code)
-            children[pid] = [p.tracking_name for p in group]
-        mine = RebuildRunner(runner.app, runner.db, groups[0], batch_size=runner.batch_size,
-                             event_filter=runner.event_filter, indexes=False)
+            children[pid] = [p.tracking_name for p in mine]
+        first = RebuildRunner(runner.app, runner.db, runner.projections, part=(0, parts),
+                              batch_size=runner.batch_size, event_filter=runner.event_filter,
+                              indexes=False)
         others = [name for names in children.values() for name in names]
 
         def everyone(done: int) -> None:
-            # The bar shows the slowest group: the others' positions are in their tracking rows.
+            # The bar shows the slowest partition: the others' positions are in their rows.
             if progress is not None:
                 progress(min(done, _slowest(runner.db, others)))
 
-        events = mine.catch_up(stop=stop, progress=everyone)
+        events = first.catch_up(stop=stop, progress=everyone)
         failed = []
         while children:
             for pid, names in list(children.items()):
@@ -363,7 +422,8 @@ def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
                 " VALUES (?,?,?,?) ON CONFLICT (name) DO UPDATE SET position=excluded.position,"
                 " event_time=excluded.event_time, updated_at=excluded.updated_at, error=NULL",
                 (target.tracking_name, row["position"], row["event_time"], now_iso()))
-            cur.execute("DELETE FROM projection_tracking WHERE name=?", (p.tracking_name,))
+            cur.execute("DELETE FROM projection_tracking WHERE name=? OR name LIKE ?",
+                        (p.tracking_name, p.tracking_name + "#%"))
         if snapshot_row is not None:
             cur.execute(SNAPSHOTS_DDL)
             judged, mode, position = snapshot_row

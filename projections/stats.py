@@ -348,8 +348,9 @@ class _BatchStore(MemoryStore):
 
 class StatsProjection(Projection):
     name = "stats"
-    rebuild_weight = 1.5
-    rebuild_group = "public_records"
+
+    def reads(self, topic: str) -> bool:
+        return topic.startswith(("onestop.Dossier.", "onestop.Agency.", "onestop.Procedure."))
     tables = {
         "stat_dossiers": """
             id TEXT PRIMARY KEY,

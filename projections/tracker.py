@@ -28,7 +28,9 @@ _DETAIL = json.JSONEncoder(ensure_ascii=False, default=iso).encode
 
 class TrackerProjection(Projection):
     name = "tracker"
-    rebuild_weight = 2.0
+
+    def reads(self, topic: str) -> bool:
+        return topic.startswith("onestop.Dossier.")
     tables = {
         "dossiers": """
             code TEXT PRIMARY KEY,

@@ -14,7 +14,7 @@ from domain.calendar import VN_TZ
 from domain.demo import DemoData, Generator, seed_reference
 from portal.commands.bench import run_interleaved
 from projections.fastread import FastReader, IdUUID
-from projections.rebuild import rebuild, split
+from projections.rebuild import RebuildRunner, partition_of, rebuild
 from projections.registry import public_projections
 from tests.integration.test_projections_rebuild import dump
 from tests.integration.test_projections_stats import scenario
@@ -71,14 +71,45 @@ def test_fast_reader_on_an_encrypted_store(sqlite_settings, make_system):
     assert dump(system.db, "asof_enc_") == dump(system.db)
 
 
-def test_split_keeps_feed_and_stats_together():
-    groups = split(public_projections("rb_"), 2)
-    names = [[p.name for p in g] for g in groups]
-    assert len(names) == 2 and sorted(n for g in names for n in g) == sorted(
-        p.name for p in public_projections())
-    assert any({"feed", "stats"} <= set(g) for g in names)
-    assert [[p.name for p in g] for g in split(public_projections("rb_"), 1)] == \
-        [[p.name for p in public_projections()]]
+def test_rebuild_partitions_decode_their_own_dossiers_and_the_first_the_reference_data(
+        sqlite_settings, make_system):
+    """Partition k of n decodes the events of its own dossiers that its projections read;
+    the first also the reference data, and every event the catalogue (not partitioned:
+    usage buckets follow every intake in log order) reads, which the others are not fed."""
+    system = make_system(sqlite_settings)
+    interleaved_province(system.app, 40)
+    head = system.runner.head()
+    shadows = public_projections("rbt_")
+    spread = [p for p in shadows if p.name in ("tracker", "feed", "stats")]
+    catalogue = next(p for p in shadows if p.name == "catalogue")
+    seen: dict[int, list[tuple[int, object]]] = {}
+    for k, mine in ((0, [*spread, catalogue]), (1, spread)):
+        runner = RebuildRunner(system.app, system.db, mine, part=(k, 2), batch_size=head)
+        events, last, last_time = runner.read_batch(0, None)
+        assert last == head and last_time is not None
+        seen[k] = events
+        for pos, ev in events:
+            kind = type(ev).__qualname__
+            owner = 0 if kind.split(".")[0] in ("Agency", "Officer", "Procedure") else \
+                partition_of(ev.originator_id, 2)
+            if owner != k:  # another partition's: for the catalogue only, marked foreign
+                assert k == 0 and kind == "Dossier.Received" and pos in runner._foreign, kind
+        fed = runner.select(spread[0], events)
+        assert not any(pos in runner._foreign for pos, _ in fed)
+        if k == 0:
+            assert runner._foreign and runner.select(catalogue, events) is events
+            foreign = set(runner._foreign)
+    kinds = [{type(ev).__qualname__.split(".")[0] for _, ev in seen[k]} for k in (0, 1)]
+    assert {"Agency", "Officer", "Procedure", "Dossier"} <= kinds[0]
+    assert "Dossier" in kinds[1] and not kinds[1] & {"Agency", "Officer", "Procedure"}
+    # The feed reads every event: each position is fed to exactly one partition.
+    own = [{pos for pos, _ in seen[0] if pos not in foreign}, {pos for pos, _ in seen[1]}]
+    assert not own[0] & own[1] and own[0] | own[1] == set(range(1, head + 1))
+    assert own[0] and own[1]
+    # The catalogue (partition 0) sees every reception, its own and the other partition's.
+    received = {pos for k in (0, 1) for pos, ev in seen[k]
+                if type(ev).__qualname__ == "Dossier.Received"}
+    assert received == {pos for pos, ev in seen[0] if type(ev).__qualname__ == "Dossier.Received"}
 
 
 def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, make_system):
