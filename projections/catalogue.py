@@ -20,10 +20,6 @@ class CatalogueProjection(Projection):
     # Usage buckets, and the revision a crossing takes, follow every dossier received in log
     # order: one process feeds it in a parallel rebuild.
     partitioned = False
-
-    def reads(self, topic: str) -> bool:
-        return topic.startswith(("onestop.Agency.", "onestop.Officer.", "onestop.Procedure.")) \
-            or topic == "onestop.Dossier.Received"
     tables = {
         "procedures": """
             code TEXT PRIMARY KEY,
@@ -65,6 +61,10 @@ class CatalogueProjection(Projection):
         "CREATE INDEX IF NOT EXISTS {t_procedures}_rev ON {t_procedures}(revision)",
         "CREATE INDEX IF NOT EXISTS {t_officers}_agency ON {t_officers}(agency)",
     )
+
+    def reads(self, topic: str) -> bool:
+        return topic.startswith(("onestop.Agency.", "onestop.Officer.", "onestop.Procedure.")) \
+            or topic == "onestop.Dossier.Received"
 
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)

@@ -348,9 +348,6 @@ class _BatchStore(MemoryStore):
 
 class StatsProjection(Projection):
     name = "stats"
-
-    def reads(self, topic: str) -> bool:
-        return topic.startswith(("onestop.Dossier.", "onestop.Agency.", "onestop.Procedure."))
     tables = {
         "stat_dossiers": """
             id TEXT PRIMARY KEY,
@@ -437,6 +434,9 @@ class StatsProjection(Projection):
         "CREATE INDEX IF NOT EXISTS {t_stat_late}_month ON {t_stat_late}(month, agency)",
         "CREATE INDEX IF NOT EXISTS {t_stat_officer_month}_m ON {t_stat_officer_month}(month)",
     )
+
+    def reads(self, topic: str) -> bool:
+        return topic.startswith(("onestop.Dossier.", "onestop.Agency.", "onestop.Procedure."))
 
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)

@@ -28,9 +28,6 @@ _DETAIL = json.JSONEncoder(ensure_ascii=False, default=iso).encode
 
 class TrackerProjection(Projection):
     name = "tracker"
-
-    def reads(self, topic: str) -> bool:
-        return topic.startswith("onestop.Dossier.")
     tables = {
         "dossiers": """
             code TEXT PRIMARY KEY,
@@ -84,6 +81,9 @@ class TrackerProjection(Projection):
                "apology_at", "apology_new_appointment_at", "apology_timely", "apology_reason",
                "result_at", "result_electronic", "outcome", "outcome_766", "returned_at",
                "return_channel", "ended_at", "rated", "last_position")
+
+    def reads(self, topic: str) -> bool:
+        return topic.startswith("onestop.Dossier.")
 
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
