@@ -36,7 +36,6 @@ from portal.middleware import (
     LookupRateLimit,
     RejectControlCharacters,
     follows_aggregate,
-    follows_answers,
 )
 from portal.settings import ROOT, Settings
 from portal.system import System, build_system
@@ -247,25 +246,13 @@ def create_app(settings: Settings, system: System | None = None, *,
     # Around routing itself (Litestar's middleware runs after it): the lookup rate limit, then
     # the page cache, so a kept page is answered without routing, middleware or handler.
     clock = public_data.versions(sys_.db)
-    search = sys_.search
-
-    def answers(path: str) -> bool:
-        return search.configured and follows_answers(path)
-
-    def version(path: str) -> Any:
-        return ("answers", search.index_version()) if answers(path) else clock.live()
-
-    def due(path: str) -> bool:
-        return search.version_due() if answers(path) else clock.due()
-
+    due = (lambda path: clock.due()) if sys_.db.dialect == "postgres" else None
     app.asgi_handler = LookupRateLimit(
         HttpCacheMiddleware(
-            # What a public page depends on: the read models' version (search pages: the
-            # search answers'); statistics and catalogue pages may be kept longer (`max_age`).
-            app.asgi_handler, version=version,
-            version_due=due if sys_.db.dialect == "postgres" else None,
+            # What a public page depends on: the read models' version; statistics and
+            # catalogue pages may be kept longer (`max_age`).
+            app.asgi_handler, version=lambda path: clock.live(), version_due=due,
             max_age=lambda path: clock.aggregate_ttl if follows_aggregate(path) else None,
-            lifetime=lambda path: search.CACHE_SECONDS if answers(path) else None,
             local_writes=lambda: sys_.db.model_writes),
         per_minute=lookups_per_minute(settings), prefixes=RATE_LIMITED_PREFIXES)
     return app

@@ -129,23 +129,16 @@ def shared(path: str) -> bool:
 # Pages that may be kept up to PORTAL_STATS_REFRESH_SECONDS while the read models move under
 # them (not past a write made by this process): statistics, like the figures they show, and the
 # catalogue's pages
-# (procedure pages carry usage counts and on-time rates; office pages list procedures),
+# (procedure pages carry usage counts and on-time rates; search and office pages list procedures),
 # which would otherwise be rendered again after every dossier event anywhere in the province.
 # Dossier pages and the home page (its freshness line) follow the live version.
 AGGREGATE_PREFIXES = ("/late", "/satisfaction", "/scoreboard", "/api/late", "/api/satisfaction",
                       "/api/scoreboard", "/data/late", "/data/satisfaction", "/data/scoreboard",
-                      "/p/", "/o/")
+                      "/p/", "/o/", "/search")
 
 
 def follows_aggregate(path: str) -> bool:
     return path.startswith(AGGREGATE_PREFIXES) or path == "/o"
-
-
-def follows_answers(path: str) -> bool:
-    """Search pages show the search service's answers and nothing of the read models: they
-    follow the answers' version (`SearchService.index_version`), and live no longer than an
-    answer does (`SearchService.CACHE_SECONDS`: a reordering by popularity shows then)."""
-    return path == "/search"
 
 
 class _Entry:
@@ -158,7 +151,6 @@ class _Entry:
         "body",
         "compressible",
         "etag",
-        "expires_at",
         "fresh_until",
         "gz",
         "headers",
@@ -179,7 +171,6 @@ class _Entry:
         # wrote since it was rendered (`writes`).
         self.version: Any = None
         self.fresh_until = float("-inf")
-        self.expires_at = float("inf")  # never served after this (monotonic), whatever the version
         self.writes = -1
         content_type = next((v.decode("latin-1") for k, v in headers
                              if k.lower() == b"content-type"), "")
@@ -224,7 +215,6 @@ class HttpCacheMiddleware:
                  max_bytes: int = 64 * 1024 * 1024,
                  version_due: Callable[[str], bool] | None = None,
                  max_age: Callable[[str], float | None] | None = None,
-                 lifetime: Callable[[str], float | None] | None = None,
                  local_writes: Callable[[], int] | None = None) -> None:
         self.app = app
         self.version = version
@@ -233,9 +223,6 @@ class HttpCacheMiddleware:
         # so kept pages do not all expire in the same instant (a stampede of renders at every
         # refresh was the load test's slowest second); never past a write made by this process.
         self.max_age = max_age
-        # Pages never served older than `lifetime(path)` seconds (a random 50-100% of it),
-        # even at an unchanged version.
-        self.lifetime = lifetime
         self.local_writes = local_writes or (lambda: 0)
         # When reading the version means a round trip (PostgreSQL), it is read in a worker
         # thread, so the event loop keeps serving kept pages meanwhile.
@@ -277,9 +264,9 @@ class HttpCacheMiddleware:
                 key = self._key(scope, path, request_headers)
             if key is not None:
                 hit = self.entries.get(key[:-1])
-                now = time.monotonic()
-                if hit is not None and now < hit.expires_at and (hit.version == key[-1] or (
-                        now < hit.fresh_until and hit.writes == self.local_writes())):
+                if hit is not None and (hit.version == key[-1] or (
+                        time.monotonic() < hit.fresh_until
+                        and hit.writes == self.local_writes())):
                     self.entries.move_to_end(key[:-1])
                     await self._answer(hit, method, request_headers, send)
                     return
@@ -315,9 +302,6 @@ class HttpCacheMiddleware:
                     age = self.max_age(path) if self.max_age is not None else None
                     if age:
                         entry.fresh_until = asked_at + age * random.uniform(0.5, 1.0)
-                    life = self.lifetime(path) if self.lifetime is not None else None
-                    if life:
-                        entry.expires_at = asked_at + life * random.uniform(0.5, 1.0)
                     self._store(key[:-1], entry)
                 await self._answer(entry, method, request_headers, send)
 

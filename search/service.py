@@ -446,12 +446,6 @@ class SearchService:
                             filters=filters)
 
     # -- answers cache ----------------------------------------------------------------------
-    def version_due(self) -> bool:
-        """Whether `index_version` would read the store now (the caller may ask it from a
-        worker thread then)."""
-        _value, writes, when = self._version
-        return writes != self.db.model_writes or time.monotonic() - when >= self.VERSION_TTL
-
     def index_version(self) -> int:
         """How many times a sync changed what answers show: a cached answer is valid until it
         moves. Read at most every VERSION_TTL seconds (at once after a write through this

@@ -209,73 +209,14 @@ def test_a_statistic_that_fell_due_is_recomputed_off_the_request_path(
 
 
 def test_which_pages_follow_the_slower_aggregate_version():
-    from portal.middleware import follows_aggregate, follows_answers
+    from portal.middleware import follows_aggregate
 
     slow = ["/scoreboard", "/late", "/satisfaction", "/api/scoreboard", "/data/late.csv",
-            "/p/1.001193", "/p/1.001193/qr.svg", "/o", "/o/000.00.12.H60"]
+            "/p/1.001193", "/p/1.001193/qr.svg", "/search", "/o", "/o/000.00.12.H60"]
     live = ["/", "/d/000.00.12.H60-250903-0001", "/api/dossiers/x", "/officers",
             "/open311/v2/requests/x.json", "/open311/v2/services.json", "/about", "/data"]
     assert [p for p in slow if not follows_aggregate(p)] == []
     assert [p for p in live if follows_aggregate(p)] == []
-    assert follows_answers("/search") and not follows_aggregate("/search")
-    assert [p for p in slow + live if follows_answers(p)] == []
-
-
-def test_search_pages_follow_the_answers_and_live_no_longer_than_an_answer(
-        sqlite_settings, meili_index, make_system, monkeypatch):
-    """A search page is kept while dossier events move the read models (its answers do not
-    change), rendered again when a sync changes what answers show, and never kept past
-    `SearchService.CACHE_SECONDS` (a reordering by popularity shows then)."""
-    import time
-
-    from search.service import SearchService
-
-    settings = sqlite_settings.with_(**meili_index)
-    system = make_system(settings)
-    busy_month(system.app)
-    system.catch_up()
-    clock = versions(system.db)
-    clock.live_ttl = 0.0
-    system.search.VERSION_TTL = 0.0
-    renders: list[str] = []
-    real = SearchService.search
-
-    async def counted(self, query, *args, **kwargs):
-        renders.append(query)
-        return await real(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(SearchService, "search", counted)
-    with TestClient(app=create_app(settings, system)) as client:
-        def ask() -> None:
-            r = client.get("/search", params={"q": "khai sinh"}, headers={"HX-Request": "true"})
-            assert r.status_code == 200 and "khai sinh" in r.text.lower()
-
-        ask()
-        ask()
-        assert len(renders) == 1  # kept
-        before = clock.live()[0]
-        with system.db.transaction() as cur:  # dossier events: the answers are unchanged
-            cur.execute("UPDATE projection_tracking SET position=position+7"
-                        " WHERE name NOT LIKE 'search:%'")
-        assert clock.live()[0] != before
-        ask()
-        assert len(renders) == 1
-
-        def answers_change() -> None:  # what a sync does when what answers show changed
-            with system.db.transaction() as cur:
-                cur.execute(system.db.q("UPDATE projection_tracking SET position=position+1"
-                                        " WHERE name=?"), (system.search.answers_name,))
-
-        answers_change()
-        ask()
-        assert len(renders) == 2
-        monkeypatch.setattr(SearchService, "CACHE_SECONDS", 0.001)
-        answers_change()
-        ask()  # kept for at most a millisecond
-        assert len(renders) == 3
-        time.sleep(0.01)
-        ask()
-        assert len(renders) == 4
 
 
 def test_version_clock_says_when_asking_would_read_the_store(sqlite_settings, make_system):
