@@ -94,6 +94,9 @@ class BulkWriter:
         self.counter_type = DayCounter
         self._saved = (app._repository, app.keys, app.__dict__.get("save"))
         app._repository = _CachedRepository(app._repository, self.cache)
+        # Its day counters come from `cache` (saves are buffered): OneStop keeping the ones it
+        # saved would only add a query per intake to bring them forward.
+        app._kept_counter = lambda aggregates: None
         app.keys = MemoryApplicantKeys()
         self._save = type(app).save.__get__(app)
         app.save = self._buffer
@@ -119,6 +122,7 @@ class BulkWriter:
         self.flush()
         repository, keys, save = self._saved
         self.app._repository, self.app.keys = repository, keys
+        del self.app._kept_counter
         if save is None:
             del self.app.save
         else:
