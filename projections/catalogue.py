@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from domain.model import Agency, Dossier, Officer, Procedure, procedure_id
+from domain.model import Agency, Dossier, Officer, Procedure, T, procedure_id
 from projections.base import Projection, now_iso
 
 
@@ -63,8 +63,8 @@ class CatalogueProjection(Projection):
     )
 
     def reads(self, topic: str) -> bool:
-        return topic.startswith(("onestop.Agency.", "onestop.Officer.", "onestop.Procedure.")) \
-            or topic == "onestop.Dossier.Received"
+        return topic.startswith((T + "Agency.", T + "Officer.", T + "Procedure.")) \
+            or topic == T + "Dossier.Received"
 
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)

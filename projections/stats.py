@@ -36,6 +36,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from domain.model import T
 from projections.base import Projection
 from projections.feed import event_type, public_record, shared_records
 
@@ -436,7 +437,7 @@ class StatsProjection(Projection):
     )
 
     def reads(self, topic: str) -> bool:
-        return topic.startswith(("onestop.Dossier.", "onestop.Agency.", "onestop.Procedure."))
+        return topic.startswith((T + "Dossier.", T + "Agency.", T + "Procedure."))
 
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.calendar import vn_iso
-from domain.model import Dossier
+from domain.model import Dossier, T
 from projections.base import Projection
 
 CLOSED_STATUSES = ("processed", "returned", "refused", "stopped", "withdrawn")
@@ -83,7 +83,7 @@ class TrackerProjection(Projection):
                "return_channel", "ended_at", "rated", "last_position")
 
     def reads(self, topic: str) -> bool:
-        return topic.startswith("onestop.Dossier.")
+        return topic.startswith(T + "Dossier.")
 
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
