@@ -43,6 +43,7 @@ from domain.model import T
 from projections.base import Projection, ProjectionFailed, Runner, now_iso
 from projections.db import ReadDB, SQLiteReadDB
 from projections.fastread import FastReader
+from projections.gctune import fewer_collections
 from projections.queries import SNAPSHOTS_DDL
 
 SHADOW = "rb_"
@@ -177,7 +178,7 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
     if parts > 1 and stop is None:
         stop = head  # every partition of a projection ends at the same position
     goal = stop if stop is not None else head
-    with _bulk_session(db):
+    with _bulk_session(db), fewer_collections():
         events = _run_partitions(runner, factory, parts, stop,
                                  (lambda n: progress(n, goal)) if progress else None)
     if db.dialect != "sqlite":
