@@ -95,8 +95,18 @@ VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 _VN_FIXED = timezone(timedelta(hours=7))
 
 
+# Instants whose `vn_iso` text is known already: a reader that decoded a datetime from text of
+# exactly that form (a rebuild's `projections.fastread`) files it here, and clears it. Equal
+# datetimes are the same instant, and vn_iso's text depends on the instant alone.
+KNOWN_VN_ISO: dict[datetime, str] = {}
+_known = KNOWN_VN_ISO.get
+
+
 def vn_iso(at: datetime) -> str:
     """`at` in Viet Nam's local time, ISO 8601 to the second ("2025-09-03T17:00:00+07:00")."""
+    text = _known(at)
+    if text is not None:
+        return text
     if at.year >= 1976:
         return at.astimezone(_VN_FIXED).isoformat(timespec="seconds")
     return at.astimezone(VN_TZ).isoformat(timespec="seconds")

@@ -31,6 +31,8 @@ import msgspec
 from eventsourcing.persistence import JSONTranscoder
 from eventsourcing.utils import resolve_topic
 
+from domain.calendar import KNOWN_VN_ISO
+
 _set = object.__setattr__
 _new_uuid = UUID.__new__
 _UNKNOWN = SafeUUID.unknown
@@ -76,7 +78,18 @@ class FastReader:
             names = dict(transcoder.names)
             decoders = {name: t.decode for name, t in names.items()}
             if "datetime_iso" in decoders:
-                decoders["datetime_iso"] = datetime.fromisoformat
+                parse = datetime.fromisoformat
+                known = KNOWN_VN_ISO
+
+                def datetime_iso(text: str) -> datetime:
+                    # Acts are stored in vn_iso's own form: projections that write them back
+                    # as local text (`domain.calendar.vn_iso`) find it instead of formatting.
+                    at = parse(text)
+                    if len(text) == 25 and text.endswith("+07:00") and text >= "1976":
+                        known[at] = text
+                    return at
+
+                decoders["datetime_iso"] = datetime_iso
 
             def hook(d: dict[str, Any]) -> Any:
                 # The library's rule: a two-key object with _type_ and _data_ is a transcoding.
@@ -185,6 +198,7 @@ class FastReader:
 
     def read(self, start: int, limit: int, stop: int | None = None) -> list[tuple[int, Any]]:
         """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive."""
+        KNOWN_VN_ISO.clear()  # the texts of the last batch's times (memory stays bounded)
         decode = self.decode
         return [(r[0], decode(r[1], r[2], r[3], r[4])) for r in self._rows(start, limit, stop)]
 
@@ -194,6 +208,7 @@ class FastReader:
         """Like `read`, decoding only the rows `wanted(originator_id, topic)` marks (1, or 2
         for "foreign": returned, and their positions listed apart). Also the position and
         record time of the last row read (None: no row)."""
+        KNOWN_VN_ISO.clear()
         rows = self._rows(start, limit, stop)
         if not rows:
             return None

@@ -10,7 +10,7 @@ from typing import Any
 
 from eventsourcing.cryptography import AESCipher
 
-from domain.calendar import VN_TZ
+from domain.calendar import KNOWN_VN_ISO, VN_TZ, vn_iso
 from domain.demo import DemoData, Generator, seed_reference
 from portal.commands.bench import run_interleaved
 from projections.fastread import FastReader, IdUUID
@@ -52,6 +52,24 @@ def test_fast_reader_decodes_the_same_events_as_the_mapper(backend_settings, mak
         assert isinstance(fast[0][1].originator_id, IdUUID)
     # Pages: after a position, up to a stop.
     assert [p for p, _ in reader.read(3, 4, stop=5)] == [4, 5]
+
+
+def test_times_read_from_the_log_keep_their_local_text(sqlite_settings, make_system):
+    system = make_system(sqlite_settings)
+    scenario(system.app)
+    reader = FastReader(system.app)
+    fast = reader.read(0, system.runner.head() + 10)
+    times = [v for _, ev in fast for v in ev.__dict__.values() if isinstance(v, datetime)]
+    known = dict(KNOWN_VN_ISO)
+    assert known and set(known) <= set(times)
+    for at in times:  # the text vn_iso finds is the one it would compute
+        KNOWN_VN_ISO.clear()
+        computed = vn_iso(at)
+        KNOWN_VN_ISO.update(known)
+        assert vn_iso(at) == computed
+    # The next page clears the last one's texts.
+    reader.read(system.runner.head() + 10, 10)
+    assert not KNOWN_VN_ISO
 
 
 def test_fast_reader_on_an_encrypted_store(sqlite_settings, make_system):
