@@ -430,6 +430,9 @@ def _rebuild_report(result: Any, cpu: float, batch: int, workers: int) -> dict[s
             "events_per_second": round(result.events_per_second),
             # after the swap: dropping the replaced tables (SQLite); CPU seconds include it
             "cleanup_seconds": round(result.cleanup_seconds, 3),
+            # part of `seconds`: after the last partition, the secondary indexes built and the tables
+            # swapped in (one process)
+            "swap_seconds": round(result.swap_seconds, 3),
             "cpu_seconds": round(cpu, 3),
             "events_per_cpu_second": round(result.events / cpu) if cpu else None,
             "batch_size": batch, "workers": workers}

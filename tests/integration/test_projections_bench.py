@@ -35,6 +35,7 @@ def check(report: dict, workers: int = 2) -> None:
     assert outbox["projections"] == ["national_outbox"] and outbox["events"] == gen["events"]
     assert report["rebuild"]["cpu_seconds"] > 0 and report["rebuild"]["workers"] == workers
     assert report["rebuild"]["events_per_second"] > 0 and report["rebuild_to_raw_ratio"] > 0
+    assert 0 < report["rebuild"]["swap_seconds"] < report["rebuild"]["seconds"]
     for mode in ("worker", "in_process"):
         lag = report["live_lag"][mode]
         assert lag["samples"] == 3 and 0 <= lag["p50_ms"] <= lag["p99_ms"]
