@@ -43,7 +43,7 @@ class Settings:
     min_group_size: int = 5
     # Statistics (scoreboard, late lists, satisfaction) are recomputed at most this often while
     # other processes write; writes made by this process refresh them at once.
-    stats_refresh_seconds: float = 10.0
+    stats_refresh_seconds: float = 60.0
     # Projection runner.
     projection_batch_size: int = 1000
     projection_poll_interval: float = 0.5
