@@ -35,7 +35,7 @@ from portal.middleware import (
     LanguageMiddleware,
     LookupRateLimit,
     RejectControlCharacters,
-    follows_aggregate,
+    kept_for,
 )
 from portal.settings import ROOT, Settings
 from portal.system import System, build_system
@@ -252,7 +252,7 @@ def create_app(settings: Settings, system: System | None = None, *,
             # What a public page depends on: the read models' version; statistics and
             # catalogue pages may be kept longer (`max_age`).
             app.asgi_handler, version=lambda path: clock.live(), version_due=due,
-            max_age=lambda path: clock.aggregate_ttl if follows_aggregate(path) else None,
+            max_age=lambda path: kept_for(path, clock.aggregate_ttl),
             local_writes=lambda: sys_.db.model_writes),
         per_minute=lookups_per_minute(settings), prefixes=RATE_LIMITED_PREFIXES)
     return app

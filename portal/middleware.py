@@ -141,6 +141,19 @@ def follows_aggregate(path: str) -> bool:
     return path.startswith(AGGREGATE_PREFIXES) or path == "/o"
 
 
+# Search pages are kept at most this long, however long the statistics are: the answers they
+# show change with every procedure published or amended, and while Meilisearch is down a page
+# kept from before the outage should soon give way to the SQL fallback's answer.
+SEARCH_PAGE_SECONDS = 10.0
+
+
+def kept_for(path: str, aggregate_ttl: float) -> float | None:
+    """How long a page may be kept while the read models move under it (None: not at all)."""
+    if not follows_aggregate(path):
+        return None
+    return min(aggregate_ttl, SEARCH_PAGE_SECONDS) if path.startswith("/search") else aggregate_ttl
+
+
 class _Entry:
     """A response kept or about to be sent, with its two header sets prepared once."""
 
