@@ -52,6 +52,12 @@ SHADOW = "rb_"
 REBUILD_BATCH = 10_000
 # SQLite page cache of the rebuilding connection (KiB), restored afterwards.
 REBUILD_CACHE_KIB = 131_072
+# Pages the write-ahead log of a rebuilding connection may hold before it is checkpointed (the
+# default is 1,000: nearly every batch's commit). Pages written again and again (the ends of
+# the append-only tables, index interior pages, the tracking rows) are copied back once per
+# checkpoint, not once per commit: on the 100k-dossier store, two workers, 37.1-44.8 s against
+# 41.5-47.7 s in four interleaved pairs. Restored afterwards.
+REBUILD_WAL_PAGES = 20_000
 # Projections that hold delivery state besides what the log says; never rebuilt unless named.
 # (Kept here until they declare `rebuildable = False` themselves.)
 NOT_BY_DEFAULT = {"national_outbox"}
@@ -332,6 +338,7 @@ def _run_partitions(runner: RebuildRunner, factory: Callable[[str], Sequence[Pro
                     assert child.reader is not None
                     child.reader.detach()
                     child.db.fetchall(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}")
+                    child.db.fetchall(f"PRAGMA wal_autocheckpoint={REBUILD_WAL_PAGES}")
                     child.catch_up(stop=stop)
                     code = 0
                 except BaseException:
@@ -387,16 +394,20 @@ def _slowest(db: ReadDB, names: Sequence[str]) -> int:
 
 @contextmanager
 def _bulk_session(db: ReadDB) -> Iterator[None]:
-    """A larger page cache for the rebuilding SQLite connection while it runs."""
+    """A larger page cache and rarer checkpoints for the rebuilding SQLite connection while it
+    runs."""
     if db.dialect != "sqlite":
         yield
         return
     before = db.scalar("PRAGMA cache_size")
+    wal_before = db.scalar("PRAGMA wal_autocheckpoint")
     db.fetchall(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}")
+    db.fetchall(f"PRAGMA wal_autocheckpoint={REBUILD_WAL_PAGES}")
     try:
         yield
     finally:
         db.fetchall(f"PRAGMA cache_size={int(before)}")
+        db.fetchall(f"PRAGMA wal_autocheckpoint={int(wal_before)}")
 
 
 def _indexes(db: ReadDB, cur: Any, table: str) -> list[str]:

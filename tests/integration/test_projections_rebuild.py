@@ -127,3 +127,16 @@ def test_as_of_record_time_and_position(backend_settings, make_system):
     by_pos = rebuild(system.app, system.db, public_projections, position=head_then)
     assert by_pos.prefix == f"asof_p{head_then}_"
     assert dump(system.db, by_pos.prefix) == dump(system.db, snap.prefix)
+
+
+def test_the_rebuilding_connection_gets_its_settings_back(tmp_path):
+    from projections.db import SQLiteReadDB
+    from projections.rebuild import REBUILD_CACHE_KIB, REBUILD_WAL_PAGES, _bulk_session
+
+    db = SQLiteReadDB(tmp_path / "read.sqlite")
+    before = (db.scalar("PRAGMA cache_size"), db.scalar("PRAGMA wal_autocheckpoint"))
+    with _bulk_session(db):
+        assert db.scalar("PRAGMA cache_size") == -REBUILD_CACHE_KIB
+        assert db.scalar("PRAGMA wal_autocheckpoint") == REBUILD_WAL_PAGES
+    assert (db.scalar("PRAGMA cache_size"), db.scalar("PRAGMA wal_autocheckpoint")) == before
+    db.close()
