@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from domain.calendar import VN_TZ, vn_iso
@@ -289,16 +290,12 @@ REFERENCE_TOPICS = (T + "Agency.", T + "Officer.", T + "Procedure.")
 # It takes that much less of the dossiers, so that the partitions end together.
 FIRST_EXTRA = 0.18
 _SPAN = 1 << 32
-_FIRST_CUTS: dict[int, int] = {}
 
 
+@cache
 def first_cut(parts: int) -> int:
     """Ids whose first 32 bits are below this go to the first partition (see FIRST_EXTRA)."""
-    cut = _FIRST_CUTS.get(parts)
-    if cut is None:
-        share = max((1 - FIRST_EXTRA * (parts - 1)) / parts, 0.1 / parts)
-        cut = _FIRST_CUTS[parts] = int(share * _SPAN)
-    return cut
+    return int(max((1 - FIRST_EXTRA * (parts - 1)) / parts, 0.1 / parts) * _SPAN)
 
 
 def partition_of(originator_id: Any, parts: int) -> int:
@@ -337,9 +334,8 @@ def _run_partitions(runner: RebuildRunner, factory: Callable[[str], Sequence[Pro
                                           event_filter=runner.event_filter, indexes=False)
                     assert child.reader is not None
                     child.reader.detach()
-                    child.db.fetchall(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}")
-                    child.db.fetchall(f"PRAGMA wal_autocheckpoint={REBUILD_WAL_PAGES}")
-                    child.catch_up(stop=stop)
+                    with _bulk_session(child.db):
+                        child.catch_up(stop=stop)
                     code = 0
                 except BaseException:
                     traceback.print_exc()
