@@ -176,54 +176,95 @@ class FastReader:
         _set(ev, "__dict__", event_state)
         return ev
 
-    def _rows(self, start: int, limit: int, stop: int | None) -> Sequence[Any]:
-        """Stored rows (position, originator_id, version, topic, state) after `start`."""
+    def _select(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        if self._own is not None:
+            return self._own.execute(sql, params).fetchall()
+        with self.recorder.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return c.fetchall()
+
+    def _rows(self, start: int, limit: int, stop: int | None,
+              topics: Sequence[str] | None = None) -> Sequence[Any]:
+        """Stored rows (position, originator_id, version, topic, state) after `start` (only of
+        `topics` when given: SQLite only)."""
         if self._sqlite_table is not None:
             sql = (f"SELECT rowid, originator_id, originator_version, topic, state FROM"
                    f" {self._sqlite_table} WHERE rowid>?")
-            params: list[int] = [start]
+            params: list[Any] = [start]
             if stop is not None:
                 sql += " AND rowid<=?"
                 params.append(stop)
+            if topics is not None:
+                sql += f" AND topic IN ({','.join('?' for _ in topics)})"
+                params.extend(topics)
             sql += " ORDER BY rowid LIMIT ?"
             params.append(limit)
-            if self._own is not None:
-                return self._own.execute(sql, params).fetchall()
-            with self.recorder.datastore.transaction(commit=False) as c:
-                c.execute(sql, params)
-                return c.fetchall()
+            return self._select(sql, params)
+        if topics is not None:
+            raise ValueError("reading by topic needs the SQLite event store")
         return [(n.id, n.originator_id, n.originator_version, n.topic, n.state)
                 for n in self.recorder.select_notifications(
                     start=start, limit=limit, stop=stop, inclusive_of_start=False)]
 
-    def read(self, start: int, limit: int, stop: int | None = None) -> list[tuple[int, Any]]:
-        """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive."""
+    def topics(self) -> list[str]:
+        """Every topic stored (SQLite: one scan of the table, in C)."""
+        assert self._sqlite_table is not None
+        return sorted(r[0] for r in self._select(
+            f"SELECT DISTINCT topic FROM {self._sqlite_table}", ()))
+
+    def read(self, start: int, limit: int, stop: int | None = None,
+             topics: Sequence[str] | None = None) -> list[tuple[int, Any]]:
+        """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive
+        (only of `topics` when given: SQLite only)."""
         KNOWN_VN_ISO.clear()  # the texts of the last batch's times (memory stays bounded)
         decode = self.decode
-        return [(r[0], decode(r[1], r[2], r[3], r[4])) for r in self._rows(start, limit, stop)]
+        return [(r[0], decode(r[1], r[2], r[3], r[4]))
+                for r in self._rows(start, limit, stop, topics)]
 
-    def read_some(self, start: int, limit: int, stop: int | None,
-                  wanted: Callable[[Any, str], int]
-                  ) -> tuple[list[tuple[int, Any]], set[int], int, datetime] | None:
-        """Like `read`, decoding only the rows `wanted(originator_id, topic)` marks (1, or 2
-        for "foreign": returned, and their positions listed apart). Also the position and
-        record time of the last row read (None: no row)."""
+    def event_at(self, position: int) -> Any | None:
+        """The event stored at a position (None: none there)."""
+        found = self.read(position - 1, 1, position) if position > 0 else []
+        return found[0][1] if found else None
+
+    def by_aggregate(self) -> bool:
+        """Whether `read_aggregates` can read this store (SQLite: its primary key index is
+        (originator_id, originator_version))."""
+        return self._sqlite_table is not None and self._decode_json is not None
+
+    def read_aggregates(self, after: tuple[str, int] | None, low: str | None,
+                        high: str | None, limit: int, stop: int | None,
+                        wanted: Callable[[str], bool]
+                        ) -> tuple[list[tuple[int, Any]], tuple[str, int], int] | None:
+        """The stored events in aggregate order (by originator id, then version), with
+        positions up to `stop`, of the aggregates whose id text is in [`low`, `high`) (None:
+        unbounded), after the (originator id, version) `after`; at most `limit` rows read,
+        decoded only where `wanted(topic)`. Returns the events (position, event), the key of
+        the last row read (the next page's `after`) and the number of rows read; None when
+        no row is left."""
+        assert self._sqlite_table is not None
         KNOWN_VN_ISO.clear()
-        rows = self._rows(start, limit, stop)
+        where: list[str] = []
+        params: list[Any] = []
+        if after is not None:
+            where.append("(originator_id, originator_version) > (?, ?)")
+            params.extend(after)
+        elif low is not None:
+            where.append("originator_id >= ?")
+            params.append(low)
+        if high is not None:
+            where.append("originator_id < ?")
+            params.append(high)
+        if stop is not None:
+            where.append("rowid <= ?")
+            params.append(stop)
+        sql = (f"SELECT rowid, originator_id, originator_version, topic, state FROM"
+               f" {self._sqlite_table}" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY originator_id, originator_version LIMIT ?")
+        params.append(limit)
+        rows = self._select(sql, params)
         if not rows:
             return None
         decode = self.decode
-        events: list[tuple[int, Any]] = []
-        foreign: set[int] = set()
-        for r in rows:
-            mark = wanted(r[1], r[3])
-            if mark:
-                events.append((r[0], decode(r[1], r[2], r[3], r[4])))
-                if mark == 2:
-                    foreign.add(r[0])
+        events = [(r[0], decode(r[1], r[2], r[3], r[4])) for r in rows if wanted(r[3])]
         last = rows[-1]
-        if events and events[-1][0] == last[0]:
-            last_event = events[-1][1]
-        else:
-            last_event = decode(last[1], last[2], last[3], last[4])
-        return events, foreign, last[0], last_event.timestamp
+        return events, (last[1], last[2]), len(rows)

@@ -37,11 +37,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
 from domain.calendar import VN_TZ, vn_iso
-from domain.model import T
-from projections.base import Projection, ProjectionFailed, Runner, now_iso
+from projections.base import Projection, ProjectionFailed, Runner, log, now_iso
 from projections.db import ReadDB, SQLiteReadDB
 from projections.fastread import FastReader
 from projections.gctune import fewer_collections
@@ -183,14 +183,17 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
     # by the swap on SQLite, which cannot rename indexes; just before it on PostgreSQL).
     runner = RebuildRunner(app, db, shadows, batch_size=batch_size, event_filter=event_filter,
                            indexes=False)
-    parts = workers if workers > 1 and runner.can_fork(db) and any(
-        p.partitioned for p in shadows) else 1
-    if parts > 1 and stop is None:
-        stop = head  # every partition of a projection ends at the same position
+    parts = workers if workers > 1 and runner.can_fork(db) else 1
     goal = stop if stop is not None else head
+    by_aggregate = runner.by_aggregate()
+    if by_aggregate and stop is None:
+        stop = head  # every partition of a projection ends at the same position
+    bar = (lambda n: progress(n, goal)) if progress else None
     with _bulk_session(db), fewer_collections():
-        events = _run_partitions(runner, factory, parts, stop,
-                                 (lambda n: progress(n, goal)) if progress else None)
+        if by_aggregate:
+            events = _run_by_aggregate(runner, factory, parts, stop, bar)
+        else:
+            events = runner.catch_up(stop=stop, progress=bar)
     swapping = time.perf_counter()
     if db.dialect != "sqlite":
         with db.transaction() as cur:
@@ -221,101 +224,155 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
 class RebuildRunner(Runner):
     """The runner of a rebuild: reads the log with `FastReader` when the store allows it.
 
-    `part=(k, n)`: partition k of n (see `partition_of`). It decodes only the events its
-    projections read of its own aggregates, and, for the projections that are not
-    partitioned (first partition only), every event they read."""
+    `topics`: read in log order only the stored events of these topics (SQLite), for the
+    projections that are not partitioned; `replay_aggregates` feeds the others."""
 
     def __init__(self, app: Any, db: ReadDB, projections: Sequence[Projection],
-                 part: tuple[int, int] | None = None, **kwargs: Any) -> None:
+                 topics: Sequence[str] | None = None, **kwargs: Any) -> None:
         super().__init__(app, db, projections, **kwargs)
         reader = FastReader(app)
         self.reader = reader if reader.usable() else None
         self.prepare_outside = True
-        self.part = part
-        self._foreign: set[int] = set()
-        self._marks: dict[str, tuple[bool, int, int]] = {}  # topic -> (reference, own, other)
+        self.topics = topics
 
     def read(self, start: int, stop: int | None) -> list[tuple[int, Any]]:
         if self.reader is None:
             return super().read(start, stop)
         return self.reader.read(start, self.batch_size, stop)
 
-    def _mark(self, topic: str) -> tuple[bool, int, int]:
-        """Whether the topic is reference data; the mark of an own event of it (1 if a
-        projection here reads it, else 0) and of another partition's (2 if a projection here
-        that is not partitioned reads it, else 0)."""
-        own = 1 if any(p.reads(topic) for p in self.projections) else 0
-        other = 2 if any(p.reads(topic) for p in self.projections if not p.partitioned) else 0
-        found = self._marks[topic] = (topic.startswith(REFERENCE_TOPICS), own, other)
-        return found
-
     def read_batch(self, start: int, stop: int | None
                    ) -> tuple[list[tuple[int, Any]], int, datetime | None] | None:
-        if self.part is None or self.reader is None:
+        if self.topics is None or self.reader is None or stop is None:
             return super().read_batch(start, stop)
-        k, n = self.part
-        marks = self._marks
-        mark = self._mark
-
-        def wanted(originator_id: Any, topic: str) -> int:
-            reference, own, other = marks.get(topic) or mark(topic)
-            if (0 if reference else partition_of(originator_id, n)) == k:
-                return own
-            return other if k == 0 else 0
-
-        found = self.reader.read_some(start, self.batch_size, stop, wanted)
-        if found is None:
+        if start >= stop:
             return None
-        events, self._foreign, last, last_time = found
-        return events, last, last_time
+        events = self.reader.read(start, self.batch_size, stop, topics=self.topics)
+        if len(events) == self.batch_size:
+            return events, events[-1][0], events[-1][1].timestamp
+        # No event of these topics is left up to `stop`: the tracking row goes there.
+        last = self.reader.event_at(stop)
+        return events, stop, getattr(last, "timestamp", None)
+
+    def by_aggregate(self) -> bool:
+        """Whether this store can be replayed in aggregate order (`replay_aggregates`)."""
+        return self.reader is not None and self.reader.by_aggregate()
+
+    def replay_aggregates(self, low: str | None, high: str | None, stop: int,
+                          counted: Callable[[int], None] | None = None) -> int:
+        """Feed the projections, all partitioned, the events up to `stop` of the aggregates
+        whose id is in [`low`, `high`), aggregate after aggregate (each one's events in
+        order), one transaction per batch; then set their tracking rows to `stop`. Returns
+        the number of stored events read.
+
+        Each projection's state is per aggregate, or counts that add up (`partitioned`), so
+        the order of the aggregates does not change what it writes; a dossier's events come
+        together, so its rows are read and written about once, not once for each batch its
+        events fall in, as in log order."""
+        assert self.reader is not None and all(p.partitioned for p in self.projections)
+        reads: dict[str, bool] = {}
+        projections = self.projections
+
+        def wanted(topic: str) -> bool:
+            found = reads.get(topic)
+            if found is None:
+                found = reads[topic] = any(p.reads(topic) for p in projections)
+            return found
+
+        after: tuple[str, int] | None = None
+        total = 0
+        while True:
+            page = self.reader.read_aggregates(after, low, high, self.batch_size, stop, wanted)
+            if page is None:
+                break
+            events, after, rows = page
+            if self.event_filter is not None:
+                events = [(pos, ev) for pos, ev in events if self.event_filter(ev)]
+            self._apply_all(events)
+            total += rows
+            if counted is not None:
+                counted(total)
+        last = self.reader.event_at(stop)
+        last_time = getattr(last, "timestamp", None)
+        with self.db.transaction() as cur:
+            for p in projections:
+                cur.execute(self.db.q(
+                    "UPDATE projection_tracking SET position=?, event_time=?, updated_at=?,"
+                    " error=NULL WHERE name=?"),
+                    (stop, last_time.isoformat() if last_time else None, now_iso(),
+                     p.tracking_name))
+        return total
+
+    def _apply_all(self, events: list[tuple[int, Any]]) -> None:
+        """One batch to every projection, in one transaction (a failed rebuild is dropped
+        whole: nothing here is resumed from a tracking row)."""
+        shared: dict[str, Any] = {}
+        current = None
+        try:
+            with self.db.reading() as rcur:
+                for current in self.projections:
+                    current.shared = shared
+                    current.prepare(rcur, events)
+            with self.db.transaction() as cur:
+                for current in self.projections:
+                    current.apply_batch(cur, events)
+        except Exception as e:
+            assert current is not None
+            first = events[0][0] if events else None
+            msg = f"{type(e).__name__}: {e}"
+            log.error("rebuild of %s stopped in the batch from position %s: %s",
+                      current.tracking_name, first, msg)
+            raise ProjectionFailed(f"{current.tracking_name}: {msg}") from e
+        self.db.models_changed()
 
     def can_fork(self, db: ReadDB) -> bool:
         return (hasattr(os, "fork") and isinstance(db, SQLiteReadDB)
                 and self.reader is not None and self.reader.sqlite_file() is not None)
 
-    def select(self, p: Projection, events: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
-        if not self._foreign or not p.partitioned:
-            return events
-        foreign = self._foreign
-        return [(pos, ev) for pos, ev in events if pos not in foreign]
 
-
-# Events of the reference data (agencies, officers, procedures): the first partition's.
-REFERENCE_TOPICS = (T + "Agency.", T + "Officer.", T + "Procedure.")
-
-
-# The first partition also feeds the reference data and the projections that are not
-# partitioned (the catalogue reads every reception): extra work worth about 18% of all the
-# dossiers' own (100k-dossier store, 2 workers: 42 against 31 CPU-seconds with equal shares).
-# It takes that much less of the dossiers, so that the partitions end together.
+# The first partition also feeds, in log order, the projections that are not partitioned (the
+# catalogue), then swaps the tables in: extra work worth about FIRST_EXTRA of all the
+# aggregates' own. It takes that much less of the aggregates, so that the partitions end
+# together.
 FIRST_EXTRA = 0.18
 _SPAN = 1 << 32
 
 
 @cache
-def first_cut(parts: int) -> int:
-    """Ids whose first 32 bits are below this go to the first partition (see FIRST_EXTRA)."""
-    return int(max((1 - FIRST_EXTRA * (parts - 1)) / parts, 0.1 / parts) * _SPAN)
-
-
-def partition_of(originator_id: Any, parts: int) -> int:
-    """The rebuild partition of an aggregate, by its id's first 32 bits: below `first_cut`, the
-    first; the rest split evenly among the others."""
+def aggregate_bounds(parts: int) -> tuple[str | None, ...]:
+    """Where each partition's aggregates start, as id text (None: the first's start and the
+    last's end): partition k replays the aggregates whose id is in [bounds[k], bounds[k + 1]).
+    Ids are random, so the first 32 bits split them: the first partition takes a share of
+    (1 - FIRST_EXTRA * (parts - 1)) / parts, the others the rest in equal parts."""
     if parts == 1:
-        return 0
-    text = originator_id if isinstance(originator_id, str) else str(originator_id)
-    h, cut = int(text[:8], 16), first_cut(parts)
-    return 0 if h < cut else 1 + (h - cut) * (parts - 1) // (_SPAN - cut)
+        return (None, None)
+    cut = int(max((1 - FIRST_EXTRA * (parts - 1)) / parts, 0.1 / parts) * _SPAN)
+    starts = [cut + (k - 1) * (_SPAN - cut) // (parts - 1) for k in range(1, parts)]
+    return (None, *(f"{h:08x}" for h in starts), None)
 
 
-def _run_partitions(runner: RebuildRunner, factory: Callable[[str], Sequence[Projection]],
-                    parts: int, stop: int | None, progress: Callable[[int], None] | None) -> int:
-    """Feed partition 0 here (every projection) and each other partition of the partitioned
-    projections in a forked child process of its own (own connections, own tracking rows
-    `<name>#k`), all into the same shadow tables."""
-    if parts == 1:
-        return runner.catch_up(stop=stop, progress=progress)
-    names = [p.name for p in runner.projections if p.partitioned]
+def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[Projection]],
+                      parts: int, stop: int | None, progress: Callable[[int], None] | None
+                      ) -> int:
+    """The SQLite rebuild: the projections that are not partitioned are fed in log order here
+    (decoding only the events they read); the partitioned ones in aggregate order
+    (`RebuildRunner.replay_aggregates`), partition 0 here after them, and each other partition
+    in a forked child process of its own (own connections, own tracking rows `<name>#k`), all
+    into the same shadow tables."""
+    assert stop is not None
+    ordered = [p for p in runner.projections if not p.partitioned]
+    spread = [p for p in runner.projections if p.partitioned]
+    if not spread:
+        parts = 1
+    bounds = aggregate_bounds(parts)
+    # Rows read by each partition, in memory shared with the forked children: the bar.
+    read = RawArray("q", parts)
+
+    def report(k: int, n: int) -> None:
+        read[k] = n
+        if progress is not None:
+            progress(sum(read))
+
+    names = [p.name for p in spread]
     children: dict[int, list[str]] = {}
     done = False
     try:
@@ -330,62 +387,56 @@ def _run_partitions(runner: RebuildRunner, factory: Callable[[str], Sequence[Pro
                     db = runner.db
                     assert isinstance(db, SQLiteReadDB)
                     child = RebuildRunner(runner.app, SQLiteReadDB(db.path), mine,
-                                          part=(k, parts), batch_size=runner.batch_size,
+                                          batch_size=runner.batch_size,
                                           event_filter=runner.event_filter, indexes=False)
                     assert child.reader is not None
                     child.reader.detach()
                     with _bulk_session(child.db):
-                        child.catch_up(stop=stop)
+                        child.replay_aggregates(bounds[k], bounds[k + 1], stop,
+                                                lambda n, k=k: report(k, n))
                     code = 0
                 except BaseException:
                     traceback.print_exc()
                 finally:
                     os._exit(code)
             children[pid] = [p.tracking_name for p in mine]
-        first = RebuildRunner(runner.app, runner.db, runner.projections, part=(0, parts),
-                              batch_size=runner.batch_size, event_filter=runner.event_filter,
-                              indexes=False)
-        others = [name for names in children.values() for name in names]
-
-        def everyone(done: int) -> None:
-            # The bar shows the slowest partition: the others' positions are in their rows.
-            if progress is not None:
-                progress(min(done, _slowest(runner.db, others)))
-
-        events = first.catch_up(stop=stop, progress=everyone)
+        if ordered:  # reading only the topics they read (the catalogue: about 1 in 8)
+            assert runner.reader is not None
+            topics = [t for t in runner.reader.topics()
+                      if any(p.reads(t) for p in ordered)]
+            first = RebuildRunner(runner.app, runner.db, ordered, topics=topics,
+                                  batch_size=runner.batch_size,
+                                  event_filter=runner.event_filter, indexes=False)
+            first.catch_up(stop=stop, progress=None if spread else progress)
+        if spread:
+            lead = RebuildRunner(runner.app, runner.db, spread, batch_size=runner.batch_size,
+                                 event_filter=runner.event_filter, indexes=False)
+            lead.replay_aggregates(bounds[0], bounds[1], stop, lambda n: report(0, n))
         failed = []
         while children:
-            for pid, names in list(children.items()):
+            for pid, tracked in list(children.items()):
                 found, status = os.waitpid(pid, os.WNOHANG)
                 if found == 0:
                     continue
                 del children[pid]
                 if os.waitstatus_to_exitcode(status) != 0:
-                    failed.extend(names)
+                    failed.extend(tracked)
             if children:
-                everyone(events)
+                if progress is not None:
+                    progress(sum(read))
                 time.sleep(0.2)
-        if not failed:
-            everyone(events)
         if failed:
             raise ProjectionFailed(f"rebuild worker for {', '.join(failed)} failed (its error"
-                                   " is on stderr and in projection_tracking)")
+                                   " is on stderr)")
+        if progress is not None and spread:
+            progress(sum(read))
         done = True
-        return events
+        return stop
     finally:
         if not done:
             for pid in children:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-
-
-def _slowest(db: ReadDB, names: Sequence[str]) -> int:
-    """The lowest position among these tracking rows (0 while one has none yet)."""
-    if not names:
-        return 0
-    rows = db.fetchall(db.q(f"SELECT position FROM projection_tracking WHERE name IN"
-                            f" ({','.join('?' for _ in names)})"), list(names))
-    return min((int(r["position"]) for r in rows), default=0) if len(rows) == len(names) else 0
 
 
 @contextmanager

@@ -12,9 +12,10 @@ from eventsourcing.cryptography import AESCipher
 
 from domain.calendar import KNOWN_VN_ISO, VN_TZ, vn_iso
 from domain.demo import DemoData, Generator, seed_reference
+from domain.model import T
 from portal.commands.bench import run_interleaved
 from projections.fastread import FastReader, IdUUID
-from projections.rebuild import RebuildRunner, partition_of, rebuild
+from projections.rebuild import RebuildRunner, aggregate_bounds, rebuild
 from projections.registry import public_projections
 from tests.integration.test_projections_rebuild import dump
 from tests.integration.test_projections_stats import scenario
@@ -89,45 +90,62 @@ def test_fast_reader_on_an_encrypted_store(sqlite_settings, make_system):
     assert dump(system.db, "asof_enc_") == dump(system.db)
 
 
-def test_rebuild_partitions_decode_their_own_dossiers_and_the_first_the_reference_data(
+def test_aggregate_order_reads_each_partition_s_own_aggregates_whole_and_in_order(
         sqlite_settings, make_system):
-    """Partition k of n decodes the events of its own dossiers that its projections read;
-    the first also the reference data, and every event the catalogue (not partitioned:
-    usage buckets follow every intake in log order) reads, which the others are not fed."""
+    """A partition's pages hold the events of the aggregates in its id range, each
+    aggregate's together and in version order; the partitions' events are the log's, each
+    once; a stop position and the topics wanted are honoured."""
     system = make_system(sqlite_settings)
     interleaved_province(system.app, 40)
     head = system.runner.head()
-    shadows = public_projections("rbt_")
-    spread = [p for p in shadows if p.name in ("tracker", "feed", "stats")]
-    catalogue = next(p for p in shadows if p.name == "catalogue")
-    seen: dict[int, list[tuple[int, object]]] = {}
-    for k, mine in ((0, [*spread, catalogue]), (1, spread)):
-        runner = RebuildRunner(system.app, system.db, mine, part=(k, 2), batch_size=head)
-        events, last, last_time = runner.read_batch(0, None)
-        assert last == head and last_time is not None
-        seen[k] = events
-        for pos, ev in events:
-            kind = type(ev).__qualname__
-            owner = 0 if kind.split(".")[0] in ("Agency", "Officer", "Procedure") else \
-                partition_of(ev.originator_id, 2)
-            if owner != k:  # another partition's: for the catalogue only, marked foreign
-                assert k == 0 and kind == "Dossier.Received" and pos in runner._foreign, kind
-        fed = runner.select(spread[0], events)
-        assert not any(pos in runner._foreign for pos, _ in fed)
-        if k == 0:
-            assert runner._foreign and runner.select(catalogue, events) is events
-            foreign = set(runner._foreign)
-    kinds = [{type(ev).__qualname__.split(".")[0] for _, ev in seen[k]} for k in (0, 1)]
-    assert {"Agency", "Officer", "Procedure", "Dossier"} <= kinds[0]
-    assert "Dossier" in kinds[1] and not kinds[1] & {"Agency", "Officer", "Procedure"}
-    # The feed reads every event: each position is fed to exactly one partition.
-    own = [{pos for pos, _ in seen[0] if pos not in foreign}, {pos for pos, _ in seen[1]}]
-    assert not own[0] & own[1] and own[0] | own[1] == set(range(1, head + 1))
-    assert own[0] and own[1]
-    # The catalogue (partition 0) sees every reception, its own and the other partition's.
-    received = {pos for k in (0, 1) for pos, ev in seen[k]
-                if type(ev).__qualname__ == "Dossier.Received"}
-    assert received == {pos for pos, ev in seen[0] if type(ev).__qualname__ == "Dossier.Received"}
+    reader = FastReader(system.app)
+    assert reader.by_aggregate()
+    received = T + "Dossier.Received"
+
+    def replay(low, high, stop, wanted=lambda topic: True):
+        events, rows, after = [], 0, None
+        while (page := reader.read_aggregates(after, low, high, 17, stop, wanted)) is not None:
+            found, after, n = page
+            assert n <= 17 and len(found) <= n
+            events += found
+            rows += n
+        return events, rows
+
+    for parts in (2, 3):
+        bounds = aggregate_bounds(parts)
+        seen: list[int] = []
+        for k in range(parts):
+            events, rows = replay(bounds[k], bounds[k + 1], head)
+            assert events and rows == len(events)
+            ids = [str(ev.originator_id) for _, ev in events]
+            assert all((bounds[k] is None or i >= bounds[k])
+                       and (bounds[k + 1] is None or i < bounds[k + 1]) for i in ids)
+            assert ids == sorted(ids)  # each aggregate's events together
+            for i in set(ids):
+                versions = [ev.originator_version for _, ev in events
+                            if str(ev.originator_id) == i]
+                assert versions == list(range(1, len(versions) + 1))
+            seen += [pos for pos, _ in events]
+        assert sorted(seen) == list(range(1, head + 1))  # every event once
+    # Up to a stop position; decoding only the topics wanted (rows read still counted).
+    half = head // 2
+    events, rows = replay(None, None, half)
+    assert sorted(pos for pos, _ in events) == list(range(1, half + 1)) and rows == half
+    only, rows = replay(None, None, head, lambda topic: topic == received)
+    assert rows == head and only
+    assert {type(ev).__qualname__ for _, ev in only} == {"Dossier.Received"}
+    # The log-order read of some topics, for the projections that are not partitioned.
+    assert received in reader.topics() and len(reader.topics()) > 5
+    receptions = reader.read(0, head, head, topics=[received])
+    assert [pos for pos, _ in receptions] == sorted(pos for pos, _ in only)
+    catalogue = [p for p in public_projections("rbt_") if p.name == "catalogue"]
+    runner = RebuildRunner(system.app, system.db, catalogue, topics=[received], batch_size=10)
+    events, last, _ = runner.read_batch(0, head)
+    assert len(events) == 10 and last == events[-1][0] < head
+    events, last, last_time = runner.read_batch(receptions[-3][0], head)
+    assert len(events) == 2 and last == head  # nothing else to read: up to the stop
+    assert last_time == reader.event_at(head).timestamp
+    assert runner.read_batch(head, head) is None
 
 
 def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, make_system):
@@ -153,23 +171,11 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
     result = rebuild(system.app, system.db, public_projections, workers=2, batch_size=50,
                      progress=lambda n, total: seen.append((n, total)))
     assert "national_outbox" not in result.projections and result.position == head
-    # The bar follows the slowest group (the forked one's rows included) and ends at the head.
+    # The bar counts the events read by every partition (the forked one's included) and
+    # ends at the head.
     done = [n for n, _ in seen]
     assert done == sorted(done) and len(set(done)) > 2
     assert seen[-1] == (head, head)
-    # What the bar reads of the forked groups: the lowest of their positions, 0 until each
-    # has a tracking row.
-    from projections.rebuild import _slowest
-
-    with system.db.transaction() as cur:
-        for name, position in (("rb_a", 70), ("rb_b", 40)):
-            cur.execute(system.db.q("INSERT INTO projection_tracking (name, position, updated_at)"
-                                    " VALUES (?,?,?)"), (name, position, "2025-01-01"))
-    assert _slowest(system.db, ["rb_a", "rb_b"]) == 40
-    assert _slowest(system.db, ["rb_a"]) == 70
-    assert _slowest(system.db, ["rb_a", "rb_missing"]) == 0
-    with system.db.transaction() as cur:
-        cur.execute("DELETE FROM projection_tracking WHERE name IN ('rb_a', 'rb_b')")
     assert dump(system.db, outbox=True) == live
     assert not system.db.table_exists("rb_timeline")
     # The replaced tables were dropped after the swap (SQLite renames them in the swap).
