@@ -71,6 +71,12 @@ def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any
     return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
 
+# What the write-ahead log file is cut back to when it starts over after a checkpoint. A
+# rebuild lets the log grow to about 80 MB between its checkpoints (REBUILD_WAL_PAGES), and
+# SQLite otherwise keeps the file at its largest size for good.
+WAL_KEEP_BYTES = 16 * 1024 * 1024
+
+
 class SQLiteReadDB(ReadDB):
     dialect = "sqlite"
 
@@ -88,6 +94,7 @@ class SQLiteReadDB(ReadDB):
             conn.row_factory = _dict_factory
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
             self._local.conn = conn
         return conn
 

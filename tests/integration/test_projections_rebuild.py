@@ -140,3 +140,24 @@ def test_the_rebuilding_connection_gets_its_settings_back(tmp_path):
         assert db.scalar("PRAGMA wal_autocheckpoint") == REBUILD_WAL_PAGES
     assert (db.scalar("PRAGMA cache_size"), db.scalar("PRAGMA wal_autocheckpoint")) == before
     db.close()
+
+
+def test_the_write_ahead_log_is_cut_back_after_a_large_write(tmp_path, monkeypatch):
+    """A burst of writes (a rebuild) grows the WAL file; once it starts over after a
+    checkpoint, it is cut back to WAL_KEEP_BYTES instead of keeping its largest size."""
+    from projections import db as read_db
+
+    monkeypatch.setattr(read_db, "WAL_KEEP_BYTES", 256 * 1024)
+    db = read_db.SQLiteReadDB(tmp_path / "read.sqlite")
+    wal = tmp_path / "read.sqlite-wal"
+    db.fetchall("PRAGMA wal_autocheckpoint=100000")  # no checkpoint during the burst
+    with db.transaction() as cur:
+        cur.execute("CREATE TABLE t (x BLOB)")
+        cur.executemany("INSERT INTO t VALUES (?)", [(b"x" * 4000,) for _ in range(1000)])
+    assert wal.stat().st_size > 3_000_000
+    db.fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+    with db.transaction() as cur:  # the log starts over: the file is cut back
+        cur.execute("INSERT INTO t VALUES (x'00')")
+    assert wal.stat().st_size <= 256 * 1024
+    assert db.scalar("SELECT count(*) FROM t") == 1001
+    db.close()
