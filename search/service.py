@@ -341,7 +341,10 @@ class SearchService:
         if self.client is not None and time.monotonic() >= self.retry_at:
             key = (query, tuple(sorted(filters.items())), limit, self.index_version())
             cached = self._cache.get(key)
-            if cached is not None and cached[0] > time.monotonic():
+            # Once this process has found the server down, remembered answers are not served:
+            # the fallback answers from the live catalogue (what was published since included)
+            # until the server answers again.
+            if cached is not None and cached[0] > time.monotonic() and self.down_since is None:
                 self._cache.move_to_end(key)
                 return cached[1]
             try:

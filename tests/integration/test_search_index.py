@@ -187,6 +187,29 @@ def test_cached_answers_follow_the_index(system):
     assert again.hits[0].name == "Đăng ký khai sinh cho trẻ em"
 
 
+def test_once_the_server_is_found_down_remembered_answers_give_way_to_the_fallback(system):
+    """A remembered answer would hide what was published during an outage: once a query finds
+    the server down, every query is answered by the fallback, until the server is back."""
+    system.catch_up()
+    service = system.search
+    first = search(system, "khai sinh")
+    assert not first.fallback and search(system, "khai sinh") is first
+    url = service.url
+    service.url, service._async = "http://127.0.0.1:9", None  # nothing listens there
+    try:
+        other = search(system, "giấy phép xây dựng")  # not remembered: finds the server down
+        assert other.fallback and service.down_since is not None
+        during = search(system, "khai sinh")
+        assert during is not first and during.fallback
+        assert during.hits[0].name == "Đăng ký khai sinh"
+    finally:
+        service.url, service._async = url, None
+    service.retry_at = 0.0  # the next query asks the server again (once a second)
+    back = search(system, "khai sinh")
+    assert not back.fallback and service.down_since is None
+    assert back.hits[0].name == "Đăng ký khai sinh"
+
+
 def test_a_popularity_sync_keeps_answers_a_content_sync_replaces_them(system):
     """A procedure crossing a popularity bucket (every second or two on a busy morning) is
     synced to the index but does not send every search to Meilisearch again; a change of what
