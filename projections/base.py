@@ -58,6 +58,7 @@ class Projection:
         # Set by the runner for each batch, the same dict for every projection fed from the
         # same decoded events: lets them share derived values (e.g. public feed records).
         self.shared: dict[str, Any] = {}
+        self._handlers: dict[type, Callable[[Any, Any, int], None] | None] = {}
 
     def t(self, table: str) -> str:
         return f"{self.prefix}{table}"
@@ -100,7 +101,13 @@ class Projection:
         self.flush(cur)
 
     def handler_for(self, ev: Any) -> Callable[[Any, Any, int], None] | None:
-        return getattr(self, "on_" + type(ev).__qualname__.replace(".", "_"), None)
+        kind = type(ev)
+        try:
+            return self._handlers[kind]
+        except KeyError:
+            found = self._handlers[kind] = getattr(
+                self, "on_" + kind.__qualname__.replace(".", "_"), None)
+            return found
 
     def flush(self, cur: Any) -> None:
         """Called at the end of each batch; projections that buffer rows write them here."""

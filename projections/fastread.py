@@ -28,10 +28,10 @@ from typing import Any
 from uuid import UUID, SafeUUID
 
 import msgspec
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder
 from eventsourcing.utils import resolve_topic
 
-from domain.calendar import KNOWN_VN_ISO
+from domain.calendar import file_iso, forget_iso
 
 _set = object.__setattr__
 _new_uuid = UUID.__new__
@@ -77,18 +77,19 @@ class FastReader:
         if type(transcoder) is JSONTranscoder:
             names = dict(transcoder.names)
             decoders = {name: t.decode for name, t in names.items()}
-            if "datetime_iso" in decoders:
-                parse = datetime.fromisoformat
-                known = KNOWN_VN_ISO
+            parse = datetime.fromisoformat
+            # The transcoding decode_json decodes without `hook` (None: the library's own).
+            inline = None
 
-                def datetime_iso(text: str) -> datetime:
-                    # Acts are stored in vn_iso's own form: projections that write them back
-                    # as local text (`domain.calendar.vn_iso`) find it instead of formatting.
-                    at = parse(text)
-                    if len(text) == 25 and text.endswith("+07:00") and text >= "1976":
-                        known[at] = text
-                    return at
+            def datetime_iso(text: str) -> datetime:
+                # Acts are stored in vn_iso's own form, record times in utc_iso's: the
+                # projections that write them back as text find it instead of formatting.
+                at = parse(text)
+                file_iso(at, text)
+                return at
 
+            if "datetime_iso" in decoders and type(names["datetime_iso"]) is DatetimeAsISO:
+                inline = "datetime_iso"
                 decoders["datetime_iso"] = datetime_iso
 
             def hook(d: dict[str, Any]) -> Any:
@@ -124,7 +125,32 @@ class FastReader:
                     found = plain(data)
                 except msgspec.DecodeError:
                     return slow(bytes(data).decode("utf8"))
-                return walk(found) if type(found) is dict or type(found) is list else found
+                if type(found) is not dict:
+                    return walk(found) if type(found) is list else found
+                # An event's state is an object whose transcodings (times, mostly) sit at its
+                # top level: those are decoded here, and the nested objects and lists are
+                # walked only when the text holds more "_type_" keys than that (a count in C
+                # that may only overcount: a string can hold the text, never hide a key).
+                left = data.count(b'"_type_"') if type(data) is bytes else -1
+                if left == 0:
+                    return hook(found)
+                nested = []
+                for k, v in found.items():
+                    t = type(v)
+                    if t is dict:
+                        text = v.get("_data_")
+                        if len(v) != 2 or type(text) is not str or "_type_" not in v:
+                            nested.append(k)
+                            continue
+                        left -= 1
+                        # Most transcodings are times: decoded without the hook's checks.
+                        found[k] = datetime_iso(text) if v["_type_"] == inline else hook(v)
+                    elif t is list:
+                        nested.append(k)
+                if left != 0:
+                    for k in nested:
+                        found[k] = walk(found[k])
+                return hook(found)
 
             self._decode_json = decode_json
         self._sqlite_table: str | None = None
@@ -216,7 +242,7 @@ class FastReader:
              topics: Sequence[str] | None = None) -> list[tuple[int, Any]]:
         """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive
         (only of `topics` when given: SQLite only)."""
-        KNOWN_VN_ISO.clear()  # the texts of the last batch's times (memory stays bounded)
+        forget_iso()  # the texts of the last batch's times (memory stays bounded)
         decode = self.decode
         return [(r[0], decode(r[1], r[2], r[3], r[4]))
                 for r in self._rows(start, limit, stop, topics)]
@@ -242,7 +268,7 @@ class FastReader:
         the last row read (the next page's `after`) and the number of rows read; None when
         no row is left."""
         assert self._sqlite_table is not None
-        KNOWN_VN_ISO.clear()
+        forget_iso()
         where: list[str] = []
         params: list[Any] = []
         if after is not None:

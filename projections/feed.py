@@ -68,12 +68,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import msgspec
 
-from domain.calendar import VN_TZ, vn_iso
+from domain.calendar import VN_TZ, utc_iso, vn_iso
 from projections.base import Projection
 
 INTERNAL = "internal"
@@ -235,10 +235,13 @@ def public_record(position: int, ev: Any, rating_lookup: RatingLookup | None = N
     record: dict[str, Any] = {
         "position": position, "type": kind, "id": str(ev.originator_id),
         "version": ev.originator_version,
-        "recorded_at": ev.timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
+        "recorded_at": utc_iso(ev.timestamp),
     }
+    state = ev.__dict__
     for f in fields:
-        value = getattr(ev, f, None)
+        # The state first: getattr on a field an older event lacks raises and catches an
+        # AttributeError (its class default, if any, is still what getattr finds).
+        value = state[f] if f in state else getattr(ev, f, None)
         if isinstance(value, datetime):
             record[f] = local_iso(value)
         elif f in NESTED_TIMES:

@@ -5,12 +5,12 @@ dossiers interleave (their events spread over many batches)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventsourcing.cryptography import AESCipher
 
-from domain.calendar import KNOWN_VN_ISO, VN_TZ, vn_iso
+from domain.calendar import KNOWN_UTC_ISO, KNOWN_VN_ISO, VN_TZ, file_iso, utc_iso, vn_iso
 from domain.demo import DemoData, Generator, seed_reference
 from domain.model import T
 from portal.commands.bench import run_interleaved
@@ -60,9 +60,41 @@ def test_times_read_from_the_log_keep_their_local_text(sqlite_settings, make_sys
     scenario(system.app)
     reader = FastReader(system.app)
     fast = reader.read(0, system.runner.head() + 10)
-    times = [v for _, ev in fast for v in ev.__dict__.values() if isinstance(v, datetime)]
-    known = dict(KNOWN_VN_ISO)
-    assert known and set(known) <= set(times)
+
+    def datetimes(value):  # every datetime in an event's state, nested ones too
+        if isinstance(value, datetime):
+            yield value
+        elif isinstance(value, dict | list | tuple):
+            for v in value.values() if isinstance(value, dict) else value:
+                yield from datetimes(v)
+
+    times = [at for _, ev in fast for at in datetimes(ev.__dict__)]
+    known, known_utc = dict(KNOWN_VN_ISO), dict(KNOWN_UTC_ISO)
+    ids = {id(at) for at in times}
+    assert known and set(known) <= ids and known_utc and set(known_utc) <= ids
+    assert all(known[id(at)][0] is at for at in times if id(at) in known)
+    # Record times (UTC, to the microsecond) and times of day to the microsecond (receptions)
+    # are filed too.
+    assert all(id(ev.timestamp) in known_utc for _, ev in fast)
+    for text in ("2026-01-21T15:05:52.622395+07:00", "2026-01-21T08:05:52.622395+00:00",
+                 "2026-01-21T15:05:52+07:00", "1975-01-21T15:05:52.622395+07:00"):
+        at = datetime.fromisoformat(text)
+        file_iso(at, text)
+        local = at.astimezone(VN_TZ).isoformat(timespec="seconds")
+        assert vn_iso(at) == local and utc_iso(at) == at.astimezone(UTC).isoformat(
+            timespec="microseconds")
+        assert (id(at) in KNOWN_VN_ISO) == (text.endswith("+07:00") and text >= "1976")
+    for at in times:  # the UTC text utc_iso finds is the one it would compute
+        KNOWN_UTC_ISO.clear()
+        computed = utc_iso(at)
+        KNOWN_UTC_ISO.update(known_utc)
+        assert utc_iso(at) == computed == at.astimezone(UTC).isoformat(timespec="microseconds")
+    # Filed by the object: an entry under an id whose object is another is not used.
+    some = next(entry[0] for entry in known.values())
+    other = some + timedelta(0)
+    assert other == some and other is not some
+    KNOWN_VN_ISO[id(other)] = (some, "not other's text")
+    assert vn_iso(other) == other.astimezone(VN_TZ).isoformat(timespec="seconds")
     for at in times:  # the text vn_iso finds is the one it would compute
         KNOWN_VN_ISO.clear()
         computed = vn_iso(at)
@@ -70,7 +102,7 @@ def test_times_read_from_the_log_keep_their_local_text(sqlite_settings, make_sys
         assert vn_iso(at) == computed
     # The next page clears the last one's texts.
     reader.read(system.runner.head() + 10, 10)
-    assert not KNOWN_VN_ISO
+    assert not KNOWN_VN_ISO and not KNOWN_UTC_ISO
 
 
 def test_fast_reader_on_an_encrypted_store(sqlite_settings, make_system):
