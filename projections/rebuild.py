@@ -20,9 +20,11 @@ The public never sees a half-built list: pages keep reading the old tables until
 
 Speed (a province's years are millions of events): batches of `REBUILD_BATCH` events read with
 `projections.fastread.FastReader`; `Projection.prepare` outside the write transaction; shadow
-tables without their secondary indexes until the end; on SQLite, `workers` processes each feed
-the projections the events of their own dossiers (`RebuildRunner`, partitions), and the tables a
-swap replaces are dropped after it.
+tables without their secondary indexes until the end. On SQLite the partitioned projections
+are replayed in aggregate order (`RebuildRunner.replay_aggregates`: a dossier's rows are read
+and written about once, however its events interleave with others' in the log), each of
+`workers` processes its own range of aggregate ids (`aggregate_bounds`); the catalogue is fed in
+log order, reading only its topics; the tables a swap replaces are dropped after it.
 """
 
 from __future__ import annotations
