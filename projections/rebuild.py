@@ -134,11 +134,11 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
     """Rebuild projections into shadow tables and swap them in (see the module docstring).
 
     `workers` > 1 (SQLite stores in files only) splits the log among that many processes
-    (forked: call it from a process without other threads) by aggregate: each feeds the
-    partitioned projections the events of its own aggregates (the first also the reference
-    data, and every event the projections that are not partitioned read), into the same
-    shadow tables with its own tracking rows; all partitions stop at the same position (the
-    head when none is given), and the one swap happens after every one has finished and
+    (forked: call it from a process without other threads) by aggregate id range: each feeds
+    the partitioned projections the events of its own aggregates, aggregate after aggregate
+    (the first also feeds the projections that are not partitioned, in log order), into the
+    same shadow tables with its own tracking rows; all partitions stop at the same position
+    (the head when none is given), and the one swap happens after every one has finished and
     reached it, so the guarantee is the same."""
     if position is not None and as_of is not None:
         raise ValueError("give either a position or a moment, not both")
