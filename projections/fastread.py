@@ -291,6 +291,12 @@ class FastReader:
         if not rows:
             return None
         decode = self.decode
-        events = [(r[0], decode(r[1], r[2], r[3], r[4])) for r in rows if wanted(r[3])]
+        events = []
+        text = uid = None
+        for r in rows:
+            if wanted(r[3]):
+                if r[1] != text:  # an aggregate's events share one id object
+                    text, uid = r[1], id_uuid(r[1])
+                events.append((r[0], decode(uid, r[2], r[3], r[4])))
         last = rows[-1]
         return events, (last[1], last[2]), len(rows)
