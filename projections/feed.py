@@ -9,7 +9,7 @@ Table ``public_feed`` (one row per notification of the log, none left out; posit
 store's notification ids, strictly increasing; PostgreSQL may skip a number that a rolled-back
 insert consumed, SQLite does not):
 
-    position BIGINT PRIMARY KEY   -- log position (notification id), strictly increasing
+    position BIGINT NOT NULL      -- log position (notification id), strictly increasing; unique
     type     TEXT NOT NULL        -- "Dossier.Received", ..., or "internal"
     record   TEXT NOT NULL        -- canonical JSON (see below), UTF-8 text
     sha256   TEXT NOT NULL        -- hex SHA-256 of the UTF-8 bytes of `record`
@@ -268,7 +268,7 @@ class FeedProjection(Projection):
     name = "feed"
     tables = {
         "public_feed": """
-            position BIGINT PRIMARY KEY,
+            position BIGINT NOT NULL,
             type TEXT NOT NULL,
             record TEXT NOT NULL,
             sha256 TEXT NOT NULL""",
@@ -278,6 +278,11 @@ class FeedProjection(Projection):
             agency TEXT NOT NULL,
             procedure_code TEXT NOT NULL""",
     }
+    # Unique by position through an index, not the table's key: a rebuild, fed dossier after
+    # dossier, appends its rows and builds the index once at the end, where a key would take
+    # millions of positions in random order (each commit then wrote pages all over it).
+    indexes = ("CREATE UNIQUE INDEX IF NOT EXISTS {t_public_feed}_position"
+               " ON {t_public_feed}(position)",)
 
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)

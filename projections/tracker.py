@@ -60,7 +60,7 @@ class TrackerProjection(Projection):
             rated INTEGER NOT NULL DEFAULT 0,
             last_position BIGINT NOT NULL""",
         "timeline": """
-            position BIGINT PRIMARY KEY,
+            position BIGINT NOT NULL,
             code TEXT NOT NULL,
             at TEXT NOT NULL,
             kind TEXT NOT NULL,
@@ -69,7 +69,9 @@ class TrackerProjection(Projection):
             outcome TEXT,
             detail TEXT NOT NULL""",
     }
+    # The timeline is unique by position through an index, not its key (see the feed's).
     indexes = (
+        "CREATE UNIQUE INDEX IF NOT EXISTS {t_timeline}_position ON {t_timeline}(position)",
         "CREATE INDEX IF NOT EXISTS {t_timeline}_code ON {t_timeline}(code, position)",
         "CREATE INDEX IF NOT EXISTS {t_dossiers}_agency ON {t_dossiers}(agency, received_at)",
         "CREATE INDEX IF NOT EXISTS {t_dossiers}_procedure ON {t_dossiers}(procedure_code)",
