@@ -248,9 +248,10 @@ class FastReader:
                 for r in self._rows(start, limit, stop, topics)]
 
     def event_at(self, position: int) -> Any | None:
-        """The event stored at a position (None: none there)."""
-        found = self.read(position - 1, 1, position) if position > 0 else []
-        return found[0][1] if found else None
+        """The event stored at a position (None: none there). Unlike `read`, it keeps the
+        texts filed for the page just read, whose events may still be written out."""
+        rows = self._rows(position - 1, 1, position) if position > 0 else []
+        return self.decode(*rows[0][1:]) if rows else None
 
     def by_aggregate(self) -> bool:
         """Whether `read_aggregates` can read this store (SQLite: its primary key index is

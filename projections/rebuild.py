@@ -366,11 +366,12 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
     if not spread:
         parts = 1
     bounds = aggregate_bounds(parts)
-    # Rows read by each partition, in memory shared with the forked children: the bar.
+    # Rows read by each partition, in memory shared with the forked children, which only
+    # write their own slot: the bar is drawn here.
     read = RawArray("q", parts)
 
-    def report(k: int, n: int) -> None:
-        read[k] = n
+    def report(n: int) -> None:
+        read[0] = n
         if progress is not None:
             progress(sum(read))
 
@@ -395,7 +396,7 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
                     child.reader.detach()
                     with _bulk_session(child.db):
                         child.replay_aggregates(bounds[k], bounds[k + 1], stop,
-                                                lambda n, k=k: report(k, n))
+                                                lambda n, k=k: read.__setitem__(k, n))
                     code = 0
                 except BaseException:
                     traceback.print_exc()
@@ -413,7 +414,7 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
         if spread:
             lead = RebuildRunner(runner.app, runner.db, spread, batch_size=runner.batch_size,
                                  event_filter=runner.event_filter, indexes=False)
-            lead.replay_aggregates(bounds[0], bounds[1], stop, lambda n: report(0, n))
+            lead.replay_aggregates(bounds[0], bounds[1], stop, report)
         failed = []
         while children:
             for pid, tracked in list(children.items()):
