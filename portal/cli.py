@@ -113,6 +113,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             print(f"Meilisearch: {meili.url} (pid {meili.proc.pid if meili.proc else '?'})")
     system = build_system(settings)
     try:
+        if system.runner.stale:  # tables built by an earlier version of their rules
+            from projections.rebuild import rebuild
+            from projections.registry import public_projections
+
+            names = sorted(system.runner.stale)
+            print(f"Dựng lại bản đọc theo quy tắc mới: {', '.join(names)}...")
+            rebuild(system.app, system.db, public_projections, only=names)
+            system.runner.rebuilt(names)
         print("Nạp dữ liệu tỉnh mẫu (lặp lại không tạo trùng)...")
         stats = seed_demo(system, args.dossiers)
         print("Đã nạp:", json.dumps(stats, ensure_ascii=False))

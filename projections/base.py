@@ -28,15 +28,32 @@ TRACKING_DDL = """CREATE TABLE IF NOT EXISTS projection_tracking (
 )"""
 
 
+# The rules version (`Projection.version`) each read model's tables were built by, written
+# when its tables are created empty and by the swap of a rebuild.
+VERSIONS_DDL = """CREATE TABLE IF NOT EXISTS projection_versions (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+)"""
+
+
 class ProjectionFailed(RuntimeError):
     pass
+
+
+def outdated_message(name: str, built: int, current: int) -> str:
+    base = name.split("#")[0]
+    return (f"read model {base} was built by rules version {built}, this code has version"
+            f" {current}: rebuild it (portal projections rebuild --only {base}); until then"
+            f" it is not fed and the pages show it as it stood")
 
 
 class Projection:
     """Base class. Subclasses set `name`, `tables` (name -> column DDL) and `handlers`."""
 
     name: str = ""
-    version: int = 1  # bump to force a rebuild when the schema or the rules change
+    # Bump when the schema or the rules change: a runner refuses to feed tables built by
+    # another version (the error says to rebuild them); `portal demo` rebuilds them itself.
+    version: int = 1
     # False for a projection that owns state outside the log (an outbox's delivery columns):
     # a plain `rebuild` leaves it alone; `rebuild --only NAME` still rebuilds it.
     rebuildable: bool = True
@@ -156,6 +173,8 @@ class Runner:
         self.batch_size = batch_size
         self.event_filter = event_filter  # None = every event; used by "as of" rebuilds
         self.failed: dict[str, str] = {}
+        # Projections whose tables another rules version built (in `failed` too: not fed).
+        self.stale: set[str] = set()
         self.wakeup = threading.Event()
         self.owned: set[str] | None = None  # None = no locking (all projections are fed)
         # Rebuilds: `Projection.prepare` runs before the write transaction, not inside it.
@@ -165,6 +184,7 @@ class Runner:
     def setup(self, indexes: bool = True) -> None:
         with self.db.transaction() as cur:
             cur.execute(TRACKING_DDL)
+            cur.execute(VERSIONS_DDL)
             for p in self.projections:
                 p.create(cur, indexes)
                 cur.execute(
@@ -172,6 +192,35 @@ class Runner:
                               "VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING"),
                     (p.tracking_name, now_iso()),
                 )
+                name = p.tracking_name.split("#")[0]
+                row = cur.execute(self.db.q(
+                    "SELECT t.position, v.version FROM projection_tracking t LEFT JOIN"
+                    " projection_versions v ON v.name=? WHERE t.name=?"),
+                    (name, p.tracking_name)).fetchone()
+                position, built = row["position"], row["version"]
+                if built is None and int(position) == 0:  # empty tables: built by this code
+                    cur.execute(self.db.q(
+                        "INSERT INTO projection_versions (name, version) VALUES (?, ?)"
+                        " ON CONFLICT (name) DO UPDATE SET version=excluded.version"),
+                        (name, p.version))
+                    built = p.version
+                # Tables fed before versions were recorded count as version 1.
+                built = 1 if built is None else int(built)
+                if built != p.version:
+                    msg = outdated_message(p.tracking_name, built, p.version)
+                    log.error("projection %s: %s", p.tracking_name, msg)
+                    self.failed[p.tracking_name] = msg
+                    self.stale.add(p.name)
+                    cur.execute(self.db.q(
+                        "UPDATE projection_tracking SET error=? WHERE name=?"),
+                        (msg, p.tracking_name))
+
+    def rebuilt(self, names: Iterable[str]) -> None:
+        """Feed again the projections a rebuild (in this process) just swapped in."""
+        for p in self.projections:
+            if p.name in names:
+                self.failed.pop(p.tracking_name, None)
+                self.stale.discard(p.name)
 
     def position(self, p: Projection) -> int:
         return int(self.db.scalar("SELECT position FROM projection_tracking WHERE name=?",

@@ -43,7 +43,7 @@ from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
 from domain.calendar import VN_TZ, vn_iso
-from projections.base import Projection, ProjectionFailed, Runner, log, now_iso
+from projections.base import VERSIONS_DDL, Projection, ProjectionFailed, Runner, log, now_iso
 from projections.db import ReadDB, SQLiteReadDB
 from projections.fastread import FastReader
 from projections.gctune import fewer_collections
@@ -173,12 +173,15 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
         target = ""
     started = time.perf_counter()
     with db.transaction() as cur:
+        cur.execute(VERSIONS_DDL)
         for p in shadows:
             p.drop(cur)
             for table in p.tables:  # left by a rebuild that stopped before its clean-up
                 cur.execute(f"DROP TABLE IF EXISTS {RETIRED}{target}{table}")
             cur.execute(db.q("DELETE FROM projection_tracking WHERE name=? OR name LIKE ?"),
                         (p.tracking_name, p.tracking_name + "#%"))
+            cur.execute(db.q("DELETE FROM projection_versions WHERE name=?"),
+                        (p.tracking_name,))
     for p in shadows:
         p.rebuilding = True
     # Shadow tables are built without their secondary indexes (bulk-built once at the end:
@@ -512,6 +515,10 @@ def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
                 (target.tracking_name, row["position"], row["event_time"], now_iso()))
             cur.execute("DELETE FROM projection_tracking WHERE name=? OR name LIKE ?",
                         (p.tracking_name, p.tracking_name + "#%"))
+            cur.execute("DELETE FROM projection_versions WHERE name=?", (p.tracking_name,))
+            cur.execute("INSERT INTO projection_versions (name, version) VALUES (?,?) ON CONFLICT"
+                        " (name) DO UPDATE SET version=excluded.version",
+                        (target.tracking_name, p.version))
         if snapshot_row is not None:
             cur.execute(SNAPSHOTS_DDL)
             judged, mode, position = snapshot_row

@@ -14,8 +14,9 @@ Tables (all public, no personal data; times are local ISO strings, months 'YYYY-
   (receiving), channel, received_at, appointment_at (current legal appointment, stops
   subtracted), supplements, status, ended_at, end_kind (processed | refused | stopped |
   withdrawn), verdict (766 verdict of an ended dossier: early | on_time | late), outcome (legal
-  outcome of the result), result_at, result_electronic, result_documents, components and
-  digitised (JSON lists of names), all_digitised, reused, synchronised_at, first_paid_at,
+  outcome of the result), result_at, result_electronic, result_documents, undigitised (JSON
+  list of the names of the components not digitised yet), all_digitised, reused,
+  synchronised_at, first_paid_at,
   paid_online, holder_agency, holder_officer, step, step_due_at, apology_at, apology_timely,
   apology_new_appointment_at, apology_reason, explanations (JSON [{officer, at, text}]),
   handlers (JSON list of officers counted in stat_officer_month), last_position.
@@ -40,13 +41,13 @@ from domain.model import T
 from projections.base import Projection
 from projections.feed import event_type, public_record, shared_records
 
-JSON_FIELDS = ("components", "digitised", "explanations", "handlers")
+JSON_FIELDS = ("undigitised", "explanations", "handlers")
 DOSSIER_COLUMNS = (
     "id", "code", "procedure_code", "procedure_name", "agency", "channel", "received_at",
     "appointment_at", "supplements", "status", "ended_at", "end_kind", "verdict", "outcome",
-    "result_at", "result_electronic", "result_documents", "components", "digitised",
-    "all_digitised", "reused", "synchronised_at", "first_paid_at", "paid_online",
-    "holder_agency", "holder_officer", "step", "step_due_at", "apology_at", "apology_timely",
+    "result_at", "result_electronic", "result_documents", "undigitised", "all_digitised",
+    "reused", "synchronised_at", "first_paid_at", "paid_online", "holder_agency",
+    "holder_officer", "step", "step_due_at", "apology_at", "apology_timely",
     "apology_new_appointment_at", "apology_reason", "explanations", "handlers", "last_position",
 )
 AGENCY_COLUMNS = ("key", "id", "unit_code", "name", "level", "kind", "parent", "merged_into",
@@ -133,8 +134,9 @@ def fold(rec: dict[str, Any], s: Store) -> None:
                 s.count("stat_satisfaction", (scope, grp or "", month, criterion, level))
         return
     if t == "Dossier.Received":
-        components = [c["name"] for c in rec["components"]]
-        digitised = sorted({c["name"] for c in rec["components"] if c.get("digitised")})
+        components = rec["components"]
+        digitised = {c["name"] for c in components if c.get("digitised")}
+        undigitised = sorted({c["name"] for c in components} - digitised)
         s.put_dossier({
             "id": rec["id"], "code": rec["code"], "procedure_code": rec["procedure_code"],
             "procedure_name": rec["procedure_name"], "agency": rec["agency"],
@@ -142,8 +144,8 @@ def fold(rec: dict[str, Any], s: Store) -> None:
             "appointment_at": rec["appointment_at"], "supplements": 0, "status": "received",
             "ended_at": None, "end_kind": None, "verdict": None, "outcome": None,
             "result_at": None, "result_electronic": 0, "result_documents": 0,
-            "components": components, "digitised": digitised,
-            "all_digitised": int(bool(components) and set(components) <= set(digitised)),
+            "undigitised": undigitised,
+            "all_digitised": int(bool(components) and not undigitised),
             "reused": 0, "synchronised_at": None, "first_paid_at": None, "paid_online": 0,
             "holder_agency": rec["agency"], "holder_officer": rec["officer"], "step": 0,
             "step_due_at": rec["step_due_at"], "apology_at": None, "apology_timely": None,
@@ -202,9 +204,12 @@ def fold(rec: dict[str, Any], s: Store) -> None:
             _handled(s, d, rec["officer"], at)
         _end(d, at, t.split(".")[1].lower())
     elif t == "Dossier.Digitised":
-        d["digitised"] = sorted(set(d["digitised"]) | set(rec["components"]))
-        d["all_digitised"] = int(bool(d["components"])
-                                 and set(d["components"]) <= set(d["digitised"]))
+        # Only a dossier with components left to digitise can change (one without any
+        # components never counts as all digitised).
+        if d["undigitised"]:
+            done = set(rec["components"])
+            d["undigitised"] = [c for c in d["undigitised"] if c not in done]
+            d["all_digitised"] = int(not d["undigitised"])
     elif t == "Dossier.DataReused":
         d["reused"] = 1
     elif t == "Dossier.FeePaid":
@@ -349,6 +354,7 @@ class _BatchStore(MemoryStore):
 
 class StatsProjection(Projection):
     name = "stats"
+    version = 2  # 2: stat_dossiers.undigitised replaced components and digitised
     tables = {
         "stat_dossiers": """
             id TEXT PRIMARY KEY,
@@ -368,8 +374,7 @@ class StatsProjection(Projection):
             result_at TEXT,
             result_electronic INTEGER NOT NULL,
             result_documents INTEGER NOT NULL,
-            components TEXT NOT NULL,
-            digitised TEXT NOT NULL,
+            undigitised TEXT NOT NULL,
             all_digitised INTEGER NOT NULL,
             reused INTEGER NOT NULL,
             synchronised_at TEXT,

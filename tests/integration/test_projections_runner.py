@@ -66,6 +66,41 @@ def test_failing_handler_stops_its_projection_and_resumes_from_its_position(
                               " name='counting'")["error"] is None
 
 
+class CountingV2(Counting):
+    version = 2
+
+
+def test_tables_built_by_other_rules_are_not_fed_until_rebuilt(backend_settings, make_system,
+                                                               caplog):
+    system = make_system(backend_settings)
+    small_province(system.app)
+    first = rcv(system.app, at(2025, 9, 3, 8)).code
+    Runner(system.app, system.db, [Counting()]).catch_up()
+    assert system.db.scalar("SELECT version FROM projection_versions WHERE"
+                            " name='counting'") == 1
+    second = rcv(system.app, at(2025, 9, 3, 9)).code
+    # The code's rules moved to version 2: the version-1 tables are left as they stood.
+    with caplog.at_level(logging.ERROR, "portal.projections"):
+        runner = Runner(system.app, system.db, [CountingV2()])
+    assert runner.stale == {"counting"}
+    assert "rules version 1, this code has version 2" in caplog.text
+    with pytest.raises(ProjectionFailed, match="portal projections rebuild --only counting"):
+        runner.catch_up()
+    assert [r["code"] for r in system.db.fetchall("SELECT code FROM counted")] == [first]
+    assert "rebuild" in system.db.scalar("SELECT error FROM projection_tracking WHERE"
+                                         " name='counting'")
+    # A rebuild by the new rules swaps in version-2 tables; they are fed again.
+    rebuild(system.app, system.db, lambda prefix: [CountingV2(prefix)], only=["counting"])
+    runner.rebuilt(["counting"])
+    third = rcv(system.app, at(2025, 9, 3, 10)).code
+    runner.catch_up()
+    assert sorted(r["code"] for r in system.db.fetchall("SELECT code FROM counted")) == sorted(
+        [first, second, third])
+    assert system.db.scalar("SELECT version FROM projection_versions WHERE"
+                            " name='counting'") == 2
+    assert Runner(system.app, system.db, [CountingV2()]).stale == set()
+
+
 class Batches(Counting):
     """Counting, and how many receptions each applied batch carried."""
 
