@@ -172,7 +172,7 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
     else:
         target = ""
     started = time.perf_counter()
-    with db.transaction() as cur:
+    with _secure_delete_fast(db), db.transaction() as cur:
         cur.execute(VERSIONS_DDL)
         for p in shadows:
             p.drop(cur)
@@ -457,7 +457,8 @@ def _bulk_session(db: ReadDB) -> Iterator[None]:
     db.fetchall(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}")
     db.fetchall(f"PRAGMA wal_autocheckpoint={REBUILD_WAL_PAGES}")
     try:
-        yield
+        with _secure_delete_fast(db):  # shadow tables of public data (see drop_retired)
+            yield
     finally:
         db.fetchall(f"PRAGMA cache_size={int(before)}")
         db.fetchall(f"PRAGMA wal_autocheckpoint={int(wal_before)}")
@@ -532,10 +533,30 @@ def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
 
 
 def drop_retired(db: ReadDB, names: Sequence[str]) -> None:
-    """Free the tables a swap replaced (each in its own short transaction)."""
-    for name in names:
-        with db.transaction() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
+    """Free the tables a swap replaced (each in its own short transaction).
+
+    SQLite as Debian builds it has `secure_delete` on: a dropped table's every page is
+    overwritten with zeros, through the write-ahead log (the province's old tables took 92-118
+    s to drop). Read models are public data, so their freed pages are only put on the free list
+    (`FAST`: content deleted inside a page that stays in use is still zeroed): 2.6 s -> 0.3 s
+    for a 500 MB public feed."""
+    with _secure_delete_fast(db):
+        for name in names:
+            with db.transaction() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@contextmanager
+def _secure_delete_fast(db: ReadDB) -> Iterator[None]:
+    if db.dialect != "sqlite":
+        yield
+        return
+    before = db.scalar("PRAGMA secure_delete")
+    db.fetchall("PRAGMA secure_delete=FAST")
+    try:
+        yield
+    finally:
+        db.fetchall(f"PRAGMA secure_delete={int(before)}")
 
 
 def snapshots(db: ReadDB) -> list[dict[str, Any]]:

@@ -134,11 +134,37 @@ def test_the_rebuilding_connection_gets_its_settings_back(tmp_path):
     from projections.rebuild import REBUILD_CACHE_KIB, REBUILD_WAL_PAGES, _bulk_session
 
     db = SQLiteReadDB(tmp_path / "read.sqlite")
-    before = (db.scalar("PRAGMA cache_size"), db.scalar("PRAGMA wal_autocheckpoint"))
+    db.fetchall("PRAGMA secure_delete=1")  # as Debian builds SQLite
+    settings = ("cache_size", "wal_autocheckpoint", "secure_delete")
+    before = tuple(db.scalar(f"PRAGMA {name}") for name in settings)
     with _bulk_session(db):
         assert db.scalar("PRAGMA cache_size") == -REBUILD_CACHE_KIB
         assert db.scalar("PRAGMA wal_autocheckpoint") == REBUILD_WAL_PAGES
-    assert (db.scalar("PRAGMA cache_size"), db.scalar("PRAGMA wal_autocheckpoint")) == before
+        assert db.scalar("PRAGMA secure_delete") == 2  # FAST: freed pages are not zeroed
+    assert tuple(db.scalar(f"PRAGMA {name}") for name in settings) == before
+    db.close()
+
+
+def test_dropping_replaced_tables_does_not_overwrite_their_pages(tmp_path):
+    """With secure_delete on, dropping a table writes zeros over each of its pages through the
+    write-ahead log; `drop_retired` only puts them on the free list."""
+    from projections.db import SQLiteReadDB
+    from projections.rebuild import drop_retired
+
+    db = SQLiteReadDB(tmp_path / "read.sqlite")
+    db.fetchall("PRAGMA secure_delete=1")
+    db.fetchall("PRAGMA wal_autocheckpoint=0")
+    with db.transaction() as cur:
+        cur.execute("CREATE TABLE zz_retired_t (x BLOB)")
+        cur.executemany("INSERT INTO zz_retired_t VALUES (?)",
+                        [(b"x" * 4000,) for _ in range(500)])
+    db.fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+    drop_retired(db, ["zz_retired_t"])
+    wal = (tmp_path / "read.sqlite-wal").stat().st_size
+    assert not db.table_exists("zz_retired_t")
+    assert db.scalar("PRAGMA freelist_count") >= 500
+    assert wal < 100 * 4096, f"the drop wrote {wal} bytes to the log"
+    assert db.scalar("PRAGMA secure_delete") == 1
     db.close()
 
 
