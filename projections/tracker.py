@@ -7,6 +7,7 @@ are joined to the public directory when read.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -173,11 +174,12 @@ class TrackerProjection(Projection):
     def flush(self, cur: Any) -> None:
         if self._dirty:
             cols = self.COLUMNS
+            values = operator.itemgetter(*cols)
             cur.executemany(
                 f"INSERT INTO {self.t('dossiers')} ({', '.join(cols)}) VALUES"
                 f" ({','.join('?' for _ in cols)}) ON CONFLICT (code) DO UPDATE SET "
                 + ", ".join(f"{c}=excluded.{c}" for c in cols[1:]),
-                [tuple(self._docs[i][c] for c in cols) for i in sorted(self._dirty)])
+                [values(self._docs[i]) for i in sorted(self._dirty)])
             self._dirty = set()
         if self._rows:
             cur.executemany(
