@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -311,8 +312,7 @@ class FeedProjection(Projection):
             if record is None:
                 record = records[position] = public_record(position, ev, lookup)
             data = canonical_bytes(record)
-            rows.append((position, record["type"], data.decode("utf-8"),
-                         hashlib.sha256(data).hexdigest()))
+            rows.append((position, record["type"], data, hashlib.sha256(data).hexdigest()))
         self._ready = (events, rows, new_dossiers)
 
     def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
@@ -324,5 +324,12 @@ class FeedProjection(Projection):
         if new_dossiers:
             cur.executemany(f"INSERT INTO {self.t('feed_dossiers')} (id, agency, procedure_code)"
                             " VALUES (?,?,?)", new_dossiers)
+        if isinstance(cur, sqlite3.Cursor):
+            # The record's UTF-8 bytes are stored as they are, as TEXT (SQLite's CAST of a
+            # blob): no str made of them here for sqlite3 to encode back to the same bytes.
+            record = "CAST(? AS TEXT)"
+        else:
+            record = "?"
+            rows = [(p, k, data.decode("utf-8"), h) for p, k, data, h in rows]
         cur.executemany(f"INSERT INTO {self.t('public_feed')} (position, type, record, sha256)"
-                        " VALUES (?,?,?,?)", rows)
+                        f" VALUES (?,?,{record},?)", rows)
