@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import operator
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -42,9 +43,10 @@ def _times(value: Any) -> Any:
     return value
 
 
-def detail_json(detail: dict[str, Any]) -> str:
-    """A timeline row's detail as compact UTF-8 JSON, times in `vn_iso`'s form (msgspec's C
-    encoder: json.dumps with a Python `default` for every time took ~5% of a rebuild)."""
+def detail_json(detail: dict[str, Any]) -> bytes:
+    """A timeline row's detail as compact JSON, UTF-8 encoded, times in `vn_iso`'s form
+    (msgspec's C encoder: json.dumps with a Python `default` for every time took ~5% of a
+    rebuild)."""
     for k, v in detail.items():
         kind = type(v)
         if kind is datetime:
@@ -52,9 +54,9 @@ def detail_json(detail: dict[str, Any]) -> str:
         elif kind is dict or kind is list or kind is tuple:
             detail[k] = _times(v)
     try:
-        return _ENCODE(detail).decode("utf-8")
+        return _ENCODE(detail)
     except (TypeError, msgspec.EncodeError):  # a value msgspec cannot write
-        return _SLOW_DETAIL(detail)
+        return _SLOW_DETAIL(detail).encode("utf-8")
 
 
 class TrackerProjection(Projection):
@@ -182,9 +184,15 @@ class TrackerProjection(Projection):
                 [values(self._docs[i]) for i in sorted(self._dirty)])
             self._dirty = set()
         if self._rows:
+            rows = self._rows
+            if isinstance(cur, sqlite3.Cursor):  # the UTF-8 bytes stored as TEXT (see feed)
+                detail = "CAST(? AS TEXT)"
+            else:
+                detail = "?"
+                rows = [(*r[:7], r[7].decode("utf-8")) for r in rows]
             cur.executemany(
                 f"INSERT INTO {self.t('timeline')} (position, code, at, kind, officer, agency,"
-                " outcome, detail) VALUES (?,?,?,?,?,?,?,?)", self._rows)
+                f" outcome, detail) VALUES (?,?,?,?,?,?,?,{detail})", rows)
             self._rows = []
 
     def _update(self, cur: Any, ev: Any, position: int, kind: str, officer: str | None,

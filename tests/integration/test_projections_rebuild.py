@@ -54,6 +54,10 @@ def test_full_rebuild_swaps_in_identical_tables_and_the_runner_carries_on(backen
     assert result.prefix == "" and result.position == system.runner.head()
     assert seen and seen[-1][0] == seen[-1][1] == system.runner.head()
     assert dump(system.db) == before
+    if system.db.dialect == "sqlite":  # JSON bound as UTF-8 bytes, stored as text (CAST)
+        for table, column in (("public_feed", "record"), ("timeline", "detail")):
+            assert {r["t"] for r in system.db.fetchall(
+                f"SELECT DISTINCT typeof({column}) AS t FROM {table}")} == {"text"}
     # No shadow table is left behind, and a second rebuild works (index names were freed).
     assert not system.db.table_exists("rb_public_feed")
     rebuild(system.app, system.db, public_projections, only=["stats"])
