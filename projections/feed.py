@@ -161,31 +161,35 @@ _STDLIB_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
 # json.dumps itself. tests/unit/test_projection_feed.py checks the two agree.
 _FAST_CANONICAL = msgspec.json.Encoder(order="sorted").encode
 _PLAIN = frozenset({str, int, bool, type(None)})
+_CHECKED = _PLAIN | {float, dict, list, tuple}
+_STR = {str}
+
+
+def _values_need_json_dumps(values: Any) -> bool:
+    """Whether any of `values` (a list, tuple or dict view) holds anything msgspec would write
+    otherwise than json.dumps. The types of a level are collected in C first: a level of
+    strings and integers (most of a record) is not walked in Python."""
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN:
+        return False
+    if not kinds <= _CHECKED:
+        return True
+    for v in values:
+        k = type(v)
+        if k is float:
+            if not (1e-4 <= abs(v) < 1e16 or v == 0):  # NaN and infinities too
+                return True
+        elif k is dict:
+            if (v and set(map(type, v)) != _STR) or _values_need_json_dumps(v.values()):
+                return True
+        elif (k is list or k is tuple) and _values_need_json_dumps(v):
+            return True
+    return False
 
 
 def _needs_json_dumps(value: Any) -> bool:
     """Whether a record holds anything msgspec would write otherwise than json.dumps."""
-    kind = type(value)
-    if kind is dict:
-        if any(type(k) is not str for k in value):
-            return True
-        value = value.values()
-    elif kind is not list and kind is not tuple:
-        return kind not in _PLAIN and (
-            kind is not float or not (1e-4 <= abs(value) < 1e16 or value == 0))
-    for v in value:
-        k = type(v)
-        if k in _PLAIN:
-            continue
-        if k is float:
-            if not (1e-4 <= abs(v) < 1e16 or v == 0):  # NaN and infinities too
-                return True
-        elif k is dict or k is list or k is tuple:
-            if _needs_json_dumps(v):
-                return True
-        else:
-            return True
-    return False
+    return _values_need_json_dumps((value,))
 
 
 def canonical_bytes(record: dict[str, Any]) -> bytes:
