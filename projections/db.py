@@ -77,6 +77,12 @@ def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any
 WAL_KEEP_BYTES = 16 * 1024 * 1024
 
 
+# Page size of a new read-model file. A rebuild writes gigabytes of rows into it: with 16 KiB
+# pages, 4x fewer page writes and b-tree pages to split. 100k-dossier store, two workers, new
+# files, interleaved: 29.3-30.9 s against 31.6-32.3 s with SQLite's default 4 KiB.
+PAGE_SIZE = 16_384
+
+
 class SQLiteReadDB(ReadDB):
     dialect = "sqlite"
 
@@ -84,7 +90,10 @@ class SQLiteReadDB(ReadDB):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().execute("PRAGMA journal_mode=WAL").fetchall()
+        conn = self._conn()
+        # Only a new, empty file takes it (and never once in WAL mode): existing ones keep theirs.
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
