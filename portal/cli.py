@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from portal.settings import Settings, SettingsError, load_settings
+from projections.base import ProjectionFailed
 
 log = logging.getLogger("portal")
 
@@ -114,13 +115,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     system = build_system(settings)
     try:
         if system.runner.stale:  # tables built by an earlier version of their rules
-            from projections.rebuild import rebuild
-            from projections.registry import public_projections
+            from projections.rebuild import rebuild_stale
 
-            names = sorted(system.runner.stale)
-            print(f"Dựng lại bản đọc theo quy tắc mới: {', '.join(names)}...")
-            rebuild(system.app, system.db, public_projections, only=names)
-            system.runner.rebuilt(names)
+            print(f"Dựng lại bản đọc theo quy tắc mới: {', '.join(sorted(system.runner.stale))}")
+            rebuild_stale(system.app, system.db, system.runner)
         print("Nạp dữ liệu tỉnh mẫu (lặp lại không tạo trùng)...")
         stats = seed_demo(system, args.dossiers)
         print("Đã nạp:", json.dumps(stats, ensure_ascii=False))
@@ -227,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except SettingsError as e:
         return _fail(str(e))
+    except ProjectionFailed as e:  # a stopped read model: its reason, not a traceback
+        return _fail(f"projection stopped: {e}")
     except KeyboardInterrupt:
         return 130
 

@@ -226,6 +226,20 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
                    time.perf_counter() - started - seconds, started + seconds - swapping)
 
 
+def rebuild_stale(app: Any, db: ReadDB, runner: Runner,
+                  factory: Callable[[str], Sequence[Projection]] | None = None) -> list[str]:
+    """Rebuild the projections of `runner` whose tables another rules version built (the
+    embedded demo does it at start; an operator runs `portal projections rebuild --only`),
+    and let the runner feed them again. Returns their names."""
+    if factory is None:
+        from projections.registry import public_projections as factory
+    names = sorted(runner.stale)
+    if names:
+        rebuild(app, db, factory, only=names)
+        runner.rebuilt(names)
+    return names
+
+
 class RebuildRunner(Runner):
     """The runner of a rebuild: reads the log with `FastReader` when the store allows it.
 
