@@ -135,16 +135,22 @@ def test_as_of_record_time_and_position(backend_settings, make_system):
 
 def test_the_rebuilding_connection_gets_its_settings_back(tmp_path):
     from projections.db import SQLiteReadDB
-    from projections.rebuild import REBUILD_CACHE_KIB, REBUILD_WAL_PAGES, _bulk_session
+    from projections.rebuild import (
+        REBUILD_CACHE_KIB,
+        REBUILD_WAL_PAGES,
+        SORT_THREADS,
+        _bulk_session,
+    )
 
     db = SQLiteReadDB(tmp_path / "read.sqlite")
     db.fetchall("PRAGMA secure_delete=1")  # as Debian builds SQLite
-    settings = ("cache_size", "wal_autocheckpoint", "secure_delete")
+    settings = ("cache_size", "wal_autocheckpoint", "secure_delete", "threads")
     before = tuple(db.scalar(f"PRAGMA {name}") for name in settings)
     with _bulk_session(db):
         assert db.scalar("PRAGMA cache_size") == -REBUILD_CACHE_KIB
         assert db.scalar("PRAGMA wal_autocheckpoint") == REBUILD_WAL_PAGES
         assert db.scalar("PRAGMA secure_delete") == 2  # FAST: freed pages are not zeroed
+        assert db.scalar("PRAGMA threads") == SORT_THREADS >= 1  # index builds sort in threads
     assert tuple(db.scalar(f"PRAGMA {name}") for name in settings) == before
     db.close()
 
