@@ -41,9 +41,8 @@ class ProjectionFailed(RuntimeError):
 
 
 def outdated_message(name: str, built: int, current: int) -> str:
-    base = name.split("#")[0]
-    return (f"read model {base} was built by rules version {built}, this code has version"
-            f" {current}: rebuild it (portal projections rebuild --only {base}); until then"
+    return (f"read model {name} was built by rules version {built}, this code has version"
+            f" {current}: rebuild it (portal projections rebuild --only {name}); until then"
             f" it is not fed and the pages show it as it stood")
 
 
@@ -207,7 +206,7 @@ class Runner:
                 # Tables fed before versions were recorded count as version 1.
                 built = 1 if built is None else int(built)
                 if built != p.version:
-                    msg = outdated_message(p.tracking_name, built, p.version)
+                    msg = outdated_message(name, built, p.version)
                     log.error("projection %s: %s", p.tracking_name, msg)
                     self.failed[p.tracking_name] = msg
                     self.stale.add(p.name)

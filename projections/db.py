@@ -71,6 +71,16 @@ def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any
     return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
 
+def utf8_text(cur: Any, rows: list[tuple[Any, ...]], column: int
+              ) -> tuple[str, list[tuple[Any, ...]]]:
+    """The placeholder and the rows to insert a TEXT column whose values are UTF-8 bytes (JSON
+    from msgspec): SQLite stores the bytes as they are (`CAST` of a blob to TEXT), with no str
+    made of them for sqlite3 to encode back to the same bytes; PostgreSQL gets str."""
+    if isinstance(cur, sqlite3.Cursor):
+        return "CAST(? AS TEXT)", rows
+    return "?", [(*r[:column], r[column].decode("utf-8"), *r[column + 1:]) for r in rows]
+
+
 # What the write-ahead log file is cut back to when it starts over after a checkpoint. A
 # rebuild lets the log grow to about 80 MB between its checkpoints (REBUILD_WAL_PAGES), and
 # SQLite otherwise keeps the file at its largest size for good.

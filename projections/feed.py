@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -76,6 +75,7 @@ import msgspec
 
 from domain.calendar import VN_TZ, utc_iso, vn_iso
 from projections.base import Projection
+from projections.db import utf8_text
 
 INTERNAL = "internal"
 
@@ -134,18 +134,18 @@ def local_iso(at: datetime) -> str:
     return vn_iso(at)
 
 
-def _plain(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """JSON-ready copy: datetimes -> local ISO, dates -> ISO, tuples -> lists, sets sorted."""
     if isinstance(value, datetime):
         return local_iso(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, set | frozenset):
-        return sorted(_plain(v) for v in value)
+        return sorted(json_ready(v) for v in value)
     return value
 
 
@@ -228,7 +228,7 @@ def public_record(position: int, ev: Any, rating_lookup: RatingLookup | None = N
         return {"position": position, "type": kind, "agency": agency,
                 "procedure_code": procedure_code,
                 "date": ev.at.astimezone(VN_TZ).date().isoformat(),
-                "level": ev.level, "criteria": _plain(dict(ev.criteria)),
+                "level": ev.level, "criteria": json_ready(dict(ev.criteria)),
                 "apology_received": ev.apology_received}
     fields = PUBLIC_FIELDS.get(kind)
     if fields is None:
@@ -250,7 +250,7 @@ def public_record(position: int, ev: Any, rating_lookup: RatingLookup | None = N
         if isinstance(value, datetime):
             record[f] = local_iso(value)
         elif f in NESTED_TIMES:
-            record[f] = _plain(value)
+            record[f] = json_ready(value)
         else:  # plain JSON values already (strings, numbers, lists and dicts of them)
             record[f] = value
     if kind == "Dossier.Received":
@@ -328,12 +328,6 @@ class FeedProjection(Projection):
         if new_dossiers:
             cur.executemany(f"INSERT INTO {self.t('feed_dossiers')} (id, agency, procedure_code)"
                             " VALUES (?,?,?)", new_dossiers)
-        if isinstance(cur, sqlite3.Cursor):
-            # The record's UTF-8 bytes are stored as they are, as TEXT (SQLite's CAST of a
-            # blob): no str made of them here for sqlite3 to encode back to the same bytes.
-            record = "CAST(? AS TEXT)"
-        else:
-            record = "?"
-            rows = [(p, k, data.decode("utf-8"), h) for p, k, data, h in rows]
+        record, rows = utf8_text(cur, rows, 2)
         cur.executemany(f"INSERT INTO {self.t('public_feed')} (position, type, record, sha256)"
                         f" VALUES (?,?,{record},?)", rows)

@@ -176,7 +176,7 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
     else:
         target = ""
     started = time.perf_counter()
-    with _secure_delete_fast(db), db.transaction() as cur:
+    with _pragmas(db, secure_delete="FAST"), db.transaction() as cur:
         cur.execute(VERSIONS_DDL)
         for p in shadows:
             p.drop(cur)
@@ -230,16 +230,14 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
                    time.perf_counter() - started - seconds, started + seconds - swapping)
 
 
-def rebuild_stale(app: Any, db: ReadDB, runner: Runner,
-                  factory: Callable[[str], Sequence[Projection]] | None = None) -> list[str]:
+def rebuild_stale(app: Any, db: ReadDB, runner: Runner) -> list[str]:
     """Rebuild the projections of `runner` whose tables another rules version built (the
     embedded demo does it at start; an operator runs `portal projections rebuild --only`),
     and let the runner feed them again. Returns their names."""
-    if factory is None:
-        from projections.registry import public_projections as factory
     names = sorted(runner.stale)
     if names:
-        rebuild(app, db, factory, only=names)
+        rebuild(app, db, lambda prefix: [type(p)(prefix) for p in runner.projections],
+                only=names)
         runner.rebuilt(names)
     return names
 
@@ -465,24 +463,28 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
 
 @contextmanager
 def _bulk_session(db: ReadDB) -> Iterator[None]:
-    """A larger page cache and rarer checkpoints for the rebuilding SQLite connection while it
-    runs."""
+    """A larger page cache, rarer checkpoints, sorting threads and no zeroing of freed pages
+    (shadow tables of public data, see `drop_retired`) for the rebuilding SQLite connection
+    while it runs."""
+    with _pragmas(db, cache_size=-REBUILD_CACHE_KIB, wal_autocheckpoint=REBUILD_WAL_PAGES,
+                  threads=SORT_THREADS, secure_delete="FAST"):
+        yield
+
+
+@contextmanager
+def _pragmas(db: ReadDB, **values: Any) -> Iterator[None]:
+    """Set SQLite connection settings for a while, then put back what they were."""
     if db.dialect != "sqlite":
         yield
         return
-    before = db.scalar("PRAGMA cache_size")
-    wal_before = db.scalar("PRAGMA wal_autocheckpoint")
-    threads_before = db.scalar("PRAGMA threads")
-    db.fetchall(f"PRAGMA cache_size=-{REBUILD_CACHE_KIB}")
-    db.fetchall(f"PRAGMA wal_autocheckpoint={REBUILD_WAL_PAGES}")
-    db.fetchall(f"PRAGMA threads={SORT_THREADS}")
+    before = {name: int(db.scalar(f"PRAGMA {name}")) for name in values}
+    for name, value in values.items():
+        db.fetchall(f"PRAGMA {name}={value}")
     try:
-        with _secure_delete_fast(db):  # shadow tables of public data (see drop_retired)
-            yield
+        yield
     finally:
-        db.fetchall(f"PRAGMA cache_size={int(before)}")
-        db.fetchall(f"PRAGMA wal_autocheckpoint={int(wal_before)}")
-        db.fetchall(f"PRAGMA threads={int(threads_before)}")
+        for name, value in before.items():
+            db.fetchall(f"PRAGMA {name}={value}")
 
 
 def _indexes(db: ReadDB, cur: Any, table: str) -> list[str]:
@@ -561,23 +563,10 @@ def drop_retired(db: ReadDB, names: Sequence[str]) -> None:
     s to drop). Read models are public data, so their freed pages are only put on the free list
     (`FAST`: content deleted inside a page that stays in use is still zeroed): 2.6 s -> 0.3 s
     for a 500 MB public feed."""
-    with _secure_delete_fast(db):
+    with _pragmas(db, secure_delete="FAST"):
         for name in names:
             with db.transaction() as cur:
                 cur.execute(f"DROP TABLE IF EXISTS {name}")
-
-
-@contextmanager
-def _secure_delete_fast(db: ReadDB) -> Iterator[None]:
-    if db.dialect != "sqlite":
-        yield
-        return
-    before = db.scalar("PRAGMA secure_delete")
-    db.fetchall("PRAGMA secure_delete=FAST")
-    try:
-        yield
-    finally:
-        db.fetchall(f"PRAGMA secure_delete={int(before)}")
 
 
 def snapshots(db: ReadDB) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import operator
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,8 @@ import msgspec
 from domain.calendar import vn_iso
 from domain.model import Dossier, T
 from projections.base import Projection
+from projections.db import utf8_text
+from projections.feed import json_ready
 
 CLOSED_STATUSES = ("processed", "returned", "refused", "stopped", "withdrawn")
 
@@ -31,18 +32,6 @@ _SLOW_DETAIL = json.JSONEncoder(ensure_ascii=False, default=iso).encode
 _ENCODE = msgspec.json.Encoder().encode
 
 
-def _times(value: Any) -> Any:
-    """`value` with every datetime in it as `vn_iso` text (msgspec writes its own form)."""
-    kind = type(value)
-    if kind is datetime:
-        return vn_iso(value)
-    if kind is dict:
-        return {k: _times(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [v if type(v) is str else _times(v) for v in value]
-    return value
-
-
 def detail_json(detail: dict[str, Any]) -> bytes:
     """A timeline row's detail as compact JSON, UTF-8 encoded, times in `vn_iso`'s form
     (msgspec's C encoder: json.dumps with a Python `default` for every time took ~5% of a
@@ -52,7 +41,7 @@ def detail_json(detail: dict[str, Any]) -> bytes:
         if kind is datetime:
             detail[k] = vn_iso(v)
         elif kind is dict or kind is list or kind is tuple:
-            detail[k] = _times(v)
+            detail[k] = json_ready(v)
     try:
         return _ENCODE(detail)
     except (TypeError, msgspec.EncodeError):  # a value msgspec cannot write
@@ -120,6 +109,8 @@ class TrackerProjection(Projection):
                "result_at", "result_electronic", "outcome", "outcome_766", "returned_at",
                "return_channel", "ended_at", "rated", "last_position")
 
+    _COLUMN_VALUES = operator.itemgetter(*COLUMNS)
+
     def reads(self, topic: str) -> bool:
         return topic.startswith(T + "Dossier.")
 
@@ -175,8 +166,7 @@ class TrackerProjection(Projection):
 
     def flush(self, cur: Any) -> None:
         if self._dirty:
-            cols = self.COLUMNS
-            values = operator.itemgetter(*cols)
+            cols, values = self.COLUMNS, self._COLUMN_VALUES
             cur.executemany(
                 f"INSERT INTO {self.t('dossiers')} ({', '.join(cols)}) VALUES"
                 f" ({','.join('?' for _ in cols)}) ON CONFLICT (code) DO UPDATE SET "
@@ -184,12 +174,7 @@ class TrackerProjection(Projection):
                 [values(self._docs[i]) for i in sorted(self._dirty)])
             self._dirty = set()
         if self._rows:
-            rows = self._rows
-            if isinstance(cur, sqlite3.Cursor):  # the UTF-8 bytes stored as TEXT (see feed)
-                detail = "CAST(? AS TEXT)"
-            else:
-                detail = "?"
-                rows = [(*r[:7], r[7].decode("utf-8")) for r in rows]
+            detail, rows = utf8_text(cur, self._rows, 7)
             cur.executemany(
                 f"INSERT INTO {self.t('timeline')} (position, code, at, kind, officer, agency,"
                 f" outcome, detail) VALUES (?,?,?,?,?,?,?,{detail})", rows)
