@@ -50,6 +50,9 @@ def detail_json(detail: dict[str, Any]) -> bytes:
 
 class TrackerProjection(Projection):
     name = "tracker"
+    # 2: a withdrawal's timeline row no longer holds the citizen's reason (version 1 published
+    # it on the dossier page); tables built by version 1 are refused until rebuilt.
+    version = 2
     tables = {
         "dossiers": """
             code TEXT PRIMARY KEY,
@@ -271,18 +274,20 @@ class TrackerProjection(Projection):
         self._update(cur, ev, position, "returned", ev.officer, None, {"channel": ev.channel},
                      status="returned", returned_at=iso(ev.at), return_channel=ev.channel)
 
-    def _end(self, cur: Any, ev: Any, position: int, kind: str, officer: str | None) -> None:
-        self._update(cur, ev, position, kind, officer, None, {"reason": ev.reason},
+    def _end(self, cur: Any, ev: Any, position: int, kind: str, officer: str | None,
+             detail: dict[str, Any]) -> None:
+        self._update(cur, ev, position, kind, officer, None, detail,
                      status=kind, closed=1, ended_at=iso(ev.at))
 
     def on_Dossier_Refused(self, cur: Any, ev: Any, position: int) -> None:
-        self._end(cur, ev, position, "refused", ev.officer)
+        self._end(cur, ev, position, "refused", ev.officer, {"reason": ev.reason})
 
     def on_Dossier_Stopped(self, cur: Any, ev: Any, position: int) -> None:
-        self._end(cur, ev, position, "stopped", ev.officer)
+        self._end(cur, ev, position, "stopped", ev.officer, {"reason": ev.reason})
 
     def on_Dossier_Withdrawn(self, cur: Any, ev: Any, position: int) -> None:
-        self._end(cur, ev, position, "withdrawn", None)
+        # The citizen's own reason is their free text: never public (as in the feed).
+        self._end(cur, ev, position, "withdrawn", None, {})
 
     def on_Dossier_Digitised(self, cur: Any, ev: Any, position: int) -> None:
         self._update(cur, ev, position, "digitised", ev.officer, None,

@@ -12,8 +12,10 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 from litestar.testing import TestClient
 
 from portal.app import create_app
-from tests.factories import PERSONAL
+from tests.factories import PERSONAL, applicant, at
 from tests.integration.portal_data import APPLICANTS, busy_month
+
+WITHDRAW_REASON = "Gia đình tôi đổi ý vì chuyện riêng"
 
 # Path parameters filled in to reach every route.
 SAMPLES = {"code": ["1.001193", "1.009994", "{late}", "{waiting}"], "office": ["xa-a"],
@@ -45,8 +47,14 @@ def test_no_personal_data_anywhere_for_an_anonymous_visitor(backend_settings, ma
     settings = backend_settings.with_(extra={"dossier_lookups_per_minute": "100000"})
     system = make_system(settings)
     codes = busy_month(system.app)
+    # The citizen's own reason for withdrawing is their free text: never public (the feed,
+    # the dossier page and its timeline, the API, Open311 all leave it out).
+    withdrawn = system.app.receive_dossier(
+        procedure_code="1.009994", agency="xa-b", channel="online", applicant=applicant(),
+        received_at=at(2025, 9, 26, 8), officer=None)
+    system.app.withdraw(withdrawn.code, at=at(2025, 9, 26, 10), reason=WITHDRAW_REASON)
     system.catch_up()
-    forbidden = [*PERSONAL, *APPLICANTS]
+    forbidden = [*PERSONAL, *APPLICANTS, WITHDRAW_REASON]
     app = create_app(settings, system)
     seen: set[str] = set()
     with TestClient(app=app) as client:
@@ -57,6 +65,9 @@ def test_no_personal_data_anywhere_for_an_anonymous_visitor(backend_settings, ma
         queue.extend(f"/{p}?q={v}" for p in ("search", "api/search")
                      for v in ("Nguyễn Văn Bình", "0912345678", "khai sinh"))
         queue.extend(f"/d/{codes[k]}?lang=en" for k in ("late", "waiting"))
+        queue.extend(u.format(withdrawn.code) for u in (
+            "/d/{}", "/d/{}?lang=en", "/d/{}/feed.atom", "/api/dossiers/{}",
+            "/open311/v2/requests/{}.json"))
         while queue and len(seen) < 400:
             url = queue.popleft()
             if url in seen:
@@ -86,4 +97,5 @@ def test_no_personal_data_anywhere_for_an_anonymous_visitor(backend_settings, ma
                  "/data/officers.csv", f"/open311/v2/requests/{codes['late']}.json",
                  f"/api/dossiers/{codes['late']}", "/late/2025-09/feed.atom"):
         assert must in seen, must
+    assert f"/d/{withdrawn.code}" in seen
     assert len(seen) > 60
