@@ -57,6 +57,13 @@ class Applicant:
             raise InvalidCommand("applicant name is too long", "Họ tên quá dài (tối đa 200 ký tự).")
         if self.kind not in (1, 2, 3, 4):
             raise InvalidCommand("applicant kind must be 1-4", "Loại đối tượng không hợp lệ.")
+        # The name is published masked (family name, then initials): an ID number, a phone
+        # number or an e-mail address typed into it would be published with it.
+        if "@" in name or (self.kind == 1 and any(ch.isdigit() for ch in name)):
+            raise InvalidCommand(
+                "a citizen's name holds no digits and no e-mail address",
+                "Họ tên người nộp không được chứa chữ số hay địa chỉ thư điện tử: số giấy tờ,"
+                " số điện thoại, thư điện tử ghi vào ô riêng.")
         return Applicant(
             name=name,
             id_number=nfc(self.id_number),

@@ -62,6 +62,9 @@ from urllib.parse import quote, urlencode
 
 from portal.settings import VARIABLES, Settings
 
+# Digits written as letters, for applicant names that must be unique (see desk_cycle).
+NAME_LETTERS = str.maketrans("0123456789", "ABCDEGHKLM")
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 PUBLIC_PAGES = ("tracker", "procedure", "search", "scoreboard")
@@ -614,7 +617,8 @@ class Load:
         if r is None:
             return
         fields = hidden(r.text)
-        name = f"Nguyễn Văn Tải {n:02d}{serial:05d}"
+        # Unique, and without digits (a citizen's name holds none): the digits as letters.
+        name = "Nguyễn Văn Tải " + f"{n:02d}{serial:05d}".translate(NAME_LETTERS)
         form = [("csrf", fields["csrf"]), ("op", fields["op"]), ("procedure", procedure),
                 ("channel", "in_person"), ("kind", "1"), ("name", name),
                 ("id_number", f"0010{n:02d}{serial:06d}"), ("address", "Phường Minh Xuân"),

@@ -442,7 +442,9 @@ class CommandStream:
             n = 0
             while not self.stop.is_set():
                 n += 1
-                cmd = client.prepare_intake(f"Người nộp thử {i}-{n:05d}")
+                # Unique names without digits (a citizen's name holds none).
+                cmd = client.prepare_intake("Người nộp thử " + "".join(
+                    "ABCDEGHKLM"[int(d)] for d in f"{i}{n:05d}"))
                 with self._lock:
                     self.commands.append(cmd)
                 client.submit(cmd)

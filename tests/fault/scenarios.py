@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from domain.demo import GIVEN
 from tests.fault.harness import (
     CommandStream,
     FaultError,
@@ -103,7 +104,7 @@ def projection_worker_kill(pg_url: str, work: Path, *, kills: int = 4, dossiers:
                         break
                     r = system.app.receive_dossier(
                         procedure_code="1.001193", agency="xa-a", channel="in_person",
-                        applicant=applicant(f"Lê Văn Nam {i}"),
+                        applicant=applicant(f"Lê Văn Nam {GIVEN[i % len(GIVEN)]}"),
                         received_at=at(2025, 10, 1 + i % 20, 8), officer="tn-1")
                     appended.append(r.code)
                     if i % 3:

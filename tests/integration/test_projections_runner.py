@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from domain.demo import GIVEN
 from portal.settings import Settings
 from projections.base import Projection, ProjectionFailed, Runner
 from projections.rebuild import rebuild
@@ -210,8 +211,8 @@ def test_killed_projection_process_ends_identical_to_a_clean_rebuild(backend_set
     for i in range(25):  # more dossiers: a few hundred events in batches of 4
         r = system.app.receive_dossier(
             procedure_code="1.001193", agency="xa-a", channel="in_person",
-            applicant=applicant(f"Lê Văn Nam {i}"), received_at=at(2025, 10, 1 + i % 20, 8),
-            officer="tn-1")
+            applicant=applicant(f"Lê Văn Nam {GIVEN[i % len(GIVEN)]}"),
+            received_at=at(2025, 10, 1 + i % 20, 8), officer="tn-1")
         if i % 3:
             system.app.hand_over(r.code, officer="tn-1", to_officer="cv-1",
                                  at=at(2025, 10, 1 + i % 20, 9))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from domain.demo import GIVEN
 from projections import queries, recompute
 from projections.feed import canonical, digest
 from tests.factories import PERSONAL, agency, applicant, at, officer, small_province
@@ -52,7 +53,7 @@ def scenario(app: Any) -> dict[str, str]:
     # Five on-time dossiers, three rated very satisfied, two satisfied, one paper, one online.
     for i in range(5):
         r = rcv(app, at(2025, 9, 3 + i, 8, 0), channel="online" if i == 0 else "in_person",
-                who=f"Trần Thị Lan {i}", officer_key="tn-1")
+                who=f"Trần Thị Lan {GIVEN[i % len(GIVEN)]}", officer_key="tn-1")
         finish(app, r.code, 3 + i, electronic=(i == 0))
         app.mark_synchronised(r.code, at=at(2025, 9, 3 + i, 8, 30))
         app.return_result(r.code, officer="tn-1", at=at(2025, 9, 3 + i, 15, 0),
@@ -213,7 +214,7 @@ def test_no_personal_data_in_any_public_table(backend_settings, make_system):
     public_tables = ["public_feed", "stat_dossiers", "stat_late", "stat_officer_month",
                      "stat_satisfaction", "stat_agencies", "stat_procedures", "dossiers",
                      "timeline", "procedures", "agencies", "officers"]
-    names = [f"Trần Thị Lan {i}" for i in range(5)]
+    names = [f"Trần Thị Lan {GIVEN[i]}" for i in range(5)]
     for table in public_tables:
         dump = json.dumps(system.db.fetchall(f"SELECT * FROM {table}"), ensure_ascii=False,
                           default=str)

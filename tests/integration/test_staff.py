@@ -160,6 +160,9 @@ def test_role_forbids_the_action(desk):
     page = desk.get(f"/staff/dossiers/{desk.code}")
     assert "/act/apologise" not in page.text and "/act/stop" not in page.text
     assert "/act/pause" in page.text
+    # Officers are told, where they type free text, that it is published.
+    form = page.text.split('id="action-pause"')[1].split("</details>")[0]
+    assert "được công khai" in form and "không ghi họ tên" in form
     r = desk.post(f"/staff/dossiers/{desk.code}/act/stop",
                   data={"csrf": csrf, "op": "b" * 32, "reason": "Thử"}, follow_redirects=False)
     assert r.status_code == 403
@@ -270,6 +273,22 @@ def test_intake_prints_the_receipt_and_a_double_submit_makes_one_dossier(desk):
     assert "Trần T. H." in public.text
     for value in ("Trần Thị Hoa", "001199000111", "0987000111"):
         assert value not in public.text
+
+
+def test_intake_refuses_a_phone_number_typed_into_the_name_and_keeps_the_form(desk):
+    login(desk, "tiepnhan")
+    fields = form_fields(desk.get("/staff/intake", params={"procedure": "1.001193"}).text,
+                         "/staff/intake")
+    data = {**fields, "procedure": "1.001193", "channel": "in_person",
+            "received": ["Tờ khai theo mẫu", "Giấy tờ tùy thân"],
+            "name": "Trần Thị Hoa 0987000111", "id_number": "", "address": "Thôn 2",
+            "phone": "", "email": "", "kind": "1"}
+    before = desk.system.app.recorder.max_notification_id()
+    r = desk.post("/staff/intake", data=data, follow_redirects=False)
+    assert r.status_code == 400
+    assert "không được chứa chữ số" in r.text
+    assert 'value="Thôn 2"' in r.text  # the rest of what was typed is kept
+    assert desk.system.app.recorder.max_notification_id() == before  # nothing stored
 
 
 def test_intake_form_lists_every_active_procedure_with_the_chosen_one_selected(desk):

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import TestClient
 
+from domain.demo import GIVEN
 from portal.app import create_app
 from portal.cli import main as portal_main
 from projections.transparency import log_of, verify_log
@@ -27,7 +28,7 @@ def scenario(app) -> list[str]:
     codes = []
     for i, day in enumerate((3, 4, 5)):
         r = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
-                                applicant=applicant(f"Nguyễn Văn Bình {i}"),
+                                applicant=applicant(f"Nguyễn Văn Bình {GIVEN[i]}"),
                                 received_at=at(2025, 9, day, 9), officer="tn-1")
         app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, day, 9, 30))
         codes.append(r.code)

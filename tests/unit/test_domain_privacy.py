@@ -40,6 +40,21 @@ def test_applicant_validation():
     assert "Loại đối tượng" in e.value.message_vi
 
 
+@pytest.mark.parametrize("name", ["001099012345 Nguyễn Văn Bình", "Nguyễn Văn Bình 0912345678",
+                                  "binh@example.org", "Nguyễn Văn Bình (binh@example.org)"])
+def test_a_citizens_name_cannot_carry_numbers_or_an_email_address(name):
+    """The name is published masked: an ID or phone number typed into it would be too."""
+    with pytest.raises(InvalidCommand) as e:
+        Applicant(name=name).normalised()
+    assert "chữ số" in e.value.message_vi
+
+
+def test_an_organisations_name_may_hold_digits_but_no_email_address():
+    assert Applicant(name="Công ty TNHH Xây dựng 579", kind=2).normalised().kind == 2
+    with pytest.raises(InvalidCommand):
+        Applicant(name="Công ty A info@a.vn", kind=2).normalised()
+
+
 def test_sealed_data_is_unreadable_without_the_key_and_gone_once_erased():
     keys = MemoryApplicantKeys()
     key = keys.create("applicant:1")
