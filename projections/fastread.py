@@ -12,6 +12,11 @@ page; PostgreSQL: the recorder's own select) and decodes them the way the mapper
 - topic -> class, `originator_id` / `originator_version`, `class_version` upcasts, and
   `object.__new__(cls)` with the state as `__dict__`, as `Mapper.to_domain_event` does.
 
+Events of the page last read whose state held nothing but JSON strings, integers, booleans,
+nulls, floats that `json.dumps` and msgspec write alike, and times at its top level are kept in
+`PLAIN` (id -> event): the public feed writes their records without looking for anything
+else (`projections.feed.canonical_bytes`).
+
 `originator_id` is an `IdUUID`: a `uuid.UUID` (equal, same hash) whose `str()` is computed once,
 since projections turn ids into text several times per event. A transcoder that is not the
 library's JSON transcoder makes `FastReader.usable()` false and the caller keeps the library path.
@@ -34,6 +39,8 @@ from eventsourcing.utils import resolve_topic
 from domain.calendar import file_iso, forget_iso
 
 _set = object.__setattr__
+# Events of the page last read whose state was plain JSON and top-level times (see above).
+PLAIN: dict[int, Any] = {}
 _new_uuid = UUID.__new__
 _UNKNOWN = SafeUUID.unknown
 
@@ -74,6 +81,7 @@ class FastReader:
         self._classes: dict[str, tuple[type, int, Callable[..., Any] | None]] = {}
         transcoder = self.mapper.transcoder
         self._decode_json: Callable[[bytes], Any] | None = None
+        self._odd = [True]
         if type(transcoder) is JSONTranscoder:
             names = dict(transcoder.names)
             decoders = {name: t.decode for name, t in names.items()}
@@ -115,17 +123,31 @@ class FastReader:
                         value[i] = walk(v)
                 return value
 
-            plain = msgspec.json.Decoder().decode
+            # Set when the state last decoded held anything but plain JSON values and
+            # top-level times: a float json.dumps writes otherwise than msgspec (with an
+            # exponent, or not finite), a transcoding that is not a top-level time.
+            odd = [False]
+
+            def float_hook(text: str) -> float:
+                value = float(text)
+                if not (1e-4 <= abs(value) < 1e16 or value == 0):
+                    odd[0] = True
+                return value
+
+            plain = msgspec.json.Decoder(float_hook=float_hook).decode
             slow = json.JSONDecoder(object_hook=hook).decode
 
             def decode_json(data: bytes) -> Any:
                 # msgspec's C decoder is faster than json's with a Python hook on every object;
-                # what it refuses and json accepts (NaN, 1e400) goes to json.
+                # what it refuses and json accepts (NaN) goes to json.
+                odd[0] = False
                 try:
                     found = plain(data)
                 except msgspec.DecodeError:
+                    odd[0] = True
                     return slow(bytes(data).decode("utf8"))
                 if type(found) is not dict:
+                    odd[0] = True
                     return walk(found) if type(found) is list else found
                 # An event's state is an object whose transcodings (times, mostly) sit at its
                 # top level: those are decoded here, and the nested objects and lists are
@@ -144,15 +166,21 @@ class FastReader:
                             continue
                         left -= 1
                         # Most transcodings are times: decoded without the hook's checks.
-                        found[k] = datetime_iso(text) if v["_type_"] == inline else hook(v)
+                        if v["_type_"] == inline:
+                            found[k] = datetime_iso(text)
+                        else:
+                            odd[0] = True
+                            found[k] = hook(v)
                     elif t is list:
                         nested.append(k)
                 if left != 0:
+                    odd[0] = True
                     for k in nested:
                         found[k] = walk(found[k])
                 return hook(found)
 
             self._decode_json = decode_json
+            self._odd = odd
         self._sqlite_table: str | None = None
         self._own: sqlite3.Connection | None = None
         if type(self.recorder).__module__ == "eventsourcing.sqlite" and \
@@ -195,11 +223,14 @@ class FastReader:
         event_state["originator_id"] = id_uuid(originator_id)
         event_state["originator_version"] = version
         from_version = event_state.pop("class_version", 1)
+        upcast = from_version < class_version
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(event_state)
             from_version += 1
         ev = object.__new__(cls)
         _set(ev, "__dict__", event_state)
+        if not (upcast or self._odd[0]):
+            PLAIN[id(ev)] = ev
         return ev
 
     def _select(self, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -243,6 +274,7 @@ class FastReader:
         """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive
         (only of `topics` when given: SQLite only)."""
         forget_iso()  # the texts of the last batch's times (memory stays bounded)
+        PLAIN.clear()
         decode = self.decode
         return [(r[0], decode(r[1], r[2], r[3], r[4]))
                 for r in self._rows(start, limit, stop, topics)]
@@ -270,6 +302,7 @@ class FastReader:
         no row is left."""
         assert self._sqlite_table is not None
         forget_iso()
+        PLAIN.clear()
         where: list[str] = []
         params: list[Any] = []
         if after is not None:

@@ -76,6 +76,7 @@ import msgspec
 from domain.calendar import VN_TZ, utc_iso, vn_iso
 from projections.base import Projection
 from projections.db import utf8_text
+from projections.fastread import PLAIN
 
 INTERNAL = "internal"
 
@@ -307,6 +308,7 @@ class FeedProjection(Projection):
         rows = []
         records = shared_records(self.shared)
         lookup = batch.get
+        plain = PLAIN.get
         for position, ev in events:
             if type(ev).__qualname__ == "Dossier.Received":
                 key = str(ev.originator_id)
@@ -315,7 +317,9 @@ class FeedProjection(Projection):
             record = records.get(position)
             if record is None:
                 record = records[position] = public_record(position, ev, lookup)
-            data = canonical_bytes(record)
+            # An event read from plain JSON (see projections.fastread.PLAIN) gives a record
+            # of plain JSON values: public_record turned its times into text.
+            data = _FAST_CANONICAL(record) if plain(id(ev)) is ev else canonical_bytes(record)
             rows.append((position, record["type"], data, hashlib.sha256(data).hexdigest()))
         self._ready = (events, rows, new_dossiers)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from eventsourcing.cryptography import AESCipher
 
 from domain.calendar import KNOWN_UTC_ISO, KNOWN_VN_ISO, VN_TZ, file_iso, utc_iso, vn_iso
@@ -231,3 +232,34 @@ def test_id_uuid_text_is_str_of_the_uuid_whatever_the_stored_form():
         u = id_uuid(value)
         assert u == UUID(value) and hash(u) == hash(UUID(value))
         assert str(u) == str(UUID(value))
+
+
+def test_events_of_plain_json_are_marked_and_their_records_need_no_check(sqlite_settings,
+                                                                         make_system):
+    """`fastread.PLAIN` holds the events whose state was plain JSON and top-level times; the
+    feed writes their records with msgspec unchecked: the bytes must be json.dumps's. A float
+    json.dumps writes with an exponent keeps its event out, and its record is checked."""
+    from projections import fastread
+    from projections.feed import _STDLIB_CANONICAL, canonical_bytes, public_record
+    from tests.factories import procedure
+
+    system = make_system(sqlite_settings)
+    scenario(system.app)
+    odd = procedure("9.000001", "Thủ tục thử số thực")
+    odd["steps"] = [1e-05, 2.5, 1e16, [0.5, {"x": 1e-7}]]
+    system.app.publish_procedure(odd)
+    reader = FastReader(system.app)
+    events = reader.read(0, system.runner.head() + 10)
+    plain = [(p, ev) for p, ev in events if fastread.PLAIN.get(id(ev)) is ev]
+    assert len(plain) > len(events) * 0.8
+    for position, ev in events:
+        record = public_record(position, ev, lambda _id: ("xa-a", "1.001193"))
+        expected = _STDLIB_CANONICAL(record).encode("utf-8")
+        assert canonical_bytes(record) == expected
+        if fastread.PLAIN.get(id(ev)) is ev:
+            assert msgspec.json.Encoder(order="sorted").encode(record) == expected
+    published = [ev for _, ev in events if getattr(ev, "code", None) == "9.000001"]
+    assert published and all(fastread.PLAIN.get(id(ev)) is not ev for ev in published)
+    # Another page read forgets the last page's events.
+    reader.read(0, 1)
+    assert len(fastread.PLAIN) <= 1
