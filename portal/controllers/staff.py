@@ -35,6 +35,7 @@ from portal import auth
 from portal.auth import Account, StaffSession
 from portal.qr import qr_svg
 from portal.system import System
+from projections.statistics import STOPPED
 
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
 OP_KEY = re.compile(r"^[0-9a-f]{32}$")
@@ -304,8 +305,11 @@ def worklist_rows(system: System, account: Account, limit: int = 300) -> list[di
         r["step_due_at"] = step_due.astimezone(VN_TZ).isoformat() if step_due else None
         r["step_holder"] = d.step_holder if d.is_open else None
         r["deadline"] = first
-        r["overdue"] = d.is_open and first < now
-        r["due_soon"] = d.is_open and not r["overdue"] and (
+        # While the clock is stopped (waiting for documents, paused) no deadline runs: the
+        # public statistics do not call such a dossier overdue either (`STOPPED`).
+        running = d.is_open and d.status not in STOPPED
+        r["overdue"] = running and first < now
+        r["due_soon"] = running and not r["overdue"] and (
             cal.working_seconds_between(now, first) <= day)
         out.append(r)
     out.sort(key=lambda r: (not r["overdue"], r["deadline"]))
@@ -317,14 +321,17 @@ def head_view(system: System, agency: str | None) -> dict[str, Any]:
     where, params = ("", ()) if agency is None else (" AND holder_agency=?", (agency,))
     now = now_vn()
     now_iso = now.isoformat(timespec="seconds")
+    # Dossiers whose clock is stopped are neither overdue nor at risk (see `worklist_rows`).
+    running = f" AND status NOT IN ({','.join('?' for _ in STOPPED)})"
     late_open = system.db.fetchall(
         "SELECT code, procedure_name, status, appointment_at, apology_at FROM dossiers"
-        f" WHERE closed=0 AND appointment_at<?{where} ORDER BY appointment_at", (now_iso, *params))
+        f" WHERE closed=0{running} AND appointment_at<?{where} ORDER BY appointment_at",
+        (*STOPPED, now_iso, *params))
     cal = system.app.calendar
     soon = system.db.fetchall(
         "SELECT code, procedure_name, status, appointment_at, apology_at FROM dossiers"
-        f" WHERE closed=0 AND appointment_at>=?{where} ORDER BY appointment_at LIMIT 500",
-        (now_iso, *params))
+        f" WHERE closed=0{running} AND appointment_at>=?{where} ORDER BY appointment_at"
+        " LIMIT 500", (*STOPPED, now_iso, *params))
     at_risk = [r for r in soon if cal.working_seconds_between(
         now, datetime.fromisoformat(r["appointment_at"])) <= cal.hours.day_seconds]
     where_done = "" if agency is None else " AND agency=?"

@@ -350,6 +350,28 @@ def test_worklist_sorted_by_deadline_and_head_view(desk):
     assert desk.get("/staff/head").status_code == 403
 
 
+def test_a_dossier_whose_clock_is_stopped_is_not_called_overdue(desk):
+    """Waiting for documents, its appointment (2025) long past: no deadline runs, as in the
+    public statistics; once the documents come, the new appointment counts again."""
+    app = desk.system.app
+    waiting = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                                  applicant=applicant("Lê Văn Cường"),
+                                  received_at=at(2025, 9, 4, 9), officer="tn-1")
+    app.request_supplement(waiting.code, officer="tn-1", at=at(2025, 9, 4, 10),
+                           items=["Tờ khai theo mẫu"], reason="Tờ khai thiếu chữ ký")
+    desk.system.catch_up()
+    login(desk, "lanhdao")
+
+    def row(page: str, code: str) -> str:
+        return page.split(f'data-code="{code}"')[1].split("</tr>")[0]
+
+    page = desk.get("/staff").text
+    assert "Quá hạn" in row(page, desk.code)  # the other one runs and is overdue
+    assert "Quá hạn" not in row(page, waiting.code)
+    head = desk.get("/staff/head").text.split("Đang quá hạn")[1].split("<h2")[0]
+    assert desk.code in head and waiting.code not in head
+
+
 def test_auditor_history_state_at_a_moment_and_read_models_as_of_a_day(desk):
     app = desk.system.app
     app.hand_over(desk.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 3, 10))
