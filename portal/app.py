@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -11,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, pass_context
 from litestar import Litestar, Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import (
+    ClientException,
     HTTPException,
     NotFoundException,
     TooManyRequestsException,
@@ -130,27 +132,50 @@ def lookups_per_minute(settings: Settings) -> int:
         return 30
 
 
-def _error_page(request: Request[Any, Any, Any], status: int, title: str, message: str
-                ) -> Response[Any]:
+def _error_page(request: Request[Any, Any, Any], status: int, title: str, message: str,
+                headers: dict[str, str] | None = None) -> Response[Any]:
     path = request.url.path
     accept = request.headers.get("accept", "")
     machine = path.startswith("/data/") or path.endswith((".atom", ".csv", ".jsonl"))
+    headers = {**SECURITY_HEADERS, **(headers or {})}
     if path.startswith(("/api/", "/open311/")) or path.endswith(".json") or (
             "application/json" in accept and "text/html" not in accept) or (
             machine and "text/html" not in accept):
         # `status_code` and `detail` as the OpenAPI document's error schemas say.
         return Response({"status_code": status, "status": status, "error": title,
                          "detail": message},
-                        status_code=status, headers=SECURITY_HEADERS)
+                        status_code=status, headers=headers)
     return Template("error.html", context={"status": status, "title": title,
                                            "message": message},
-                    status_code=status, headers=SECURITY_HEADERS)  # type: ignore[return-value]
+                    status_code=status, headers=headers)  # type: ignore[return-value]
+
+
+# Texts Litestar itself puts in an error's detail, in English and about its internals: a
+# visitor reads the portal's own message for the status instead.
+LITESTAR_TEXTS = ("no file or directory match the path", "Request Entity Too Large")
+
+
+def own_detail(exc: HTTPException) -> str | None:
+    """The message the portal gave an HTTP error, or None when the detail is Litestar's."""
+    detail = str(exc.detail or "")
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = ""
+    if not detail or detail == phrase or detail.startswith(LITESTAR_TEXTS):
+        return None
+    # Litestar's 400s (a malformed body, query or header) are ClientExceptions with English
+    # texts; the portal raises HTTPException itself.
+    if isinstance(exc, ClientException) and exc.status_code == 400:
+        return None
+    return detail
 
 
 def not_found_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    detail = getattr(exc, "message_vi", None) or (
-        exc.detail if isinstance(exc, HTTPException) and exc.detail != "Not Found" else
-        _("Trang bạn tìm không tồn tại hoặc địa chỉ không đúng."))
+    message_vi = getattr(exc, "message_vi", None)
+    detail = _(message_vi) if message_vi else (
+        isinstance(exc, HTTPException) and own_detail(exc)) or _(
+        "Trang bạn tìm không tồn tại hoặc địa chỉ không đúng.")
     return _error_page(request, 404, _("Không tìm thấy"), detail)
 
 
@@ -162,25 +187,38 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> R
 
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
+    own = own_detail(exc)
     if status == 404:
         return not_found_handler(request, exc)
     if status == 429:
-        own = str(exc.detail or "")
         # The rate limiter's English default becomes the friendly Vietnamese message; a page
         # that raised 429 with its own (Vietnamese) explanation keeps it.
-        message = own if own and own not in ("Rate limit exceeded.", "Too Many Requests") else _(
+        message = own if own and own != "Rate limit exceeded." else _(
             "Bạn đã tra cứu hồ sơ nhiều lần trong một phút. Xin vui lòng đợi khoảng một phút"
             " rồi tra cứu lại. Cảm ơn bạn đã thông cảm.")
         response = _error_page(request, 429, _("Quá nhiều yêu cầu"), message)
         response.headers["Retry-After"] = "60"
         return response
+    if status == 413 or str(exc.detail) == "Request Entity Too Large":
+        # (Litestar answers an over-large multipart body with a 400 of that text.)
+        return _error_page(request, 413, _("Dữ liệu quá lớn"), _(
+            "Dữ liệu gửi lên quá lớn. Vui lòng gửi ít nội dung hơn hoặc tệp nhỏ hơn."))
+    if status == 405:
+        allowed = (exc.headers or {}).get("allow", "")
+        message = _("Trang này không hỗ trợ phương thức %(method)s.") % {
+            "method": request.method}
+        if allowed:
+            message += " " + _("Phương thức được phép: %(allowed)s.") % {"allowed": allowed}
+        return _error_page(request, 405, _("Phương thức không được hỗ trợ"), message,
+                           headers={"Allow": allowed} if allowed else None)
     if isinstance(exc, ValidationException) or status == 400:
-        return _error_page(request, 400, _("Yêu cầu không hợp lệ"),
-                           _("Dữ liệu gửi lên không hợp lệ. Vui lòng kiểm tra lại."))
+        return _error_page(request, 400, _("Yêu cầu không hợp lệ"), own or _(
+            "Dữ liệu gửi lên không hợp lệ. Vui lòng kiểm tra lại."))
     if status >= 500:
         return _error_page(request, status, _("Lỗi máy chủ"),
                            _("Hệ thống gặp sự cố. Vui lòng thử lại sau ít phút."))
-    return _error_page(request, status, _("Không thực hiện được"), str(exc.detail))
+    return _error_page(request, status, _("Không thực hiện được"), own or _(
+        "Yêu cầu không thực hiện được (mã lỗi %(status)s).") % {"status": status})
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -225,12 +263,9 @@ def create_app(settings: Settings, system: System | None = None, *,
             HTTPException: http_error_handler,
             Exception: internal_error_handler,
         },
-        # Outermost first: language, the rate limit of dossier lookups (before any cached
-        # answer), then ETag/304/gzip with the server-side cache of public pages.
-        middleware=[
-            LanguageMiddleware,
-            RejectControlCharacters,
-        ],
+        # (The language is chosen around routing, below: a page that no route matches is
+        # answered in the visitor's language too.)
+        middleware=[RejectControlCharacters],
         before_request=reject_over_limit,
         openapi_config=OpenAPIConfig(
             title="Cổng minh bạch một cửa — API dữ liệu mở", version="1.0.0",
@@ -244,14 +279,16 @@ def create_app(settings: Settings, system: System | None = None, *,
         debug=False,
     )
     # Around routing itself (Litestar's middleware runs after it): the lookup rate limit, then
-    # the page cache, so a kept page is answered without routing, middleware or handler.
+    # the page cache, so a kept page is answered without routing, middleware or handler, then
+    # the language, so that routing's own errors (404, 405) are in the visitor's language.
     clock = public_data.versions(sys_.db)
     due = (lambda path: clock.due()) if sys_.db.dialect == "postgres" else None
     app.asgi_handler = LookupRateLimit(
         HttpCacheMiddleware(
             # What a public page depends on: the read models' version; statistics and
             # catalogue pages may be kept longer (`max_age`).
-            app.asgi_handler, version=lambda path: clock.live(), version_due=due,
+            LanguageMiddleware(app.asgi_handler), version=lambda path: clock.live(),
+            version_due=due,
             max_age=lambda path: kept_for(path, clock.aggregate_ttl),
             local_writes=lambda: sys_.db.model_writes),
         per_minute=lookups_per_minute(settings), prefixes=RATE_LIMITED_PREFIXES)

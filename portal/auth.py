@@ -357,7 +357,9 @@ _DUMMY_HASH = _hasher.hash("not a password of anyone")
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:
-    return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
+    # As bytes: compare_digest raises on a str outside ASCII (any forged value: a 403, not a 500).
+    return bool(expected) and bool(given) and hmac.compare_digest(
+        str(expected).encode("utf-8", "surrogatepass"), str(given).encode("utf-8", "surrogatepass"))
 
 
 def accounts(system: Any) -> AccountStore:

@@ -29,6 +29,7 @@ COMPRESSIBLE = ("text/", "application/json", "application/javascript", "applicat
 MIN_GZIP_SIZE = 800
 # Pages whose content belongs to one citizen's dossier: never kept by a shared cache.
 PRIVATE_PREFIXES = ("/d/", "/api/dossiers/", "/open311/v2/requests/")
+MAX_SEGMENT_BYTES = 255  # NAME_MAX: no page or file has a longer path segment
 
 
 def _headers(scope_or_message: dict[str, Any], key: str = "headers") -> dict[str, str]:
@@ -48,17 +49,25 @@ def request_cookies(scope: Scope) -> dict[str, str]:
 
 class RejectControlCharacters:
     """A NUL or another control character in the path names no page and no file: 400 (the
-    static files router would otherwise fail on the NUL with a 500)."""
+    static files router would otherwise fail on the NUL with a 500). A path segment longer than
+    any file name (255 bytes) names nothing either: 404, not the file system's ENAMETOOLONG."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and any(
-                ord(ch) < 32 or ord(ch) == 127 for ch in scope.get("path", "")):
-            from litestar.exceptions import ClientException
+        if scope["type"] == "http":
+            path = scope.get("path", "")
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+                from litestar.exceptions import HTTPException
 
-            raise ClientException("Địa chỉ trang có ký tự không hợp lệ.")
+                raise HTTPException(status_code=400, detail=i18n.gettext(
+                    "Địa chỉ trang có ký tự không hợp lệ."))
+            if any(len(part.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES
+                   for part in path.split("/")):
+                from litestar.exceptions import NotFoundException
+
+                raise NotFoundException()
         await self.app(scope, receive, send)
 
 

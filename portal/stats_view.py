@@ -17,14 +17,31 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
-from domain.calendar import VN_TZ
+from domain.calendar import SUPPORTED_YEARS, VN_TZ
 from portal import public_data
 from projections import queries
 from projections.db import ReadDB
 
 log = logging.getLogger(__name__)
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$")
+# ASCII digits only: `\d` would take full-width or Arabic-Indic digits, which int() reads but a
+# file name in Content-Disposition cannot carry.
+MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])\Z")
+PERIOD = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?\Z")
+
+
+def is_month(text: str) -> bool:
+    """`YYYY-MM` of a year the working calendar covers (SUPPORTED_YEARS)."""
+    return MONTH.match(text) is not None and _calendar_year(text)
+
+
+def is_period(text: str) -> bool:
+    """A month `YYYY-MM`, a quarter `YYYY-Qn` or a year `YYYY` the working calendar covers."""
+    return PERIOD.match(text) is not None and _calendar_year(text)
+
+
+def _calendar_year(text: str) -> bool:
+    return SUPPORTED_YEARS[0] <= int(text[:4]) <= SUPPORTED_YEARS[1]
+
 
 class _Slot:
     """One statistic's latest answer, the version it was computed at, and who computes it."""

@@ -217,6 +217,8 @@ def score(inputs: Mapping[str, Any]) -> dict[str, Any]:
 def period_bounds(period: str) -> tuple[str, str]:
     """'2025-09' (month), '2025-Q3' (quarter) or '2025' (year) -> [start, end) local ISO."""
     try:
+        if not period.isascii():  # int() reads full-width and other digits too
+            raise ValueError
         if len(period) == 4:
             y = int(period)
             start, end = date(y, 1, 1), date(y + 1, 1, 1)

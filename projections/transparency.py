@@ -32,6 +32,22 @@ from projections import merkle
 from projections.db import ReadDB
 from projections.feed import canonical, public_record
 
+# Why a proof cannot be made, as the public reads it (Vietnamese; the portal translates them).
+NO_CHECKPOINT = "không có điểm kiểm tra nào có kích thước %(size)s"
+NO_CHECKPOINT_YET = "chưa có điểm kiểm tra nào được công bố"
+NO_RECORD = "không có bản ghi nào ở vị trí %(position)s của nguồn dữ liệu công khai"
+NEWER_RECORD = "bản ghi ở vị trí %(position)s mới hơn điểm kiểm tra kích thước %(size)s"
+NOT_BOTH_PUBLISHED = "cả hai kích thước phải là của điểm kiểm tra đã công bố"
+FIRST_LARGER = "điểm kiểm tra thứ nhất không được lớn hơn điểm kiểm tra thứ hai"
+
+
+class ProofUnavailable(LookupError):
+    """A proof that cannot be made: the reason `message_vi` with its `values`."""
+
+    def __init__(self, message_vi: str, **values: Any) -> None:
+        super().__init__(message_vi % values)
+        self.message_vi, self.values = message_vi, values
+
 CHECKPOINTS_DDL = """CREATE TABLE IF NOT EXISTS transparency_checkpoints (
     size BIGINT PRIMARY KEY,
     root TEXT NOT NULL,
@@ -203,13 +219,14 @@ class TransparencyLog:
         """Inclusion proof of the feed record at `position` in the checkpoint of `size`."""
         cp = self.checkpoint(size) if size is not None else self.latest()
         if cp is None:
-            raise LookupError("no such checkpoint")
+            raise ProofUnavailable(NO_CHECKPOINT, size=size) if size is not None else \
+                ProofUnavailable(NO_CHECKPOINT_YET)
         leaves = self.leaves()
         i = bisect.bisect_left(leaves.positions, position)
         if i >= len(leaves.positions) or leaves.positions[i] != position:
-            raise LookupError(f"no feed record at position {position}")
+            raise ProofUnavailable(NO_RECORD, position=position)
         if i >= cp.size:
-            raise LookupError(f"record {position} is newer than the checkpoint of size {cp.size}")
+            raise ProofUnavailable(NEWER_RECORD, position=position, size=cp.size)
         record = self.db.scalar("SELECT record FROM public_feed WHERE position=?", (position,))
         path = merkle.inclusion_proof(i, leaves.hashes[: cp.size])
         return {"position": position, "leaf_index": i, "tree_size": cp.size,
@@ -219,9 +236,9 @@ class TransparencyLog:
     def consistency(self, first: int, second: int) -> dict[str, Any]:
         a, b = self.checkpoint(first), self.checkpoint(second)
         if a is None or b is None:
-            raise LookupError("both sizes must be published checkpoints")
+            raise ProofUnavailable(NOT_BOTH_PUBLISHED)
         if first > second:
-            raise LookupError("the first checkpoint must not be larger than the second")
+            raise ProofUnavailable(FIRST_LARGER)
         leaves = self.leaves()
         proof = merkle.consistency_proof(first, leaves.hashes[:second])
         return {"first": first, "second": second, "proof": [b64(p) for p in proof],

@@ -21,6 +21,7 @@ from projections import queries
 
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
 PROCEDURE_CODE = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+RATING_TOKEN = re.compile(r"^[0-9a-f]{20}\Z")
 FILTERS = ("level", "field", "online_level")
 # Intervals in which the clock stops (766 rule): the timeline kinds that open and close them.
 STOPS = {"supplement_requested": ("supplement_received", N_("Chờ bổ sung hồ sơ")),
@@ -127,7 +128,10 @@ class PublicController(Controller):
         timeline = queries.timeline(s.db, code)
         token = clean(request.query_params.get("token"), 64)
         rate_url = None
-        if (token and not row["rated"] and row["closed"] and has_route(request, "/d/{code:str}/rate")
+        # A token is 20 hex digits (as the rating form checks): anything else, say letters
+        # outside ASCII that compare_digest refuses, is simply not the dossier's token.
+        if (token and RATING_TOKEN.match(token) and not row["rated"] and row["closed"]
+                and has_route(request, "/d/{code:str}/rate")
                 and hmac.compare_digest(token, s.app.rating_token(code))):
             rate_url = f"/d/{code}/rate?token={token}"
         return Template("dossier.html", context={"d": row, "timeline": timeline,

@@ -25,10 +25,11 @@ from litestar.response import Redirect, Template
 from domain.calendar import VN_TZ
 from domain.errors import DomainError
 from domain.model import RATING_CRITERIA, RATING_LEVELS
+from portal.auth import csrf_ok
 from portal.system import System
 
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
-TOKEN = re.compile(r"^[0-9a-f]{20}$")
+TOKEN = re.compile(r"^[0-9a-f]{20}\Z")
 CSRF_COOKIE = "mc_rate_csrf"
 WINDOW = timedelta(minutes=10)
 MAX_POSTS_PER_IP = 10  # rating submissions per address per window
@@ -145,7 +146,7 @@ class RatingController(Controller):
         d = self._dossier(system, code)
         cookie = request.cookies.get(CSRF_COOKIE)
         given = str(form.get("csrf") or "")
-        if not (cookie and given and hmac.compare_digest(cookie, given)):
+        if not csrf_ok(cookie, given):  # (a forged value outside ASCII too: a 403, not a 500)
             raise PermissionDeniedException("Biểu mẫu hết hạn hoặc không hợp lệ. Hãy tải lại trang.")
         ip = request.client.host if request.client else "unknown"
         if (_count(system, "ip", ip, False) >= MAX_POSTS_PER_IP

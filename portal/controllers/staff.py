@@ -416,13 +416,17 @@ class StaffController(Controller):
         received = set(form.getall("received", []))
         digitised = set(form.getall("digitised", []))
         components = [{"name": n, "digitised": n in digitised} for n in official if n in received]
-        values = {k: clean(form.get(k), 200) for k in
+        # Not cut to length: an over-long text is refused with its field named (below).
+        values = {k: clean(form.get(k), 200 if k in ("channel", "kind") else 100_000) for k in
                   ("name", "id_number", "address", "phone", "email", "channel", "kind")}
         try:
             if not components:
                 raise auth.InvalidCommand("no component", "Cần đánh dấu ít nhất một thành phần"
                                           " hồ sơ đã nhận.")
-            kind = int(values["kind"] or 1) if values["kind"].isdigit() else 0
+            check_applicant_fields(values)
+            # ASCII digits only: isdigit() also takes '²', which int() refuses.
+            kind = int(values["kind"] or 1) if values["kind"].isascii() and \
+                values["kind"].isdigit() else 0
             receipt = s.app.receive_dossier(
                 procedure_code=proc["code"], agency=me.agency, channel=values["channel"],
                 applicant=Applicant(name=values["name"], id_number=values["id_number"],
@@ -447,6 +451,37 @@ class StaffController(Controller):
         data, etag = qr_svg(f"{s.settings.public_base_url}/d/{code}")
         return Response(data, media_type="image/svg+xml",
                         headers={"ETag": etag, "Cache-Control": "private, max-age=86400"})
+
+
+# The applicant's texts on the intake form: label and longest length (the form's maxlength).
+APPLICANT_FIELDS = {"name": ("Họ tên", 200), "id_number": ("Số định danh", 20),
+                    "address": ("Địa chỉ", 200), "phone": ("Số điện thoại", 20),
+                    "email": ("Thư điện tử", 120)}
+PHONE = re.compile(r"[0-9 +().-]+")
+EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+
+
+def check_applicant_fields(values: dict[str, str]) -> None:
+    """Refuse what would otherwise be stored damaged or cut short, or is not a phone number or
+    an e-mail address at all (InvalidCommand with a message for the desk)."""
+    for key, (label, limit) in APPLICANT_FIELDS.items():
+        text = values.get(key, "")
+        if "\ufffd" in text:  # what the form's decoding leaves of bytes that were not UTF-8
+            raise auth.InvalidCommand(
+                f"{key} was not valid UTF-8",
+                f"Ô {label} có ký tự không đọc được (lỗi mã hóa). Vui lòng gõ lại ô này.")
+        if len(text) > limit:
+            raise auth.InvalidCommand(f"{key} is too long",
+                                      f"{label} quá dài (tối đa {limit} ký tự).")
+    phone = values.get("phone", "")
+    if phone and not (PHONE.fullmatch(phone) and 6 <= sum(ch.isdigit() for ch in phone) <= 20):
+        raise auth.InvalidCommand(
+            "not a phone number", "Số điện thoại không hợp lệ: chỉ gồm chữ số (6 đến 20 số),"
+            " có thể có dấu cách, +, -, dấu chấm, dấu ngoặc.")
+    email = values.get("email", "")
+    if email and not EMAIL.fullmatch(email):
+        raise auth.InvalidCommand(
+            "not an e-mail address", "Thư điện tử không hợp lệ: cần có dạng ten@ten-mien.vn.")
 
 
 def due_label(deadline: datetime | None) -> str:

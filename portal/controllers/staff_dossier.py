@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from eventsourcing.application import AggregateNotFoundError
@@ -121,14 +121,36 @@ def already_done(s: System, key: str) -> bool:
 
 
 def parse_local(value: str) -> datetime:
-    """A datetime-local (or date) field, read as Vietnam time."""
+    """A datetime-local (or date) field, read as Vietnam time; a time given with its offset
+    (`+00:00`, `Z`) is that moment, in Vietnam time."""
     value = clean(value, 40)
     try:
         if len(value) == 10:
             return datetime.combine(date.fromisoformat(value), time(16, 0), VN_TZ)
-        return datetime.fromisoformat(value).replace(tzinfo=VN_TZ)
-    except ValueError:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=VN_TZ)
+        return moment.astimezone(VN_TZ)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved across midnight
         raise InvalidCommand("bad date", "Ngày giờ không hợp lệ (dạng YYYY-MM-DD HH:MM).") from None
+
+
+# How far ahead an apology may set the new appointment: Mẫu 04 names a near date; this only
+# stops a slip of the keyboard (year 9999) from being published as a promise.
+NEW_APPOINTMENT_YEARS = 5
+
+
+def parse_new_appointment(value: str, at: datetime) -> datetime:
+    """The new appointment of an apology: after the act, and within five years of it."""
+    moment = parse_local(value)
+    if moment <= at:
+        raise InvalidCommand("new appointment in the past",
+                             "Ngày hẹn mới phải sau thời điểm gửi văn bản xin lỗi.")
+    if moment > at + timedelta(days=365 * NEW_APPOINTMENT_YEARS):
+        raise InvalidCommand("new appointment too far",
+                             f"Ngày hẹn mới không được quá {NEW_APPOINTMENT_YEARS} năm kể từ"
+                             " hôm nay.")
+    return moment
 
 
 def load(request: Request[Any, Any, Any], code: str) -> tuple[System, Account, Dossier]:
@@ -226,7 +248,8 @@ class StaffDossierController(Controller):
                           at=at, note=clean(form.get("note"), 500), key=key)
         elif action == "request_supplement":
             official = app.procedure(d.procedure_code).component_names
-            items = [clean(i, 300) for i in form.getall("items", [])]
+            # Each item once, in the order ticked (a repeated item would be published again).
+            items = list(dict.fromkeys(clean(i, 300) for i in form.getall("items", [])))
             # Only the official list: anything else never reaches the command.
             if any(i not in official for i in items):
                 raise InvalidCommand("not official", "Chỉ được yêu cầu bổ sung thành phần trong"
@@ -241,7 +264,8 @@ class StaffDossierController(Controller):
             app.resume(code, officer=officer, at=at, key=key)
         elif action == "apologise":
             app.apologise(code, officer=officer, at=at, reason=reason,
-                          new_appointment_at=parse_local(str(form.get("new_appointment_at"))),
+                          new_appointment_at=parse_new_appointment(
+                              str(form.get("new_appointment_at")), at),
                           key=key)
         elif action == "digitise":
             app.digitise(code, officer=officer, at=at,
@@ -257,7 +281,7 @@ class StaffDossierController(Controller):
                               key=key)
         elif action == "pay":
             raw = clean(form.get("amount_vnd"), 15).replace(".", "").replace(",", "")
-            if not raw.isdigit():
+            if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes '²'; int() not
                 raise InvalidCommand("bad amount", "Số tiền phải là số nguyên (đồng).")
             app.pay(code, at=at, amount_vnd=int(raw), channel=clean(form.get("channel"), 20),
                     key=key)

@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, Parameter
 from litestar.response import Template
 
+from domain.calendar import SUPPORTED_YEARS
 from portal import stats_view
 from portal.api_errors import error_responses
 from portal.charts import line_chart
@@ -19,6 +20,7 @@ from portal.controllers.feeds import ATOM_TYPE, atom_document
 from portal.controllers.public import clean, system_of
 from portal.i18n import N_
 from portal.i18n import gettext as _
+from projections.index766 import period_bounds
 
 register(Download("/data/late.csv", N_("Danh sách trễ hạn"),
                   N_("Mỗi dòng một bước trễ hạn của một hồ sơ trong tháng (?month=YYYY-MM):"
@@ -164,22 +166,34 @@ METHOD_VI = N_(
 
 
 def _month(db: Any, month: str) -> str:
-    month = clean(month, 7)
+    month = clean(month, 20)
     if not month:
         return stats_view.default_month(db)
-    if not stats_view.MONTH.match(month):
-        raise HTTPException(status_code=400, detail=_("Tháng không hợp lệ; dùng dạng YYYY-MM."))
+    if not (stats_view.is_month(month) and _bounded(month)):
+        raise HTTPException(status_code=400, detail=_(
+            "Tháng không hợp lệ; dùng dạng YYYY-MM, năm từ %(first)s đến %(last)s.")
+            % {"first": SUPPORTED_YEARS[0], "last": SUPPORTED_YEARS[1]})
     return month
 
 
 def _period(db: Any, period: str) -> str:
-    period = clean(period, 7)
+    period = clean(period, 20)
     if not period:
         return stats_view.default_month(db)
-    if not stats_view.PERIOD.match(period):
+    if not (stats_view.is_period(period) and _bounded(period)):
         raise HTTPException(status_code=400, detail=_(
-            "Kỳ không hợp lệ; dùng tháng YYYY-MM, quý YYYY-Qn hoặc năm YYYY."))
+            "Kỳ không hợp lệ; dùng tháng YYYY-MM, quý YYYY-Qn hoặc năm YYYY, năm từ %(first)s"
+            " đến %(last)s.") % {"first": SUPPORTED_YEARS[0], "last": SUPPORTED_YEARS[1]})
     return period
+
+
+def _bounded(period: str) -> bool:
+    """Does the statistics' own reading of the period accept it (what they would raise on)?"""
+    try:
+        period_bounds(period)
+    except ValueError:
+        return False
+    return True
 
 
 def _agency(agencies: dict[str, str], agency: str) -> str | None:
@@ -342,7 +356,7 @@ class StatisticsPages(Controller):
         if not stats_view.available(s.db):
             return Template("stats_pending.html", context={"title": N_("Bộ chỉ số 766")})
         board = scoreboard_data(request, period, agency)
-        month = board.period if stats_view.MONTH.match(board.period) else \
+        month = board.period if stats_view.is_month(board.period) else \
             stats_view.default_month(s.db)
         points = stats_view.trend(s.db, month, board.tree.agency, s.settings.province_name)
         chart = line_chart(points, title=_("Tổng điểm 12 tháng đến %(m)s của %(name)s")

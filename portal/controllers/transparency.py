@@ -15,15 +15,33 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from domain.model import dossier_id
+from portal.i18n import N_
+from portal.i18n import gettext as _
 from portal.system import System
-from projections.transparency import log_of
+from projections.transparency import ProofUnavailable, log_of
 
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
 JSON_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"}
+# Sizes and positions beyond any log this portal will keep, and within a SQL BIGINT.
+MAX_SIZE = 2**62
+# The reasons of `ProofUnavailable` (projections.transparency), for the translation catalogue.
+PROOF_REASONS = (
+    N_("không có điểm kiểm tra nào có kích thước %(size)s"),
+    N_("chưa có điểm kiểm tra nào được công bố"),
+    N_("không có bản ghi nào ở vị trí %(position)s của nguồn dữ liệu công khai"),
+    N_("bản ghi ở vị trí %(position)s mới hơn điểm kiểm tra kích thước %(size)s"),
+    N_("cả hai kích thước phải là của điểm kiểm tra đã công bố"),
+    N_("điểm kiểm tra thứ nhất không được lớn hơn điểm kiểm tra thứ hai"),
+)
 
 
 def system_of(request: Request[Any, Any, Any]) -> System:
     return request.app.state["system"]
+
+
+def no_proof(e: ProofUnavailable) -> str:
+    """Why a proof cannot be made, in the visitor's language."""
+    return _("Không lập được bằng chứng: %(reason)s.") % {"reason": _(e.message_vi) % e.values}
 
 
 def _json(data: Any, immutable: bool = False) -> Response[Any]:
@@ -66,28 +84,30 @@ class TransparencyController(Controller):
 
     @get("/checkpoints/{size:int}", sync_to_thread=True)
     def checkpoint(self, request: Request[Any, Any, Any], size: FromPath[int]) -> Response[Any]:
-        cp = log_of(system_of(request)).checkpoint(size)
+        cp = log_of(system_of(request)).checkpoint(size) if 1 <= size <= MAX_SIZE else None
         if cp is None:
-            raise NotFoundException(f"Không có điểm kiểm tra kích thước {size}.")
+            raise NotFoundException(_("Không có điểm kiểm tra kích thước %(size)s.")
+                                    % {"size": size})
         return _json(cp.public(), immutable=True)
 
     @get("/proofs/inclusion", sync_to_thread=True)
     def inclusion(self, request: Request[Any, Any, Any],
-                  position: Annotated[int, QueryParameter(ge=1)],
-                  size: Annotated[int | None, QueryParameter(ge=1)] = None) -> Response[Any]:
+                  position: Annotated[int, QueryParameter(ge=1, le=MAX_SIZE)],
+                  size: Annotated[int | None, QueryParameter(ge=1, le=MAX_SIZE)] = None
+                  ) -> Response[Any]:
         try:
             return _json(log_of(system_of(request)).inclusion(position, size))
-        except LookupError as e:
-            raise NotFoundException(f"Không lập được bằng chứng: {e}.") from None
+        except ProofUnavailable as e:
+            raise NotFoundException(no_proof(e)) from None
 
     @get("/proofs/consistency", sync_to_thread=True)
     def consistency(self, request: Request[Any, Any, Any],
-                    first: Annotated[int, QueryParameter(ge=1)],
-                    second: Annotated[int, QueryParameter(ge=1)]) -> Response[Any]:
+                    first: Annotated[int, QueryParameter(ge=1, le=MAX_SIZE)],
+                    second: Annotated[int, QueryParameter(ge=1, le=MAX_SIZE)]) -> Response[Any]:
         try:
             return _json(log_of(system_of(request)).consistency(first, second))
-        except LookupError as e:
-            raise NotFoundException(f"Không lập được bằng chứng: {e}.") from None
+        except ProofUnavailable as e:
+            raise NotFoundException(no_proof(e)) from None
 
     @get("/dossiers/{code:str}", sync_to_thread=True)
     def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
