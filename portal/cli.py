@@ -22,6 +22,30 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+# The largest whole number SQLite and PostgreSQL store (BIGINT): a larger position or size can
+# only be a typing error, and would fail deep inside the driver.
+MAX_STORED_INT = 2**63 - 1
+
+
+def whole_number(low: int, high: int = MAX_STORED_INT) -> Any:
+    """An argparse type: a whole number from `low` to `high`, else a usage error naming both."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is invalid: must be at least {low}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{value} is too large: must be at most {high:,}")
+        return value
+    parse.__name__ = "whole number"  # argparse names the type in its messages
+    return parse
+
+
+port_number = whole_number(1, 65535)
+
+
 def _progress(label: str, total: int | None = None) -> Any:
     def show(done: int, tot: int | None = total) -> None:
         if not sys.stderr.isatty():
@@ -87,13 +111,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from portal.app import create_app
-    from portal.system import build_system
+    from portal.system import build_system, ensure_var_dir
     from search.server import ManagedMeili, MeiliUnavailable
 
     if args.fresh and settings.var_dir.exists():
         print(f"Xóa dữ liệu cũ trong {settings.var_dir} (--fresh)")
         shutil.rmtree(settings.var_dir)
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    ensure_var_dir(settings)
     meili = None
     if not settings.meili_url:
         key_file = settings.var_dir / "meili.key"
@@ -189,11 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="embedded default: SQLite, managed Meilisearch, demo data")
     d.add_argument("--fresh", action="store_true", help="delete var/ and start afresh")
     d.add_argument("--dossiers", type=int, default=250, help="demo dossiers to generate")
-    d.add_argument("--port", type=int, default=None)
+    d.add_argument("--port", type=port_number, default=None)
     d.set_defaults(func=cmd_demo)
     s = sub.add_parser("serve", help="web worker (stateless)")
     s.add_argument("--host", default=None)
-    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--port", type=port_number, default=None, help="1-65535")
     s.add_argument("--with-projections", action="store_true",
                    help="also run projections in this process")
     s.set_defaults(func=cmd_serve)
@@ -222,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        _check_cipher_key(settings)
         return int(args.func(args, settings) or 0)
     except SettingsError as e:
         return _fail(str(e))
@@ -229,6 +254,50 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"projection stopped: {e}")
     except KeyboardInterrupt:
         return 130
+    # The safety net: a value or a file a command did not check is still reported as a message.
+    except (ValueError, OverflowError) as e:
+        return _fail(str(e) or type(e).__name__)
+    except OSError as e:
+        return _fail(_os_message(e), 1)
+    except Exception as e:
+        if _is_connection_error(e):
+            return _fail(f"database error: {e}", 1)
+        raise
+
+
+def _check_cipher_key(settings: Settings) -> None:
+    """Refuse a PORTAL_CIPHER_KEY the event store's cipher cannot use, before opening it."""
+    if not settings.cipher_key:
+        return
+    import base64
+    import binascii
+
+    try:
+        size = len(base64.b64decode(settings.cipher_key.encode("utf-8")))
+    except (binascii.Error, ValueError):
+        size = 0
+    if size not in (16, 24, 32):
+        raise SettingsError("PORTAL_CIPHER_KEY must be an AES key of 16, 24 or 32 bytes,"
+                            " written in base64")
+
+
+def _os_message(e: OSError) -> str:
+    if e.strerror and e.filename:
+        return f"{e.strerror}: {e.filename}"
+    return str(e) or type(e).__name__
+
+
+def _is_connection_error(e: Exception) -> bool:
+    """The PostgreSQL driver's (or the event store's) failure to reach the database."""
+    from eventsourcing.persistence import InterfaceError, OperationalError
+
+    if isinstance(e, OperationalError | InterfaceError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # a SQLite-only install
+        return False
+    return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,13 @@ def _float(name: str, value: str) -> float:
         raise SettingsError(f"{name} must be a number, got {value!r}") from None
 
 
+def _port(name: str, value: str) -> int:
+    port = _int(name, value)
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{name} must be a port number from 1 to 65535, got {value!r}")
+    return port
+
+
 VARIABLES: dict[str, tuple[str, str]] = {
     "PORTAL_VAR_DIR": ("var_dir", "folder for SQLite files, keys and Meilisearch data (default ./var)"),
     "PORTAL_POSTGRES_URL": ("postgres_url", "PostgreSQL URL for events and read models; empty = SQLite"),
@@ -154,7 +161,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
 
 _PARSERS = {
     "var_dir": lambda n, v: Path(v),
-    "port": _int,
+    "port": _port,
     "min_group_size": _int,
     "stats_refresh_seconds": _float,
     "projection_batch_size": _int,
@@ -185,4 +192,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise SettingsError("PORTAL_PROJECTION_BATCH_SIZE must be at least 1")
     if settings.stats_refresh_seconds < 0:
         raise SettingsError("PORTAL_STATS_REFRESH_SECONDS must not be negative")
+    _check_office_hours(settings)
     return settings
+
+
+def _check_office_hours(settings: Settings) -> None:
+    """Office hours and cut-off are parsed where the calendar is built; a typing error in them is
+    reported here, naming the variable, not later as a failure inside the calendar."""
+    from domain.calendar import OfficeHours
+
+    try:
+        OfficeHours.parse(settings.office_hours, "15:00")
+    except ValueError as e:
+        raise SettingsError(f"PORTAL_OFFICE_HOURS: {e}") from None
+    try:
+        OfficeHours.parse("07:30-11:30", settings.cutoff)
+    except ValueError as e:
+        raise SettingsError(f"PORTAL_CUTOFF: {e}") from None

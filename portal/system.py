@@ -13,7 +13,7 @@ from eventsourcing.cryptography import AESCipher
 from domain.application import OneStop
 from domain.calendar import OfficeHours, WorkingCalendar
 from portal import public_data
-from portal.settings import Settings
+from portal.settings import Settings, SettingsError
 from projections.base import Runner
 from projections.db import ReadDB
 from projections.registry import public_projections
@@ -137,8 +137,17 @@ class System:
         self.keys.db.close()
 
 
+def ensure_var_dir(settings: Settings) -> None:
+    """Create the var folder if missing; a path that cannot be a folder is a settings error."""
+    try:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SettingsError(f"PORTAL_VAR_DIR {str(settings.var_dir)!r} cannot be used as the data"
+                            f" folder: {e.strerror or e}") from None
+
+
 def build_system(settings: Settings, **overrides: Any) -> System:
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    ensure_var_dir(settings)
     db = ReadDB.open(settings.read_db_path, settings.postgres_url, settings.postgres_schema)
     public_data.versions(db, aggregate_ttl=settings.stats_refresh_seconds)
     keys_db = (ReadDB.open(Path(settings.var_dir) / "keys.sqlite") if settings.backend == "sqlite"

@@ -150,6 +150,8 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
         raise ValueError("by must be 'record' or 'act'")
     if as_of is not None and as_of.tzinfo is None:
         raise ValueError("the as-of moment needs a timezone")
+    if batch_size < 1:
+        raise ValueError(f"batch size {batch_size} is invalid: it must be at least 1")
     shadows = list(factory(SHADOW))
     known = [p.name for p in shadows]
     if only:
@@ -168,8 +170,12 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
         event_filter = acts_until(as_of)
     stop = position if position is not None else None
     if snapshot:
-        label = label or (f"p{position}" if as_of is None
-                          else as_of.astimezone(VN_TZ).strftime("%Y%m%dt%H%M") + by[0])
+        if position is not None and position < 0:
+            raise ValueError(f"position {position} is invalid: a log position is 0 or more")
+        if not label and as_of is not None:  # zero-padded: strftime("%Y") gives "1" for year 1
+            t = as_of.astimezone(VN_TZ)
+            label = f"{t.year:04d}{t.month:02d}{t.day:02d}t{t.hour:02d}{t.minute:02d}{by[0]}"
+        label = label or f"p{position}"
         if not LABEL.match(label):
             raise ValueError("a snapshot label is 1-24 characters a-z, 0-9 or _")
         target = f"asof_{label}_"

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from portal.cli import _fail
+from portal.cli import _fail, whole_number
 from portal.settings import Settings
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -26,7 +26,6 @@ MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 def export_feed(db: Any, path: Path) -> int:
     from projections import queries
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     with path.open("w", encoding="utf-8") as f:
         for line in queries.export_feed(db):
@@ -62,15 +61,47 @@ def reproduce(feed_path: Path, db: Any, period: str, now: str, province: str,
             "figures_compared": len(figures), "mismatched": mismatched, "ok": not mismatched}
 
 
+def writable_file(text: str) -> str | None:
+    """Why `text` cannot be the file an export writes (None when it can): a folder is not
+    overwritten and a missing folder is not created, since either is most often a typing error."""
+    path = Path(text)
+    if path.is_dir():
+        return f"{text} is a folder: give the path of a file to write"
+    if not path.parent.is_dir():
+        return f"no such folder: {path.parent} (create it first)"
+    return None
+
+
+def judgement_moment(text: str) -> str:
+    """`--now` as the portal writes moments (Vietnam time, seconds): published figures compare
+    moments as text, so another offset or form would judge at the wrong moment."""
+    from domain.calendar import VN_TZ, vn_iso
+
+    moment = datetime.fromisoformat(text)
+    return vn_iso(moment if moment.tzinfo else moment.replace(tzinfo=VN_TZ))
+
+
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from domain.calendar import VN_TZ
     from portal.system import build_system
     from projections.transparency import log_of, verify_log
 
-    if args.action == "reproduce" and not MONTH.match(args.period or ""):
-        return _fail("--period must be a month YYYY-MM")
-    if args.action == "reproduce" and args.feed and not Path(args.feed).is_file():
-        return _fail(f"no such feed file: {args.feed}")
+    now = None
+    if args.action == "reproduce":
+        if not MONTH.match(args.period or ""):
+            return _fail("--period must be a month YYYY-MM")
+        if args.feed and not Path(args.feed).is_file():
+            return _fail(f"no such feed file: {args.feed}")
+        if args.now:
+            try:
+                now = judgement_moment(args.now)
+            except (ValueError, OverflowError):
+                return _fail(f"--now expects an ISO date-time (2025-09-30T17:00+07:00),"
+                             f" got {args.now!r}")
+    if args.action == "export-feed":
+        refused = writable_file(args.out)
+        if refused:
+            return _fail(refused)
     system = build_system(settings)
     try:
         system.runner.catch_up()
@@ -81,8 +112,15 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(cp.public() if cp else {"size": 0}, ensure_ascii=False))
             return 0
         if args.action == "verify":
-            if args.checkpoint is None and log.latest() is None:
-                log.publish()
+            # No checkpoint to compare with is a question without an answer, not tampering.
+            if args.checkpoint is not None and log.checkpoint(args.checkpoint) is None:
+                latest = log.latest()
+                return _fail(f"no checkpoint of size {args.checkpoint}; "
+                             + (f"the latest is of size {latest.size}" if latest
+                                else "none is published yet"))
+            if args.checkpoint is None and log.latest() is None and log.publish() is None:
+                return _fail("no checkpoint published yet: the public feed is empty"
+                             f" (is PORTAL_VAR_DIR {str(settings.var_dir)!r} the right folder?)")
             report = verify_log(system.app, log, args.checkpoint)
             print(json.dumps(report, ensure_ascii=False, indent=1))
             if report.get("ok"):
@@ -98,8 +136,9 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         # reproduce
         feed = Path(args.feed) if args.feed else Path(settings.var_dir) / "audit" / "feed.jsonl"
         if not args.feed:
+            feed.parent.mkdir(exist_ok=True)
             export_feed(system.db, feed)
-        now = args.now or datetime.now(VN_TZ).isoformat(timespec="seconds")
+        now = now or datetime.now(VN_TZ).isoformat(timespec="seconds")
         report = reproduce(feed, system.db, args.period, now, settings.province_name,
                            settings.min_group_size)
         print(json.dumps(report, ensure_ascii=False, indent=1))
@@ -114,7 +153,8 @@ def register(sub: Any) -> None:
     a = sub.add_parser("audit", help="auditor tools: verify the log, reproduce published figures")
     asub = a.add_subparsers(dest="action", required=True)
     v = asub.add_parser("verify", help="recompute feed and tree from the event store; report tampering")
-    v.add_argument("--checkpoint", type=int, default=None, help="size of the checkpoint (latest)")
+    v.add_argument("--checkpoint", type=whole_number(1), default=None, metavar="SIZE",
+                   help="size of the checkpoint (default: the latest)")
     asub.add_parser("checkpoint", help="sign a checkpoint of the whole feed now")
     e = asub.add_parser("export-feed", help="write the public feed as JSON Lines")
     e.add_argument("--out", required=True)

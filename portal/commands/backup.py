@@ -102,8 +102,11 @@ def import_events(app: Any, path: Path, batch: int = 2000) -> dict[str, Any]:
     if app.recorder.max_notification_id():
         raise BackupError("the event store is not empty: import only into a new store")
     # First pass: verify the whole file before writing anything.
-    with path.open(encoding="utf-8") as f:
-        count = sum(1 for _ in read_verified(iter(f)))
+    try:
+        with path.open(encoding="utf-8") as f:
+            count = sum(1 for _ in read_verified(iter(f)))
+    except UnicodeDecodeError:
+        raise BackupError("not an export file: it is not UTF-8 text") from None
     written = 0
     with path.open(encoding="utf-8") as f:
         pending: list[StoredEvent] = []
@@ -126,8 +129,12 @@ def import_events(app: Any, path: Path, batch: int = 2000) -> dict[str, Any]:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from portal.commands.audit import writable_file
     from portal.system import build_system
 
+    refused = writable_file(args.output) if args.output != "-" else None
+    if refused:
+        return _fail(refused)
     system = build_system(settings)
     try:
         if args.output == "-":

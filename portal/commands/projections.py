@@ -12,8 +12,12 @@ import time
 from datetime import datetime
 from typing import Any
 
+from portal.cli import _fail, whole_number
 from portal.settings import Settings
 from projections.rebuild import REBUILD_BATCH
+
+# Events a rebuild holds in memory at once: far above the default, well below a machine's memory.
+MAX_BATCH = 1_000_000
 
 
 class Progress:
@@ -63,6 +67,10 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
             print(f"portal: --as-of expects an ISO date-time, got {args.as_of!r}",
                   file=sys.stderr)
             return 2
+    if args.action == "rebuild":
+        refused = _refused_options(args, as_of)
+        if refused:
+            return _fail(refused)
     system = build_system(settings)
     try:
         if args.action == "status":
@@ -91,15 +99,54 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
         system.close()
 
 
+def _refused_options(args: argparse.Namespace, as_of: datetime | None) -> str | None:
+    """Options that would be silently ignored, or a moment the calendar cannot judge at."""
+    from domain.calendar import SUPPORTED_YEARS
+
+    snapshot = as_of is not None or args.position is not None
+    if args.name and not snapshot:
+        return ("--name labels a snapshot: give it with --as-of or --position"
+                " (a rebuild without them replaces the live tables)")
+    if args.by is not None and as_of is None:
+        return "--by chooses the clock of --as-of: give it only with --as-of"
+    if as_of is not None:
+        first, last = SUPPORTED_YEARS
+        if not first <= as_of.year <= last:
+            return f"--as-of {args.as_of} is outside the calendar's years ({first}-{last})"
+    return None
+
+
+def _out_of_log(system: Any, args: argparse.Namespace, as_of: datetime | None) -> str | None:
+    """A snapshot past the end of the log, or before its first event, holds nothing true."""
+    from projections.rebuild import local, record_time
+
+    recorder = system.app.recorder
+    head = int(recorder.max_notification_id() or 0)
+    if args.position is not None and args.position > head:
+        return f"--position {args.position} is past the end of the log ({head} events)"
+    if as_of is not None and (args.by or "record") == "record":
+        first = recorder.select_notifications(start=1, limit=1)
+        if not first:
+            return "the event log is empty: there is nothing to take a snapshot of"
+        first_at = record_time(system.app, first[0])
+        if as_of < first_at:
+            return (f"--as-of {args.as_of} is before the first event of the log"
+                    f" (recorded {local(first_at)})")
+    return None
+
+
 def _rebuild(system: Any, args: argparse.Namespace, as_of: datetime | None) -> int:
     from projections.rebuild import rebuild
     from projections.registry import public_projections
 
+    refused = _out_of_log(system, args, as_of)
+    if refused:
+        return _fail(refused)
     bar = Progress("rebuild")
     try:
         result = rebuild(system.app, system.db, public_projections,
                          only=args.only or None, position=args.position, as_of=as_of,
-                         by=args.by, label=args.name, batch_size=args.batch_size,
+                         by=args.by or "record", label=args.name, batch_size=args.batch_size,
                          workers=max(1, args.workers), progress=bar)
     except ValueError as e:
         bar.close()
@@ -137,12 +184,13 @@ def register(sub: Any) -> None:
     when = pr.add_mutually_exclusive_group()
     when.add_argument("--as-of", metavar="ISO_DATETIME",
                       help="snapshot as it stood at this moment (local time if no offset)")
-    when.add_argument("--position", type=int, metavar="N", help="snapshot up to log position N")
-    pr.add_argument("--by", choices=["record", "act"], default="record",
+    when.add_argument("--position", type=whole_number(0), metavar="N",
+                      help="snapshot up to log position N (0 or more)")
+    pr.add_argument("--by", choices=["record", "act"], default=None,
                     help="--as-of clock: record time of the log (default) or act time")
     pr.add_argument("--name", metavar="LABEL", help="snapshot label (a-z, 0-9, _)")
     pr.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="rebuild: processes feeding the projections (SQLite; default 2)")
-    pr.add_argument("--batch-size", type=int, default=REBUILD_BATCH,
-                    help=f"rebuild: events per batch (default {REBUILD_BATCH})")
+    pr.add_argument("--batch-size", type=whole_number(1, MAX_BATCH), default=REBUILD_BATCH,
+                    help=f"rebuild: events per batch, 1-{MAX_BATCH:,} (default {REBUILD_BATCH})")
     pr.set_defaults(func=cmd_projections)

@@ -11,7 +11,7 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from domain.calendar import VN_TZ
+from domain.calendar import SUPPORTED_YEARS, VN_TZ
 from domain.errors import InvalidCommand
 from portal.controllers.staff import (
     NO_STORE,
@@ -62,14 +62,27 @@ class StaffAuditController(Controller):
         except ValueError:
             raise InvalidCommand("bad day", "Ngày không hợp lệ (dạng YYYY-MM-DD).") from None
         by = "act" if form.get("by") == "act" else "record"
-        label = f"d{day:%Y%m%d}{by[0]}"
+        first_year, last_year = SUPPORTED_YEARS
+        if not first_year <= day.year <= last_year:
+            raise InvalidCommand("day outside the calendar",
+                                 f"Chỉ dựng được số liệu cho ngày trong các năm {first_year}–"
+                                 f"{last_year}.")
+        # Zero-padded by hand: strftime("%Y") writes year 1 as "1", a label the page refuses.
+        label = f"d{day.year:04d}{day.month:02d}{day.day:02d}{by[0]}"
         s = system_of(request)
         moment = datetime.combine(day, time(23, 59, 59), VN_TZ)
         import anyio
 
-        await anyio.to_thread.run_sync(lambda: rebuilds.rebuild(
-            s.app, s.db, public_projections, only=["catalogue", "tracker"], as_of=moment, by=by,
-            label=label))
+        def build() -> None:
+            first = s.app.recorder.select_notifications(start=1, limit=1)
+            if by == "record" and (not first or moment < rebuilds.record_time(s.app, first[0])):
+                raise InvalidCommand("day before the first event",
+                                     "Ngày này trước sự kiện đầu tiên của nhật ký: chưa có số"
+                                     " liệu để dựng.")
+            rebuilds.rebuild(s.app, s.db, public_projections, only=["catalogue", "tracker"],
+                             as_of=moment, by=by, label=label)
+
+        await anyio.to_thread.run_sync(build)
         return Redirect(f"/staff/asof/{label}", status_code=303)
 
     @get("/{label:str}", sync_to_thread=True)
