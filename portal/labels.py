@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 
 from domain.calendar import VN_TZ
-from portal.i18n import N_, gettext
+from portal.i18n import DEFAULT_LANGUAGE, N_, current, gettext
 
 
 class Labels(dict[str, str]):
@@ -74,6 +74,48 @@ TIMELINE = Labels({
     "synchronised": N_("Đồng bộ lên Cổng DVC quốc gia"),
     "rated": N_("Công dân đánh giá"),
 })
+# The citizen's rating form (portal/controllers/rating.py passes the Vietnamese texts).
+class QualifiedLabels(Labels):
+    """Labels whose Vietnamese text is also another message ("Hài lòng" is the menu's
+    "Satisfaction"): other languages look up "text (qualifier)", Vietnamese shows the text.
+    The catalog tooling keeps no msgctxt, hence a message of their own."""
+
+    def __init__(self, labels: dict[str, str], qualified: dict[str, str]) -> None:
+        super().__init__(labels)
+        self.qualified = qualified
+
+    def get(self, code: str, default: str | None = None) -> str:  # type: ignore[override]
+        if code in self.qualified and current() != DEFAULT_LANGUAGE:
+            return gettext(self.qualified[code])
+        return super().get(code, default)
+
+    def __getitem__(self, code: str) -> str:
+        return self.get(code) if code in self else super().__getitem__(code)
+
+
+RATING_LEVEL = QualifiedLabels(
+    {"very_satisfied": N_("Rất hài lòng"), "satisfied": "Hài lòng",
+     "not_satisfied": N_("Không hài lòng")},
+    {"satisfied": N_("Hài lòng (mức đánh giá)")})
+RATING_CRITERION = Labels({
+    "overall": N_("Đánh giá chung"),
+    "convenience": N_("Sự thuận tiện khi thực hiện thủ tục"),
+    "on_time": N_("Giải quyết đúng hẹn"),
+    "attitude": N_("Thái độ của cán bộ"),
+    "time_vs_limit": N_("Thời gian giải quyết so với quy định"),
+    "contacts_needed": N_("Số lần phải liên hệ để hoàn thành"),
+    "agencies_contacted": N_("Số cơ quan phải liên hệ"),
+    "publicity": N_("Công khai, minh bạch thủ tục"),
+    "feedback_response": N_("Tiếp nhận, phản hồi ý kiến"),
+    "online_quality": N_("Chất lượng dịch vụ trực tuyến"),
+})
+# Refusals shown on the rating form (the controller's and the domain's `message_vi`).
+RATING_ERRORS = (N_("Mã đánh giá không đúng với hồ sơ này."), N_("Hãy chọn mức hài lòng chung."),
+                 N_("Chỉ đánh giá được sau khi hồ sơ có kết quả."),
+                 N_("Hồ sơ này đã được đánh giá."), N_("Mức đánh giá không hợp lệ."),
+                 N_("Tiêu chí đánh giá không hợp lệ."))
+POSTER_MODE = Labels({"field": N_("Mỗi lĩnh vực một mã QR"),
+                      "procedure": N_("Mỗi thủ tục một mã QR")})
 FREE = N_("Miễn phí")  # the search index's fee summary for free procedures
 WEEKDAY = [N_("Thứ Hai"), N_("Thứ Ba"), N_("Thứ Tư"), N_("Thứ Năm"), N_("Thứ Sáu"), N_("Thứ Bảy"),
            N_("Chủ Nhật")]
@@ -115,9 +157,13 @@ def duration(time: dict | None) -> str:
     shown = f"{value:g}" if isinstance(value, float) else str(value)
     if unit == "same_day":
         return gettext("Trong ngày")
+    # English needs a singular and Vietnamese has none: "1 …" is a message of its own whose
+    # Vietnamese text reads like the general one (the catalog tooling keeps no plural forms).
     if unit == "working_hours":
-        return gettext("%(n)s giờ làm việc") % {"n": shown}
-    return gettext("%(n)s ngày làm việc") % {"n": shown}
+        return gettext("1 giờ làm việc") if shown == "1" else \
+            gettext("%(n)s giờ làm việc") % {"n": shown}
+    return gettext("1 ngày làm việc") if shown == "1" else \
+        gettext("%(n)s ngày làm việc") % {"n": shown}
 
 
 def percent(part: int | float | None, whole: int | float | None) -> str:
