@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="embedded default: SQLite, managed Meilisearch, demo data")
     d.add_argument("--fresh", action="store_true", help="delete var/ and start afresh")
-    d.add_argument("--dossiers", type=int, default=250, help="demo dossiers to generate")
+    d.add_argument("--dossiers", type=whole_number(0, 1_000_000), default=250,
+                   help="demo dossiers to generate (0-1,000,000)")
     d.add_argument("--port", type=port_number, default=None)
     d.set_defaults(func=cmd_demo)
     s = sub.add_parser("serve", help="web worker (stateless)")
@@ -222,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run projections in this process")
     s.set_defaults(func=cmd_serve)
     se = sub.add_parser("seed", help="load the demo province (idempotent)")
-    se.add_argument("--dossiers", type=int, default=250)
+    se.add_argument("--dossiers", type=whole_number(0, 1_000_000), default=250)
     se.add_argument("--seed", type=int, default=2025)
     se.set_defaults(func=cmd_seed)
     for module in discover_commands():

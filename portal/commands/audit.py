@@ -20,7 +20,7 @@ from typing import Any
 from portal.cli import _fail, whole_number
 from portal.settings import Settings
 
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])\Z")
 
 
 def export_feed(db: Any, path: Path) -> int:

@@ -189,8 +189,8 @@ def register(sub: Any) -> None:
     pr.add_argument("--by", choices=["record", "act"], default=None,
                     help="--as-of clock: record time of the log (default) or act time")
     pr.add_argument("--name", metavar="LABEL", help="snapshot label (a-z, 0-9, _)")
-    pr.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                    help="rebuild: processes feeding the projections (SQLite; default 2)")
+    pr.add_argument("--workers", type=whole_number(1, 64), default=min(2, os.cpu_count() or 1),
+                    help="rebuild: processes feeding the projections (SQLite; 1-64, default 2)")
     pr.add_argument("--batch-size", type=whole_number(1, MAX_BATCH), default=REBUILD_BATCH,
                     help=f"rebuild: events per batch, 1-{MAX_BATCH:,} (default {REBUILD_BATCH})")
     pr.set_defaults(func=cmd_projections)

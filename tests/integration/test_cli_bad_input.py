@@ -309,3 +309,14 @@ def test_an_export_into_a_missing_folder_is_refused(portal, filled, tmp_path):
 def test_an_export_into_an_existing_folder_still_works(portal, filled, tmp_path):
     code, _out, _err = portal("audit", "export-feed", "--out", str(tmp_path / "feed.jsonl"))
     assert code == 0 and Path(tmp_path / "feed.jsonl").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("projections", "rebuild", "--workers", "-3"), "--workers: -3 is invalid: must be at least 1"),
+    (("seed", "--dossiers", "-5"), "--dossiers: -5 is invalid: must be at least 0"),
+    (("audit", "reproduce", "--period", "２０２５-09"), "--period must be a month YYYY-MM"),
+])
+def test_counts_and_months_out_of_range_are_refused(portal, argv, message):
+    code, _out, err = portal(*argv)
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
