@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from domain.calendar import SUPPORTED_YEARS, VN_TZ
@@ -205,9 +205,13 @@ def headline(system: Any) -> dict[str, Any] | None:
     month = default_month(db)
     board = scoreboard(db, month, None, system.settings.province_name)
     tree = board["tree"]
+    # The latest month with data is often the running one: its score is provisional (its
+    # open dossiers are judged now, its month has days to come).
+    running = datetime.now(VN_TZ).strftime("%Y-%m") <= month
     return {"period": f"{month[5:]}/{month[:4]}", "month": month, "total": tree["total"],
             "total_text": f"{tree['total']:.2f}".replace(".", ","),
-            "band": tree["band"]["name_vi"], "judged_at": board["judged_at"]}
+            "band": tree["band"]["name_vi"], "judged_at": board["judged_at"],
+            "provisional": running}
 
 
 def names(db: ReadDB) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import gzip
 import re
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
 
+from domain.calendar import VN_TZ
 from portal import i18n
 from portal.app import create_app
 from portal.settings import ROOT, Settings
 from portal.system import build_system
-from tests.factories import at
+from tests.factories import applicant, at
 from tests.integration.portal_data import busy_client, busy_month
 
 PAGES = ["/", "/search?q=khai+sinh", "/p/1.001193", "/officers", "/data", "/about", "/api/docs",
@@ -208,9 +210,32 @@ def test_scoreboard_drill_down_formulas_and_svg_trend(site):
     assert year.status_code == 200
 
 
+def test_a_period_without_dossiers_says_its_full_score_means_nothing(site):
+    empty = visible_text(site.get("/scoreboard", params={"period": "2025-08"}).text)
+    assert "Không phát sinh hồ sơ trong kỳ" in empty and "100.00" in empty
+    busy = visible_text(site.get("/scoreboard", params={"period": "2025-09"}).text)
+    assert "Không phát sinh hồ sơ trong kỳ" not in busy
+
+
+def test_home_headline_of_the_running_month_is_provisional(sqlite_settings, make_system):
+    from portal.stats_view import headline
+
+    system = make_system(sqlite_settings)
+    busy_month(system.app)
+    system.catch_up()
+    assert headline(system)["provisional"] is False  # September 2025 is over
+    now = datetime.now(VN_TZ).replace(microsecond=0) - timedelta(minutes=5)
+    system.app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="online",
+                               applicant=applicant(), received_at=now, officer=None)
+    system.catch_up()
+    shown = headline(system)
+    assert shown["month"] == now.strftime("%Y-%m") and shown["provisional"] is True
+
+
 def test_home_has_scoreboard_headline_and_freshness(site):
     r = site.get("/")
     assert "Quyết định 766/QĐ-TTg" in r.text and "/ 100" in r.text
+    assert "tạm tính" not in r.text  # September 2025 is over
     assert "Cập nhật đến sự kiện số" in r.text
 
 
