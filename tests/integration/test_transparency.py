@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -127,7 +128,13 @@ def test_public_endpoints_and_dossier_proof_page(logged, tmp_path):
             "first": 1, "second": 999}).status_code == 404
         assert client.get("/transparency/proofs/inclusion", params={
             "position": "abc"}).status_code == 400
-        assert client.get("/transparency").status_code == 200
+        overview = client.get("/transparency")
+        assert overview.status_code == 200
+        # Times read in Vietnam's local form; the signed UTC text only inside <code>/<time>.
+        signed = re.search(r"<code>([0-9T:.+-]+)</code>", overview.text.split("Thời điểm ký")[1])
+        assert signed and re.search(r"\d\d:\d\d, Thứ|\d\d:\d\d, Chủ", overview.text)
+        outside = re.sub(r"<(code|time)[^>]*>.*?</\1>", "", overview.text)
+        assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", outside)
 
 
 def test_batches_wait_for_a_full_batch(logged):
