@@ -221,6 +221,22 @@ def names(db: ReadDB) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     return agencies, officers
 
 
+def agency_choices(db: ReadDB) -> list[tuple[str, str]]:
+    """(key, label) of every agency for a picker: a unit that has ended (merged, dissolved)
+    often shares its name with the unit that took over, so its label says until when."""
+    from portal.i18n import gettext
+
+    out = []
+    for a in public_data.agencies(db):
+        label = a["name"]
+        if a["effective_to"]:
+            ended = str(a["effective_to"])[:10]
+            label = gettext("%(name)s (đến %(date)s)") % {
+                "name": label, "date": f"{ended[8:10]}/{ended[5:7]}/{ended[:4]}"}
+        out.append((a["key"], label))
+    return out
+
+
 def today() -> date:
     from datetime import datetime
 

@@ -306,7 +306,7 @@ class StatisticsPages(Controller):
         data = late_data(request, month, agency)
         return Template("late.html", context={
             "data": data, "months": stats_view.months(s.db) or [data.month],
-            "agencies": [a for a in stats_view.names(s.db)[0].items()]})
+            "agencies": stats_view.agency_choices(s.db)})
 
     @get("/late/{month:str}/feed.atom", sync_to_thread=True, media_type=ATOM_TYPE)
     def late_feed(self, request: Request[Any, Any, Any],

@@ -392,3 +392,22 @@ def test_dossier_lookups_are_rate_limited_with_a_friendly_message(tmp_path):
 def test_static_gzip_sizes_are_small():
     css = (Path(ROOT) / "portal/static/site.css").read_bytes()
     assert len(gzip.compress(css)) < 6 * 1024
+
+
+def test_the_late_list_picker_tells_an_ended_unit_from_its_successor(sqlite_settings,
+                                                                      make_system):
+    from tests.factories import agency
+
+    system = make_system(sqlite_settings)
+    busy_month(system.app)
+    old = agency("xa-a-cu", unit_code="000.00.19.H60",
+                 name="Trung tâm Phục vụ hành chính công xã An Tường")
+    old.update(effective_from="2020-01-01", effective_to="2025-06-30")
+    system.app.register_agency(old)
+    system.catch_up()
+    with TestClient(app=create_app(sqlite_settings, system)) as client:
+        page = client.get("/late", params={"month": "2025-09"}).text
+        english = client.get("/late", params={"month": "2025-09", "lang": "en"}).text
+    assert re.search(r'value="xa-a-cu"[^>]*>[^<]*An Tường \(đến 30/06/2025\)<', page)
+    assert re.search(r'value="xa-a"[^>]*>Trung tâm Phục vụ hành chính công xã An Tường<', page)
+    assert "An Tường (until 30/06/2025)" in english
