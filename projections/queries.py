@@ -41,6 +41,10 @@ def timeline(db: ReadDB, code: str) -> list[dict[str, Any]]:
         (code,))
     for r in rows:
         r["detail"] = json.loads(r["detail"])
+        if r["kind"] == "withdrawn":
+            # The citizen's own reason is never public; tracker tables built by rules version 1
+            # hold it until they are rebuilt, and stay live meanwhile.
+            r["detail"].pop("reason", None)
     return rows
 
 
