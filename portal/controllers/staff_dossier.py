@@ -280,9 +280,11 @@ class StaffDossierController(Controller):
             app.return_result(code, officer=officer, at=at, channel=clean(form.get("channel"), 20),
                               key=key)
         elif action == "pay":
-            raw = clean(form.get("amount_vnd"), 15).replace(".", "").replace(",", "")
+            raw = clean(form.get("amount_vnd"), 100).replace(".", "").replace(",", "")
             if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes '²'; int() not
                 raise InvalidCommand("bad amount", "Số tiền phải là số nguyên (đồng).")
+            if len(raw.lstrip("0")) > 15:  # refused, not cut to its first 15 digits
+                raise InvalidCommand("amount too large", "Số tiền quá lớn (tối đa 15 chữ số).")
             app.pay(code, at=at, amount_vnd=int(raw), channel=clean(form.get("channel"), 20),
                     key=key)
         elif action == "stop":

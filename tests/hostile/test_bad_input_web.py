@@ -253,6 +253,10 @@ def test_superscript_digits_are_refused_as_numbers(site):
         r = act(site, csrf, code, "pay", amount_vnd=amount, channel="in_person")
         assert r.status_code == 400 and "Số tiền phải là số nguyên" in r.text
     assert stored(site) == before
+    # Too many digits is refused, not cut to the first fifteen (a different amount).
+    r = act(site, csrf, code, "pay", amount_vnd="1234567890123456789", channel="in_person")
+    assert r.status_code == 400 and "Số tiền quá lớn" in r.text
+    assert stored(site) == before
 
 
 # -- 10, 11: the new appointment of an apology; supplement items --------------------------------
