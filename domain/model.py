@@ -606,11 +606,7 @@ class Dossier(Aggregate):
     def receive_supplement(self, calendar: WorkingCalendar, at: datetime, officer: str) -> None:
         self._require_status(("awaiting_supplement",), "nhận hồ sơ bổ sung")
         self._require_after(at)
-        stops = self.closed_stops(until=at)
-        appointment = calendar.due(
-            self.clock_start_at, Duration(**self.statutory), stopped=stops
-        )
-        step_due = calendar.due(self.step_started_at, self._step_allotment(), stopped=stops)
+        appointment, step_due = self._deadlines_after_stop(calendar, at)
         self._supplement_received(at=at, officer=officer, appointment_at=appointment,
                                   step_due_at=step_due)
 
@@ -641,11 +637,7 @@ class Dossier(Aggregate):
     def resume(self, calendar: WorkingCalendar, at: datetime, officer: str) -> None:
         self._require_status(("paused",), "tiếp tục xử lý")
         self._require_after(at)
-        stops = self.closed_stops(until=at)
-        appointment = calendar.due(
-            self.clock_start_at, Duration(**self.statutory), stopped=stops
-        )
-        step_due = calendar.due(self.step_started_at, self._step_allotment(), stopped=stops)
+        appointment, step_due = self._deadlines_after_stop(calendar, at)
         self._resumed(at=at, officer=officer, appointment_at=appointment, step_due_at=step_due)
 
     @event("Resumed", topic=T + "Dossier.Resumed")
@@ -657,6 +649,20 @@ class Dossier(Aggregate):
         self.step_due_at = step_due_at
         self.status = "processing" if self.steps else "received"
         self.last_act_at = at
+
+    def _deadlines_after_stop(self, calendar: WorkingCalendar, at: datetime
+                              ) -> tuple[datetime, datetime]:
+        """The appointment and the current step's deadline once the clock runs again at `at`.
+
+        The step's time counts from when the legal clock started at the earliest: the first
+        step of a dossier received after the cut-off starts the next working morning (as its
+        deadline did at reception), not at the receipt."""
+        stops = self.closed_stops(until=at)
+        appointment = calendar.due(self.clock_start_at, Duration(**self.statutory),
+                                   stopped=stops)
+        step_start = max(self.step_started_at, self.clock_start_at)
+        step_due = calendar.due(step_start, self._step_allotment(), stopped=stops)
+        return appointment, step_due
 
     def _step_allotment(self) -> Duration:
         return Duration(float(self.workflow[self.step]["hours"]), "working_hours")

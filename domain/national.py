@@ -211,10 +211,15 @@ def _apply(state: dict[str, Any], ev: Any, name: str) -> None:
         if name == "Transferred":
             state["holder_agency"] = ev.to_agency
     elif name in ("SupplementReceived", "Resumed"):
-        state["appointment_at"] = _iso(ev.appointment_at)
+        # The statutory count moves on by the time stopped; a date an apology promised the
+        # citizen is not taken back by it (NgayHenTra stays the later of the two).
+        promised = state.get("promised_at")
+        later = ev.appointment_at if promised is None else max(
+            ev.appointment_at, datetime.fromisoformat(promised))
+        state["appointment_at"] = _iso(later)
         state["step_due_at"] = _iso(ev.step_due_at)
     elif name == "Apologised":
-        state["appointment_at"] = _iso(ev.new_appointment_at)
+        state["appointment_at"] = state["promised_at"] = _iso(ev.new_appointment_at)
     elif name == "ResultIssued":
         state["ended_at"] = _iso(ev.at)
         state["result_documents"] = list(ev.documents)

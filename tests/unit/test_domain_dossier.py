@@ -648,3 +648,24 @@ def test_aggregates_replay_as_the_library_replays_them(app):
         assert type(fast) is type(library)
         assert fast.__dict__ == library.__dict__
     assert len(set(ids)) > 5
+
+
+def test_the_first_step_still_starts_next_morning_after_a_stop(app):
+    """Received after the 15:00 cut-off (Wed 16:00): the first step's hour counts from Thursday
+    07:30 (due 08:30). A stop then moves that deadline on by the time stopped; it used to
+    recount from the receipt, back to Wednesday 17:00, and the hand-over at 09:10 was late."""
+    r = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                            applicant=applicant(), received_at=at(2025, 9, 3, 16), officer="tn-1")
+    assert app.dossier(r.code).step_due_at == at(2025, 9, 4, 8, 30)
+    app.request_supplement(r.code, officer="tn-1", at=at(2025, 9, 4, 8),
+                           items=["Giấy tờ tùy thân"], reason="Bản chụp không rõ")
+    app.receive_supplement(r.code, officer="tn-1", at=at(2025, 9, 4, 9))
+    assert app.dossier(r.code).step_due_at == at(2025, 9, 4, 9, 30)
+    app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 4, 9, 10))
+    assert app.dossier(r.code).steps[0]["outcome"] != "late"
+    paused = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                                 applicant=applicant(), received_at=at(2025, 9, 3, 16),
+                                 officer="tn-1")
+    app.pause(paused.code, officer="tn-1", at=at(2025, 9, 4, 7, 45), reason="Chờ nộp lệ phí")
+    app.resume(paused.code, officer="tn-1", at=at(2025, 9, 4, 8))
+    assert app.dossier(paused.code).step_due_at == at(2025, 9, 4, 8, 45)

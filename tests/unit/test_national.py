@@ -236,3 +236,28 @@ def test_the_docs_table_is_the_mapping():
         assert rows[name].startswith("unchanged"), name
     for name in national.LEFT_OUT:
         assert rows[name].startswith("left out"), name
+
+
+def test_a_stop_after_an_apology_does_not_take_back_the_promised_date():
+    """NgayHenTra after the apology is its new date; a later pause recounts the statutory
+    appointment (earlier), which must not replace the date promised to the citizen."""
+    app = one_stop()
+    small_province(app)
+    r = app.receive_dossier(procedure_code="1.009994", agency="xa-a", channel="in_person",
+                            applicant=applicant(), received_at=at(2025, 9, 3, 9), officer="tn-1")
+    app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 3, 10))
+    due = app.dossier(r.code).appointment_at
+    promised = due + timedelta(days=7)
+    app.apologise(r.code, officer="cv-1", at=at(2025, 9, 10, 9), reason="Cần xác minh thêm",
+                  new_appointment_at=promised)
+    app.pause(r.code, officer="cv-1", at=at(2025, 9, 11, 9), reason="Chờ nộp lệ phí")
+    app.resume(r.code, officer="cv-1", at=at(2025, 9, 11, 10))
+    assert app.dossier(r.code).appointment_at < promised  # the statutory count, an hour on
+    directory, state, last = national.MemoryDirectory(), None, None
+    for ev in events_of(app):
+        directory.remember(ev)
+        if national.is_dossier_event(ev):
+            state, messages = national.translate(state, ev, directory)
+            last = [m for m in messages if m.kind == national.DONG_BO] or last
+    assert national.event_name(ev) == "Resumed" and last
+    assert last[0].payload["data"][0]["NgayHenTra"] == national.national_time(promised.isoformat())
