@@ -129,7 +129,10 @@ def fold(rec: dict[str, Any], s: Store) -> None:
         return
     if t == "Dossier.Rated":
         month = rec["date"][:7]
-        levels = [("overall", rec["level"]), *sorted(rec["criteria"].items())]
+        # The level is the overall rating; an "overall" criterion (an older form asked it
+        # again) is not counted a second time.
+        levels = [("overall", rec["level"]),
+                  *sorted(kv for kv in rec["criteria"].items() if kv[0] != "overall")]
         if rec.get("apology_received") is not None:
             levels.append(("apology_received", "yes" if rec["apology_received"] else "no"))
         for scope, grp in (("agency", rec["agency"]), ("procedure", rec["procedure_code"])):
@@ -366,7 +369,9 @@ class _BatchStore(MemoryStore):
 
 class StatsProjection(Projection):
     name = "stats"
-    version = 2  # 2: stat_dossiers.undigitised replaced components and digitised
+    # 2: stat_dossiers.undigitised replaced components and digitised; 3: an "overall"
+    # criterion is not counted besides the level.
+    version = 3
     tables = {
         "stat_dossiers": """
             id TEXT PRIMARY KEY,

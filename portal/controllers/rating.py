@@ -31,6 +31,9 @@ from portal.system import System
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
 TOKEN = re.compile(r"^[0-9a-f]{20}\Z")
 CSRF_COOKIE = "mc_rate_csrf"
+# The criteria the form asks about: the overall one is the level itself (asked first, required);
+# a second "overall" row would be counted twice (projections.stats).
+FORM_CRITERIA = tuple(c for c in RATING_CRITERIA if c != "overall")
 WINDOW = timedelta(minutes=10)
 MAX_POSTS_PER_IP = 10  # rating submissions per address per window
 MAX_BAD_TOKENS = 5  # wrong tokens per address or per dossier per window
@@ -110,7 +113,7 @@ class RatingController(Controller):
         return Template("rating.html", status_code=status, context={
             "d": d, "token": token, "error": error, "csrf": csrf, "op": uuid.uuid4().hex,
             "levels": LEVEL_LABELS, "criteria": [(c, CRITERIA_LABELS.get(c, c))
-                                                 for c in RATING_CRITERIA],
+                                                 for c in FORM_CRITERIA],
             "late": d["outcome"] == "late", "values": values or {}},
             cookies=[Cookie(key=CSRF_COOKIE, value=csrf, httponly=True, samesite="strict",
                             path=f"/d/{d['code']}/rate", max_age=3600)])
@@ -156,7 +159,7 @@ class RatingController(Controller):
         token = unicodedata.normalize("NFC", str(form.get("token") or "")).strip().lower()
         op = str(form.get("op") or "")
         level = str(form.get("level") or "")
-        criteria = {c: str(form.get(f"c_{c}")) for c in RATING_CRITERIA
+        criteria = {c: str(form.get(f"c_{c}")) for c in FORM_CRITERIA
                     if form.get(f"c_{c}") in RATING_LEVELS}
         apology = {"yes": True, "no": False}.get(str(form.get("apology") or ""))
         values = {"level": level, "apology": str(form.get("apology") or ""),

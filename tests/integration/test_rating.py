@@ -61,7 +61,10 @@ def test_rating_with_the_receipt_token_once(rated):
     assert r.headers["location"] == f"/d/{receipt.code}/rate/thanks"
     d = rated.system.app.dossier(receipt.code)
     assert d.rating["level"] == "very_satisfied"
-    assert d.rating["criteria"] == {"attitude": "satisfied", "overall": "very_satisfied"}
+    # The level is the overall rating: the form does not ask it again as a criterion (a
+    # forged c_overall is not taken), so it is never counted twice.
+    assert d.rating["criteria"] == {"attitude": "satisfied"}
+    assert 'name="c_overall"' not in page
     # The same submission again appends nothing; a new one is refused.
     head = rated.system.runner.head()
     r = rated.post(f"/d/{receipt.code}/rate", data={**form, "level": "very_satisfied"},

@@ -43,3 +43,19 @@ def test_all_digitised_at_reception_and_never_without_components():
     fold(received(2, "c", []), s)
     fold(digitised(3, "c", ["Tờ khai"]), s)
     assert s.dossiers["c"]["all_digitised"] == 0
+
+
+def test_an_overall_criterion_is_not_counted_besides_the_level():
+    """The level is the overall rating; a form that asked "overall" again as a criterion made
+    one rating count twice (and a group of 3 pass a minimum of 5)."""
+    s = MemoryStore()
+    fold({"position": 1, "type": "Dossier.Rated", "agency": "x-a", "procedure_code": "1.000001",
+          "date": "2026-03-02", "level": "satisfied",
+          "criteria": {"overall": "not_satisfied", "attitude": "very_satisfied"},
+          "apology_received": None}, s)
+    counted = s.counts["stat_satisfaction"]
+    for scope, group in (("agency", "x-a"), ("procedure", "1.000001")):
+        assert counted[(scope, group, "2026-03", "overall", "satisfied")] == 1
+        assert (scope, group, "2026-03", "overall", "not_satisfied") not in counted
+        assert counted[(scope, group, "2026-03", "attitude", "very_satisfied")] == 1
+    assert sum(counted.values()) == 4
