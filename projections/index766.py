@@ -184,6 +184,9 @@ def indicator_score(ind: Indicator, inputs: Mapping[str, Any]) -> dict[str, Any]
         "key": ind.key, "group": ind.group, "name_vi": ind.name_vi, "maximum": ind.maximum,
         "target": ind.target, "formula_vi": ind.formula_vi, "numerator": None,
         "denominator": None, "ratio": None, "score": float(ind.maximum), "applies": False,
+        # False: the events hold nothing to measure it by (full points by the rule, shown as
+        # such); True and not `applies`: nothing to count in the period.
+        "measured": ind.numerator is not None and ind.denominator is not None,
     }
     if ind.numerator is None or ind.denominator is None:
         return row
@@ -208,7 +211,10 @@ def score(inputs: Mapping[str, Any]) -> dict[str, Any]:
                   "score": round(sum(r["score"] for r in rows if r["group"] == g), 2)}
               for g, (name, mx) in GROUPS.items()}
     total = round(sum(r["score"] for r in rows), 2)
+    # Points of the indicators the portal cannot measure, inside `total` (full by the rule).
+    unmeasured = round(sum(r["score"] for r in rows if not r["measured"]), 2)
     return {"indicators": rows, "groups": groups, "total": total, "band": band(total),
+            "unmeasured": unmeasured,
             "inputs": {k: (len(v) if isinstance(v, set | frozenset | list) else v)
                        for k, v in inputs.items()}}
 

@@ -126,6 +126,8 @@ class IndicatorResult(msgspec.Struct, kw_only=True):
     ratio: float | None
     score: float
     applies: bool
+    # False: nothing in the event log measures it; full points by the rule.
+    measured: bool
 
 
 class GroupScore(msgspec.Struct, kw_only=True):
@@ -140,6 +142,8 @@ class ScoreNode(msgspec.Struct, kw_only=True):
     level: str
     unit_code: str | None
     total: float
+    # Points inside `total` of the indicators the portal cannot measure (full by the rule).
+    unmeasured: float
     band: dict[str, str]
     groups: dict[str, GroupScore]
     indicators: list[IndicatorResult]
@@ -261,7 +265,7 @@ def satisfaction_data(request: Request[Any, Any, Any], scope: str, period: str
 def _node(raw: dict[str, Any]) -> ScoreNode:
     return ScoreNode(
         agency=raw["agency"], name=raw["name"], level=raw["level"], unit_code=raw["unit_code"],
-        total=raw["total"], band=raw["band"],
+        total=raw["total"], unmeasured=raw["unmeasured"], band=raw["band"],
         groups={k: GroupScore(**v) for k, v in raw["groups"].items()},
         indicators=[IndicatorResult(**i) for i in raw["indicators"]],
         inputs={k: float(v) for k, v in raw["inputs"].items()},
@@ -456,14 +460,15 @@ class StatisticsApi(Controller):
                              "indicator": i.key, "indicator_name": i.name_vi,
                              "numerator": i.numerator, "denominator": i.denominator,
                              "ratio": i.ratio, "target": i.target, "score": i.score,
-                             "maximum": i.maximum, "applies": i.applies, "formula": i.formula_vi})
+                             "maximum": i.maximum, "applies": i.applies, "formula": i.formula_vi,
+                             "measured": i.measured})
             for c in node.children:
                 walk(c, node.agency)
 
         walk(board.tree, None)
         columns = ["period", "agency", "name", "parent", "total", "indicator", "indicator_name",
                    "numerator", "denominator", "ratio", "target", "score", "maximum", "applies",
-                   "formula"]
+                   "formula", "measured"]
         return csv_response(rows, columns, f"bo-chi-so-766-{board.period}.csv")
 
 

@@ -210,6 +210,21 @@ def test_scoreboard_drill_down_formulas_and_svg_trend(site):
     assert year.status_code == 200
 
 
+def test_indicators_the_portal_cannot_measure_are_named_and_their_points_shown(site):
+    """By the rule they count as full points; the page says which they are, how many points
+    they make of the total, and the measured part apart (not 'does not apply')."""
+    text = visible_text(site.get("/scoreboard", params={"period": "2025-09"}).text)
+    assert "chưa đo được từ dữ liệu của cổng: tính đủ điểm" in text
+    assert "Trong đó 34 điểm là của các chỉ số cổng chưa đo được" in text
+    assert "phần đo được:" in text and "/ 66." in text
+    board = site.get("/api/scoreboard", params={"period": "2025-09"}).json()
+    tree = board["tree"]
+    unmeasured = [i for i in tree["indicators"] if not i["measured"]]
+    assert tree["unmeasured"] == 34 == sum(i["maximum"] for i in unmeasured)
+    assert all(i["score"] == i["maximum"] and not i["applies"] for i in unmeasured)
+    assert any(i["measured"] and i["applies"] for i in tree["indicators"])
+
+
 def test_a_period_without_dossiers_says_its_full_score_means_nothing(site):
     empty = visible_text(site.get("/scoreboard", params={"period": "2025-08"}).text)
     assert "Không phát sinh hồ sơ trong kỳ" in empty and "100.00" in empty
