@@ -18,6 +18,15 @@ from typing import Any
 from projections import index766
 
 STOPPED = ("awaiting_supplement", "paused")
+
+
+def stopped_in_time(d: Mapping[str, Any], cut: str) -> bool:
+    """Whether an open dossier's clock was stopped at `cut` before its deadline had passed (it
+    is not overdue then; a stop that began after the deadline hides nothing, nor does one that
+    began after `cut`)."""
+    stop = d.get("stopped_at")
+    return (d["ended_at"] is None and stop is not None and stop < cut
+            and stop <= d["appointment_at"])
 SATISFIED = ("very_satisfied", "satisfied")
 
 
@@ -35,7 +44,7 @@ def verdict_in(d: Mapping[str, Any], start: str, cut: str) -> str | None:
             return None
         return "late" if d["verdict"] == "late" else "on_time"
     if d["appointment_at"] < cut:
-        if ended is None and d["status"] in STOPPED:
+        if stopped_in_time(d, cut):
             return None
         return "late"
     return None
@@ -162,7 +171,7 @@ def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Map
             steps = [a for a in attribution.get(d["id"], []) if a["month"] == month]
         elif (d["received_at"] < cut and (d["ended_at"] is None or d["ended_at"] >= cut)
               and d["appointment_at"] < cut
-              and not (d["ended_at"] is None and d["status"] in STOPPED)):
+              and not stopped_in_time(d, cut)):
             kind = "overdue_open"
             steps = ([a for a in attribution.get(d["id"], []) if (a["due_at"] or "") < cut]
                      or [{"step": d["step"], "officer": d["holder_officer"],

@@ -52,6 +52,7 @@ DOSSIER_COLUMNS = (
     "reused", "synchronised_at", "first_paid_at", "paid_online", "holder_agency",
     "holder_officer", "step", "step_due_at", "apology_at", "apology_timely",
     "apology_new_appointment_at", "apology_reason", "explanations", "handlers", "last_position",
+    "stopped_at",
 )
 AGENCY_COLUMNS = ("key", "id", "unit_code", "name", "level", "kind", "parent", "merged_into",
                   "effective_to")
@@ -97,7 +98,11 @@ def _end(d: dict[str, Any], at: str, kind: str) -> None:
     d["ended_at"] = at
     d["end_kind"] = kind
     if d["verdict"] is None:
-        late = at > d["appointment_at"] or d["supplements"] > 1
+        # Ended while the clock was stopped (withdrawn or stopped while waiting for documents):
+        # the deadline then only passed if it had passed when the clock stopped.
+        stopped = d.get("stopped_at")
+        late = (stopped if stopped is not None else at) > d["appointment_at"] or \
+            d["supplements"] > 1
         d["verdict"] = "late" if late else "on_time"
 
 
@@ -156,7 +161,7 @@ def fold(rec: dict[str, Any], s: Store) -> None:
             "holder_agency": rec["agency"], "holder_officer": rec["officer"], "step": 0,
             "step_due_at": rec["step_due_at"], "apology_at": None, "apology_timely": None,
             "apology_new_appointment_at": None, "apology_reason": None, "explanations": [],
-            "handlers": [], "last_position": rec["position"],
+            "handlers": [], "last_position": rec["position"], "stopped_at": None,
         })
         return
     if not t.startswith("Dossier."):
@@ -177,10 +182,13 @@ def fold(rec: dict[str, Any], s: Store) -> None:
     elif t == "Dossier.SupplementRequested":
         d["status"] = "awaiting_supplement"
         d["supplements"] = rec["number"]
+        d["stopped_at"] = at
     elif t == "Dossier.Paused":
         d["status"] = "paused"
+        d["stopped_at"] = at
     elif t in ("Dossier.SupplementReceived", "Dossier.Resumed"):
         d["status"] = "processing" if d["step"] else "received"
+        d["stopped_at"] = None
         d["appointment_at"] = rec["appointment_at"]
         d["step_due_at"] = rec["step_due_at"]
     elif t == "Dossier.Apologised":
@@ -370,7 +378,9 @@ class _BatchStore(MemoryStore):
 class StatsProjection(Projection):
     name = "stats"
     # 2: stat_dossiers.undigitised replaced components and digitised; 3: an "overall"
-    # criterion is not counted besides the level.
+    # criterion is not counted besides the level; stat_dossiers.stopped_at (when the clock
+    # stopped, while it is): a dossier ended or judged while stopped is late only if its
+    # deadline had passed when the clock stopped.
     version = 3
     tables = {
         "stat_dossiers": """
@@ -407,7 +417,8 @@ class StatsProjection(Projection):
             apology_reason TEXT,
             explanations TEXT NOT NULL,
             handlers TEXT NOT NULL,
-            last_position BIGINT NOT NULL""",
+            last_position BIGINT NOT NULL,
+            stopped_at TEXT""",
         "stat_late": """
             id TEXT NOT NULL,
             step INTEGER NOT NULL,

@@ -305,9 +305,12 @@ def worklist_rows(system: System, account: Account, limit: int = 300) -> list[di
         r["step_due_at"] = step_due.astimezone(VN_TZ).isoformat() if step_due else None
         r["step_holder"] = d.step_holder if d.is_open else None
         r["deadline"] = first
-        # While the clock is stopped (waiting for documents, paused) no deadline runs: the
-        # public statistics do not call such a dossier overdue either (`STOPPED`).
-        running = d.is_open and d.status not in STOPPED
+        # While the clock is stopped (waiting for documents, paused) no deadline runs, unless
+        # it had passed when the clock stopped: the public statistics judge alike
+        # (`projections.statistics.stopped_in_time`).
+        stopped_in_time = (d.status in STOPPED and bool(d.stopped)
+                           and d.stopped[-1][0] <= d.appointment_at)
+        running = d.is_open and not stopped_in_time
         r["overdue"] = running and first < now
         r["due_soon"] = running and not r["overdue"] and (
             cal.working_seconds_between(now, first) <= day)
@@ -321,8 +324,12 @@ def head_view(system: System, agency: str | None) -> dict[str, Any]:
     where, params = ("", ()) if agency is None else (" AND holder_agency=?", (agency,))
     now = now_vn()
     now_iso = now.isoformat(timespec="seconds")
-    # Dossiers whose clock is stopped are neither overdue nor at risk (see `worklist_rows`).
-    running = f" AND status NOT IN ({','.join('?' for _ in STOPPED)})"
+    # Dossiers whose clock stopped before their deadline are neither overdue nor at risk
+    # (see `worklist_rows`); the stop's start is the last such act of the timeline.
+    marks = ",".join("?" for _ in STOPPED)
+    running = (f" AND NOT (status IN ({marks}) AND (SELECT MAX(t.at) FROM timeline t"
+               " WHERE t.code=dossiers.code AND t.kind IN ('supplement_requested', 'paused'))"
+               " <= appointment_at)")
     late_open = system.db.fetchall(
         "SELECT code, procedure_name, status, appointment_at, apology_at FROM dossiers"
         f" WHERE closed=0{running} AND appointment_at<?{where} ORDER BY appointment_at",

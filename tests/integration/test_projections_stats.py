@@ -225,3 +225,30 @@ def test_no_personal_data_in_any_public_table(backend_settings, make_system):
     feed = "\n".join(queries.export_feed(system.db))
     assert "Nguyễn V. B." in feed  # the masked name is public by design
     assert "applicant_key_id" not in feed and "comment" not in feed
+
+
+def test_a_stopped_clock_hides_no_lateness_and_excuses_what_it_should(sqlite_settings,
+                                                                     make_system):
+    """766: a dossier is judged against its deadline with the stopped time taken out.
+    - Overdue, then waiting for documents (the request came after the deadline): still late,
+      and paused after the month ended: still late in that month.
+    - Waiting for documents asked before the deadline, then withdrawn (the clock never ran
+      again): on time, though it ended after the old appointment."""
+    sysm = make_system(sqlite_settings)
+    app = sysm.app
+    small_province(app)
+    after = rcv(app, at(2025, 9, 3, 8))  # same day: due 3/9 17:00
+    app.request_supplement(after.code, officer="tn-1", at=at(2025, 9, 20, 9),
+                           items=["Giấy tờ tùy thân"], reason="Bản chụp không rõ")
+    later = rcv(app, at(2025, 9, 4, 8))  # due 4/9 17:00, paused in October
+    app.pause(later.code, officer="tn-1", at=at(2025, 10, 2, 9), reason="Chờ nộp lệ phí")
+    excused = rcv(app, at(2025, 9, 5, 8))  # due 5/9 17:00, asked for documents at 08:30
+    app.request_supplement(excused.code, officer="tn-1", at=at(2025, 9, 5, 8, 30),
+                           items=["Giấy tờ tùy thân"], reason="Bản chụp không rõ")
+    app.withdraw(excused.code, at=at(2025, 9, 10, 9), reason="Không làm nữa")
+    sysm.catch_up()
+    listed = {e["code"] for e in queries.late_list(sysm.db, "2025-09", now=NOW)["dossiers"]}
+    assert {after.code, later.code} <= listed and excused.code not in listed
+    board = queries.scoreboard(sysm.db, "2025-09", now=NOW)
+    inputs = board["tree"]["inputs"]
+    assert (inputs["judged"], inputs["on_time"]) == (3, 1)
