@@ -173,10 +173,14 @@ def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Map
               and d["appointment_at"] < cut
               and not stopped_in_time(d, cut)):
             kind = "overdue_open"
+            # The steps handed on late before the cut, and the step held at the cut if its own
+            # deadline had passed; only when none was late, the holder at the cut.
+            holder = {"step": d["step"], "officer": d["holder_officer"],
+                      "agency": d["holder_agency"], "due_at": d["step_due_at"], "done_at": None}
             steps = ([a for a in attribution.get(d["id"], []) if (a["due_at"] or "") < cut]
-                     or [{"step": d["step"], "officer": d["holder_officer"],
-                          "agency": d["holder_agency"], "due_at": d["step_due_at"],
-                          "done_at": None}])
+                     or [a for a in d.get("late_steps") or () if a["done_at"] < cut]
+                     + ([holder] if (d["step_due_at"] or "") < cut else [])
+                     or [holder])
         else:
             continue
         steps = [{k: a[k] for k in ("step", "officer", "agency", "due_at", "done_at")}

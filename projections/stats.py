@@ -44,7 +44,7 @@ from domain.model import T
 from projections.base import Projection
 from projections.feed import event_type, public_record, shared_records
 
-JSON_FIELDS = ("undigitised", "explanations", "handlers")
+JSON_FIELDS = ("undigitised", "explanations", "handlers", "late_steps")
 DOSSIER_COLUMNS = (
     "id", "code", "procedure_code", "procedure_name", "agency", "channel", "received_at",
     "appointment_at", "supplements", "status", "ended_at", "end_kind", "verdict", "outcome",
@@ -52,7 +52,7 @@ DOSSIER_COLUMNS = (
     "reused", "synchronised_at", "first_paid_at", "paid_online", "holder_agency",
     "holder_officer", "step", "step_due_at", "apology_at", "apology_timely",
     "apology_new_appointment_at", "apology_reason", "explanations", "handlers", "last_position",
-    "stopped_at",
+    "stopped_at", "late_steps",
 )
 AGENCY_COLUMNS = ("key", "id", "unit_code", "name", "level", "kind", "parent", "merged_into",
                   "effective_to")
@@ -162,6 +162,7 @@ def fold(rec: dict[str, Any], s: Store) -> None:
             "step_due_at": rec["step_due_at"], "apology_at": None, "apology_timely": None,
             "apology_new_appointment_at": None, "apology_reason": None, "explanations": [],
             "handlers": [], "last_position": rec["position"], "stopped_at": None,
+            "late_steps": [],
         })
         return
     if not t.startswith("Dossier."):
@@ -173,6 +174,11 @@ def fold(rec: dict[str, Any], s: Store) -> None:
     at = rec["at"]
     if t in ("Dossier.HandedOver", "Dossier.Transferred"):
         _handled(s, d, rec["from_officer"], at)
+        if rec["outcome"] == "late":  # who an open overdue dossier's lateness came from
+            d["late_steps"].append({
+                "step": rec["step"], "officer": rec["from_officer"],
+                "agency": rec.get("from_agency") or d["holder_agency"],
+                "due_at": rec["step_due_at"], "done_at": at})
         d["status"] = "processing"
         d["step"] = rec["step"] + 1
         d["step_due_at"] = rec["next_step_due_at"]
@@ -380,7 +386,8 @@ class StatsProjection(Projection):
     # 2: stat_dossiers.undigitised replaced components and digitised; 3: an "overall"
     # criterion is not counted besides the level; stat_dossiers.stopped_at (when the clock
     # stopped, while it is): a dossier ended or judged while stopped is late only if its
-    # deadline had passed when the clock stopped.
+    # deadline had passed when the clock stopped; stat_dossiers.late_steps (steps handed on
+    # late): an open overdue dossier is attributed to them, not to whoever holds it now.
     version = 3
     tables = {
         "stat_dossiers": """
@@ -418,7 +425,8 @@ class StatsProjection(Projection):
             explanations TEXT NOT NULL,
             handlers TEXT NOT NULL,
             last_position BIGINT NOT NULL,
-            stopped_at TEXT""",
+            stopped_at TEXT,
+            late_steps TEXT NOT NULL""",
         "stat_late": """
             id TEXT NOT NULL,
             step INTEGER NOT NULL,

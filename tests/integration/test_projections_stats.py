@@ -4,6 +4,7 @@ public feed, and their recomputation from an exported feed alone."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from domain.demo import GIVEN
@@ -252,3 +253,26 @@ def test_a_stopped_clock_hides_no_lateness_and_excuses_what_it_should(sqlite_set
     board = queries.scoreboard(sysm.db, "2025-09", now=NOW)
     inputs = board["tree"]["inputs"]
     assert (inputs["judged"], inputs["on_time"]) == (3, 1)
+
+
+def test_an_open_overdue_dossier_is_attributed_to_the_step_that_ran_late(sqlite_settings,
+                                                                        make_system):
+    """tn-1 held the first step past its deadline; cv-1, who has it now, is within theirs:
+    the late list names tn-1 (it named whoever held the dossier at the time of asking)."""
+    sysm = make_system(sqlite_settings)
+    app = sysm.app
+    small_province(app)
+    r = rcv(app, at(2025, 9, 3, 8))
+    first_due = app.dossier(r.code).step_due_at
+    app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 3, 16, 30))
+    assert app.dossier(r.code).steps[0]["outcome"] == "late"
+    second_due = app.dossier(r.code).step_due_at
+    sysm.catch_up()
+    cut = "2025-09-03T17:30:00+07:00"  # the appointment (17:00) has passed
+    assert first_due.isoformat() < cut < second_due.isoformat()
+    entry = {e["code"]: e for e in queries.late_list(sysm.db, "2025-09", now=cut)["dossiers"]}
+    assert [a["officer"] for a in entry[r.code]["attribution"]] == ["tn-1"]
+    # Once cv-1's own deadline has passed too, both are named.
+    later = (second_due + timedelta(hours=1)).isoformat()
+    entry = {e["code"]: e for e in queries.late_list(sysm.db, "2025-09", now=later)["dossiers"]}
+    assert [a["officer"] for a in entry[r.code]["attribution"]] == ["tn-1", "cv-1"]
