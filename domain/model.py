@@ -774,9 +774,12 @@ class Dossier(Aggregate):
                 {"step": s["step"], "officer": s["officer"], "agency": s["agency"],
                  "due_at": s["due_at"], "done_at": s["done_at"]}
                 for s in steps if s["outcome"] == "late"
-            ] or [{"step": last_step["step"], "officer": last_step["officer"],
+            ] or [{"step": last_step["step"], "officer": None,
                    "agency": last_step["agency"], "due_at": last_step["due_at"],
                    "done_at": at}]
+            # (No step ran late: the steps' allotments outlast the statutory time, e.g. a
+            # same-day procedure received in the afternoon. The lateness is the holding
+            # agency's, no officer's: none of them missed a deadline.)
         # The 766 rule: more than one supplement request counts as late.
         outcome_766 = "late" if self.supplements > 1 else outcome
         self._result_issued(

@@ -426,3 +426,23 @@ def test_the_late_list_picker_tells_an_ended_unit_from_its_successor(sqlite_sett
     assert re.search(r'value="xa-a-cu"[^>]*>[^<]*An Tường \(đến 30/06/2025\)<', page)
     assert re.search(r'value="xa-a"[^>]*>Trung tâm Phục vụ hành chính công xã An Tường<', page)
     assert "An Tường (until 30/06/2025)" in english
+
+
+def test_the_late_list_says_when_no_officer_missed_a_deadline(sqlite_settings, make_system):
+    from tests.factories import small_province
+
+    system = make_system(sqlite_settings)
+    app = system.app
+    small_province(app)
+    r = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                            applicant=applicant(), received_at=at(2025, 9, 3, 14), officer="tn-1")
+    due = app.dossier(r.code).step_due_at
+    for giver, taker in (("tn-1", "cv-1"), ("cv-1", "ld-1"), ("ld-1", "tn-1")):
+        app.hand_over(r.code, officer=giver, to_officer=taker, at=due)
+        due = app.dossier(r.code).step_due_at
+    app.issue_result(r.code, officer="tn-1", at=due, electronic=False, documents=["Giấy"])
+    system.catch_up()
+    with TestClient(app=create_app(sqlite_settings, system)) as client:
+        text = visible_text(client.get("/late", params={"month": "2025-09"}).text)
+    assert r.code in text and "mọi bước đều đúng hạn" in text
+    assert "Hoàng Thị Tiếp" not in text.split(r.code)[1]  # tn-1 is not named for it

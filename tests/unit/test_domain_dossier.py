@@ -669,3 +669,21 @@ def test_the_first_step_still_starts_next_morning_after_a_stop(app):
     app.pause(paused.code, officer="tn-1", at=at(2025, 9, 4, 7, 45), reason="Chờ nộp lệ phí")
     app.resume(paused.code, officer="tn-1", at=at(2025, 9, 4, 8))
     assert app.dossier(paused.code).step_due_at == at(2025, 9, 4, 8, 45)
+
+
+def test_a_dossier_late_though_every_step_was_on_time_blames_no_officer(app):
+    """A same-day procedure received at 14:00 is due at 17:00, but its steps' allotments (8
+    office hours) run into the next day: each officer meets their own deadline, the dossier
+    is late, and the lateness is the agency's (officer None), not the last holder's."""
+    r = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                            applicant=applicant(), received_at=at(2025, 9, 3, 14), officer="tn-1")
+    due = app.dossier(r.code).step_due_at
+    for giver, taker in (("tn-1", "cv-1"), ("cv-1", "ld-1"), ("ld-1", "tn-1")):
+        app.hand_over(r.code, officer=giver, to_officer=taker, at=due)
+        due = app.dossier(r.code).step_due_at
+    app.issue_result(r.code, officer="tn-1", at=due, electronic=False, documents=["Giấy"])
+    d = app.dossier(r.code)
+    assert [s["outcome"] for s in d.steps] != [] and "late" not in {
+        s["outcome"] for s in d.steps}
+    assert d.result["outcome"] == "late"
+    assert [(a["agency"], a["officer"]) for a in d.result["attribution"]] == [("xa-a", None)]
