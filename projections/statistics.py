@@ -30,6 +30,10 @@ def stopped_in_time(d: Mapping[str, Any], cut: str) -> bool:
 SATISFIED = ("very_satisfied", "satisfied")
 
 
+def _before(moment: str | None, cut: str) -> int:
+    return int(moment is not None and moment < cut)
+
+
 def cut_of(end: str, now: str | None) -> str:
     return end if now is None or now >= end else now
 
@@ -79,8 +83,9 @@ def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str
                             and d["result_documents"] and not d["result_electronic"])
             if d["channel"] == "online" and not paper_result:
                 i["online"] += 1
-            i["digitised"] += d["all_digitised"]
-            i["reused"] += d["reused"]
+            # Acts after the period's end do not change it (digitised, data reused, paid).
+            i["digitised"] += _before(d.get("all_digitised_at"), cut)
+            i["reused"] += _before(d.get("reused_at"), cut)
             if d["synchronised_at"] is not None and d["synchronised_at"] < cut:
                 i["synchronised"] += 1
         v = verdict_in(d, start, cut)
@@ -95,8 +100,9 @@ def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str
         if d["first_paid_at"] is not None and start <= d["first_paid_at"] < cut:
             i = i or inputs(d["agency"])
             i["payments"] += 1
-            i["paid_online"] += d["paid_online"]
-            if d["paid_online"] and (procedures.get(d["procedure_code"]) or {}).get("fee"):
+            online = _before(d.get("paid_online_at"), cut)
+            i["paid_online"] += online
+            if online and (procedures.get(d["procedure_code"]) or {}).get("fee"):
                 i["fee_procedures_paid_online"].add(d["procedure_code"])
     first, last = start[:7], end[:7]
     for (scope, grp, month, criterion, level), n in satisfaction.items():

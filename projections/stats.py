@@ -52,7 +52,7 @@ DOSSIER_COLUMNS = (
     "reused", "synchronised_at", "first_paid_at", "paid_online", "holder_agency",
     "holder_officer", "step", "step_due_at", "apology_at", "apology_timely",
     "apology_new_appointment_at", "apology_reason", "explanations", "handlers", "last_position",
-    "stopped_at", "late_steps",
+    "stopped_at", "late_steps", "all_digitised_at", "reused_at", "paid_online_at",
 )
 AGENCY_COLUMNS = ("key", "id", "unit_code", "name", "level", "kind", "parent", "merged_into",
                   "effective_to")
@@ -163,6 +163,8 @@ def fold(rec: dict[str, Any], s: Store) -> None:
             "apology_new_appointment_at": None, "apology_reason": None, "explanations": [],
             "handlers": [], "last_position": rec["position"], "stopped_at": None,
             "late_steps": [],
+            "all_digitised_at": rec["received_at"] if components and not undigitised else None,
+            "reused_at": None, "paid_online_at": None,
         })
         return
     if not t.startswith("Dossier."):
@@ -230,13 +232,19 @@ def fold(rec: dict[str, Any], s: Store) -> None:
             done = set(rec["components"])
             d["undigitised"] = [c for c in d["undigitised"] if c not in done]
             d["all_digitised"] = int(not d["undigitised"])
+            if d["all_digitised"]:
+                d["all_digitised_at"] = at
     elif t == "Dossier.DataReused":
         d["reused"] = 1
+        if d.get("reused_at") is None:
+            d["reused_at"] = at
     elif t == "Dossier.FeePaid":
         if d["first_paid_at"] is None:
             d["first_paid_at"] = at
         if rec["channel"] == "online":
             d["paid_online"] = 1
+            if d.get("paid_online_at") is None:
+                d["paid_online_at"] = at
     elif t == "Dossier.Synchronised" and d["synchronised_at"] is None:
         d["synchronised_at"] = at
     s.put_dossier(d)
@@ -387,7 +395,9 @@ class StatsProjection(Projection):
     # criterion is not counted besides the level; stat_dossiers.stopped_at (when the clock
     # stopped, while it is): a dossier ended or judged while stopped is late only if its
     # deadline had passed when the clock stopped; stat_dossiers.late_steps (steps handed on
-    # late): an open overdue dossier is attributed to them, not to whoever holds it now.
+    # late): an open overdue dossier is attributed to them, not to whoever holds it now;
+    # all_digitised_at, reused_at, paid_online_at: a period counts them only if they came
+    # before its end (a closed month no longer changes with later acts).
     version = 3
     tables = {
         "stat_dossiers": """
@@ -426,7 +436,10 @@ class StatsProjection(Projection):
             handlers TEXT NOT NULL,
             last_position BIGINT NOT NULL,
             stopped_at TEXT,
-            late_steps TEXT NOT NULL""",
+            late_steps TEXT NOT NULL,
+            all_digitised_at TEXT,
+            reused_at TEXT,
+            paid_online_at TEXT""",
         "stat_late": """
             id TEXT NOT NULL,
             step INTEGER NOT NULL,

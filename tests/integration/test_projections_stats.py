@@ -276,3 +276,31 @@ def test_an_open_overdue_dossier_is_attributed_to_the_step_that_ran_late(sqlite_
     later = (second_due + timedelta(hours=1)).isoformat()
     entry = {e["code"]: e for e in queries.late_list(sysm.db, "2025-09", now=later)["dossiers"]}
     assert [a["officer"] for a in entry[r.code]["attribution"]] == ["tn-1", "cv-1"]
+
+
+def test_a_closed_month_does_not_change_with_later_acts(sqlite_settings, make_system):
+    """Paid at the counter in September; paid online, digitised and its data reused in
+    October: September's payment, digitisation and reuse figures stay as they were."""
+    sysm = make_system(sqlite_settings)
+    app = sysm.app
+    small_province(app)
+    r = rcv(app, at(2025, 9, 8, 8), procedure="1.009994")
+    app.pay(r.code, at=at(2025, 9, 10, 9), amount_vnd=75000, channel="counter")
+    sysm.catch_up()
+    keys = ("payments", "paid_online", "digitised", "reused", "received")
+
+    def september() -> dict:
+        inputs = queries.scoreboard(sysm.db, "2025-09", now=NOW)["tree"]["inputs"]
+        return {k: inputs[k] for k in keys}
+
+    before = september()
+    assert before["payments"] == 1 and before["received"] == 1
+    app.pay(r.code, at=at(2025, 10, 5, 9), amount_vnd=1000, channel="online")
+    app.digitise(r.code, officer="tn-1", at=at(2025, 10, 5, 10),
+                 components=["Tờ khai theo mẫu", "Giấy tờ tùy thân"])
+    app.reuse_data(r.code, officer="tn-1", at=at(2025, 10, 5, 11),
+                   components=["Giấy tờ tùy thân"])
+    sysm.catch_up()
+    assert september() == before
+    october = queries.scoreboard(sysm.db, "2025-Q4", now="2025-12-31T12:00:00+07:00")
+    assert october["tree"]["inputs"]["received"] == 0  # received in September: not October's
