@@ -141,10 +141,13 @@ def late_list(db: ReadDB, month: str, agency: str | None = None, *, now: str | N
     """The public late list of a month (optionally of one agency): see statistics.late_list."""
     from projections import index766, statistics
 
-    _start, end = index766.period_bounds(month)
+    start, end = index766.period_bounds(month)
     cut = statistics.cut_of(end, judgement_moment(db, prefix, now))
     overdue = _facts(db, prefix, "received_at < ? AND (ended_at IS NULL OR ended_at >= ?)"
                      " AND appointment_at < ?", [cut, cut, cut])
+    # Refused, stopped or withdrawn in the month after their deadline.
+    overdue.update(_facts(db, prefix, "ended_at >= ? AND ended_at < ? AND verdict='late'"
+                          " AND end_kind <> 'processed'", [start, cut]))
     late_rows = db.fetchall(f"SELECT * FROM {prefix}stat_late WHERE month=?", (month,))
     ids = sorted({r["id"] for r in late_rows} | set(overdue))
     for i in range(0, len(ids), 500):

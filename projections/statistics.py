@@ -172,17 +172,25 @@ def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Map
              "due_at": r["due_at"], "done_at": r["done_at"], "month": r["month"]})
     entries = []
     for d in dossiers.values():
+        holder = {"step": d["step"], "officer": d["holder_officer"],
+                  "agency": d["holder_agency"], "due_at": d["step_due_at"], "done_at": None}
         if d["result_at"] is not None and start <= d["result_at"] < cut and d["outcome"] == "late":
             kind = "late_result"
             steps = [a for a in attribution.get(d["id"], []) if a["month"] == month]
+        elif (d["ended_at"] is not None and d["end_kind"] != "processed"
+              and start <= d["ended_at"] < cut and d["verdict"] == "late"):
+            # Refused, stopped or withdrawn after the deadline: late as the scoreboard counts
+            # it; attributed like an open overdue dossier at its end.
+            kind = "late_end"
+            ended = d["ended_at"]
+            steps = ([a for a in d.get("late_steps") or () if a["done_at"] <= ended]
+                     + ([holder] if (d["step_due_at"] or "") < ended else []) or [holder])
         elif (d["received_at"] < cut and (d["ended_at"] is None or d["ended_at"] >= cut)
               and d["appointment_at"] < cut
               and not stopped_in_time(d, cut)):
             kind = "overdue_open"
             # The steps handed on late before the cut, and the step held at the cut if its own
             # deadline had passed; only when none was late, the holder at the cut.
-            holder = {"step": d["step"], "officer": d["holder_officer"],
-                      "agency": d["holder_agency"], "due_at": d["step_due_at"], "done_at": None}
             steps = ([a for a in attribution.get(d["id"], []) if (a["due_at"] or "") < cut]
                      or [a for a in d.get("late_steps") or () if a["done_at"] < cut]
                      + ([holder] if (d["step_due_at"] or "") < cut else [])
@@ -200,6 +208,8 @@ def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Map
             "procedure_code": d["procedure_code"], "procedure_name": d["procedure_name"],
             "agency": d["agency"], "received_at": d["received_at"],
             "appointment_at": d["appointment_at"], "result_at": d["result_at"],
+            "ended_at": d["ended_at"] if kind == "late_end" else None,
+            "end_kind": d["end_kind"] if kind == "late_end" else None,
             "attribution": steps,
             "apology": None if d["apology_at"] is None else {
                 "at": d["apology_at"], "timely": bool(d["apology_timely"]),

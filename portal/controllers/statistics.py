@@ -76,6 +76,9 @@ class LateDossier(msgspec.Struct, kw_only=True):
     received_at: str
     appointment_at: str
     result_at: str | None
+    # late_end (refused, stopped or withdrawn after the deadline): when and how it ended.
+    ended_at: str | None = None
+    end_kind: str | None = None
     attribution: list[LateStep]
     apology: LateApology | None
     explanations: list[LateExplanation]
@@ -230,6 +233,7 @@ def late_data(request: Request[Any, Any, Any], month: str, agency: str) -> LateL
             procedure_name=d["procedure_name"], agency=d["agency"],
             agency_name=agencies.get(d["agency"]), received_at=d["received_at"],
             appointment_at=d["appointment_at"], result_at=d.get("result_at"),
+            ended_at=d.get("ended_at"), end_kind=d.get("end_kind"),
             attribution=[LateStep(step=a.get("step"), officer=a.get("officer"),
                                   officer_name=oname(a.get("officer")), agency=a.get("agency"),
                                   due_at=a.get("due_at"), done_at=a.get("done_at"))
@@ -418,13 +422,15 @@ class StatisticsApi(Controller):
                     "procedure_code": d.procedure_code, "procedure_name": d.procedure_name,
                     "agency": d.agency, "agency_name": d.agency_name,
                     "appointment_at": d.appointment_at, "result_at": d.result_at,
-                    "step": a.step, "officer": a.officer, "officer_name": a.officer_name,
+                    "ended_at": d.ended_at, "end_kind": d.end_kind, "step": a.step,
+                    "officer": a.officer, "officer_name": a.officer_name,
                     "step_agency": a.agency, "step_due_at": a.due_at, "step_done_at": a.done_at,
                     "apology_at": d.apology.at if d.apology else None,
                     "apology_timely": d.apology.timely if d.apology else None,
                     "explanations": [e.text for e in d.explanations]})
         columns = ["month", "code", "kind", "procedure_code", "procedure_name", "agency",
-                   "agency_name", "appointment_at", "result_at", "step", "officer",
+                   "agency_name", "appointment_at", "result_at", "ended_at", "end_kind",
+                   "step", "officer",
                    "officer_name", "step_agency", "step_due_at", "step_done_at", "apology_at",
                    "apology_timely", "explanations"]
         return csv_response(rows, columns, f"tre-han-{data.month}.csv")

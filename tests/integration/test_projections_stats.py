@@ -304,3 +304,31 @@ def test_a_closed_month_does_not_change_with_later_acts(sqlite_settings, make_sy
     assert september() == before
     october = queries.scoreboard(sysm.db, "2025-Q4", now="2025-12-31T12:00:00+07:00")
     assert october["tree"]["inputs"]["received"] == 0  # received in September: not October's
+
+
+def test_a_dossier_refused_after_its_deadline_is_on_the_late_list(sqlite_settings,
+                                                                   make_system):
+    """The scoreboard counts it late; the late list named only late results and open
+    overdue dossiers, so it showed nowhere."""
+    sysm = make_system(sqlite_settings)
+    app = sysm.app
+    small_province(app)
+    r = rcv(app, at(2025, 9, 3, 8))  # due 3/9 17:00
+    app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 3, 9))
+    app.refuse(r.code, officer="cv-1", at=at(2025, 9, 10, 9), reason="Sai thẩm quyền")
+    sysm.catch_up()
+    entry = {e["code"]: e for e in queries.late_list(sysm.db, "2025-09", now=NOW)["dossiers"]}
+    assert entry[r.code]["kind"] == "late_end" and entry[r.code]["end_kind"] == "refused"
+    assert entry[r.code]["ended_at"].startswith("2025-09-10T09:00")
+    assert [a["officer"] for a in entry[r.code]["attribution"]] == ["cv-1"]
+    board = queries.scoreboard(sysm.db, "2025-09", now=NOW)["tree"]["inputs"]
+    assert (board["judged"], board["on_time"]) == (1, 0)
+    from litestar.testing import TestClient
+
+    from portal.app import create_app
+
+    with TestClient(app=create_app(sqlite_settings, sysm)) as client:
+        page = client.get("/late", params={"month": "2025-09"}).text
+        csv = client.get("/data/late.csv", params={"month": "2025-09"}).text
+    assert r.code in page and "sau hạn: Từ chối giải quyết" in page
+    assert "late_end" in csv and "refused" in csv
