@@ -196,6 +196,7 @@ def test_scoreboard_drill_down_formulas_and_svg_trend(site):
     assert "/ 100" in r.text
     assert 'href="/scoreboard?period=2025-09&amp;agency=xa-a"' in r.text
     assert "Điểm = (số hồ sơ kết thúc trước hạn" in r.text  # the formula next to the number
+    assert "Mỗi hồ sơ được tính cho cơ quan tiếp nhận" in r.text  # whose dossiers they are
     assert re.search(r"<svg class=\"chart\"[^>]*role=\"img\"", r.text)
     assert "<polyline" in r.text or "<circle" in r.text
     # The title names the node once: the province's own board does not repeat the province.
