@@ -158,7 +158,8 @@ def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Map
     """Late dossiers of a month: late results issued in the month, and dossiers still open and
     overdue at the month's end (or now). Each with the step(s) and officer(s) it is attributed
     to, the apology and the officers' explanations. Officer totals carry their denominator
-    (dossiers the officer handled in the month); sorted by officer, never ranked by counts.
+    (dossiers the officer handled in the month, and those handled before it that are listed
+    in it); sorted by officer, never ranked by counts.
 
     `dossiers` must hold every dossier named in `late_rows` and every dossier that may be open
     and overdue at the cut (a superset is fine).
@@ -220,9 +221,18 @@ def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Map
     entries.sort(key=lambda e: e["code"])
     officers: dict[str, dict[str, Any]] = {}
     for e in entries:
-        for officer in sorted({a["officer"] for a in e["attribution"] if a["officer"]}):
+        done_here: dict[str, bool] = {}
+        for a in e["attribution"]:
+            if a["officer"]:
+                here = bool(a["done_at"]) and a["done_at"][:7] == month
+                done_here[a["officer"]] = done_here.get(a["officer"], False) or here
+        for officer, here in sorted(done_here.items()):
             o = officers.setdefault(officer, {"officer": officer, "late": 0, "handled": 0})
             o["late"] += 1
+            # A dossier the officer handled in an earlier month (or still holds) is judged in
+            # this one: it belongs to this month's denominator too (the late count never
+            # exceeds it).
+            o["handled"] += not here
     for (officer, ag, m), n in officer_month.items():
         if officer in officers and m == month and (agency is None or ag == agency):
             officers[officer]["handled"] += n

@@ -112,7 +112,9 @@ def test_late_list_attributes_steps_officers_apology_and_explanation(backend_set
     # Totals with their denominator, sorted by officer, not ranked by counts.
     officers = {o["officer"]: o for o in lst["officers"]}
     assert officers["cv-1"]["late"] == 2
-    assert officers["cv-1"]["handled"] == 6  # six dossiers passed through cv-1 in September
+    # Six dossiers passed through cv-1 in September, and the overdue one it still holds
+    # (counted late, so counted in the denominator too).
+    assert officers["cv-1"]["handled"] == 7
     assert [o["officer"] for o in lst["officers"]] == sorted(officers)
     # Per agency: xa-b has none, xa-c has its own.
     assert queries.late_list(system.db, "2025-09", "xa-b", now=NOW)["dossiers"] == []
@@ -332,3 +334,22 @@ def test_a_dossier_refused_after_its_deadline_is_on_the_late_list(sqlite_setting
         csv = client.get("/data/late.csv", params={"month": "2025-09"}).text
     assert r.code in page and "sau hạn: Từ chối giải quyết" in page
     assert "late_end" in csv and "refused" in csv
+
+
+
+def test_an_officers_late_count_never_exceeds_the_dossiers_counted_for_them(sqlite_settings,
+                                                                            make_system):
+    """tn-1 handled the dossier in September (late step on the 30th), the result came in
+    October: October's list counts it late for tn-1, and in tn-1's denominator too."""
+    sysm = make_system(sqlite_settings)
+    app = sysm.app
+    small_province(app)
+    r = rcv(app, at(2025, 9, 30, 8))  # due 30/9 17:00
+    app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 30, 16))
+    app.issue_result(r.code, officer="cv-1", at=at(2025, 10, 1, 9), documents=["Giấy"])
+    sysm.catch_up()
+    october = {o["officer"]: o for o in queries.late_list(sysm.db, "2025-10",
+                                                          now=NOW)["officers"]}
+    assert october["tn-1"]["late"] == 1
+    assert october["tn-1"]["handled"] >= october["tn-1"]["late"]
+    assert october["tn-1"]["share"] is not None and october["tn-1"]["share"] <= 1
