@@ -120,11 +120,31 @@ def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str
 def scoreboard(per_agency: Mapping[str, dict[str, Any]], agencies: Mapping[str, Mapping],
                period: str, start: str, end: str, cut: str, province_name: str = "",
                agency: str | None = None) -> dict[str, Any]:
-    """The scoreboard tree: province -> agencies -> communes, each node scored on its subtree."""
+    """The scoreboard tree: province -> agencies -> communes, each node scored on its subtree.
+
+    The tree is the one in force in the period: a unit that had ended before the period
+    began (a district dissolved on 1/7/2025, a merged commune) is left out unless it has
+    figures of its own in the period, and its units hang from the unit it merged into, else
+    from its own parent."""
+    first_day = start[:10]
+
+    def in_tree(key: str) -> bool:
+        ended = agencies[key].get("effective_to")
+        return not ended or str(ended)[:10] >= first_day or key in per_agency
+
+    def parent_of(key: str) -> str | None:
+        a, seen = agencies[key], {key}
+        parent = a.get("parent")
+        while parent in agencies and not in_tree(parent) and parent not in seen:
+            seen.add(parent)
+            p = agencies[parent]
+            parent = p.get("merged_into") if p.get("merged_into") in agencies else p.get("parent")
+        return parent if parent in agencies and in_tree(parent) else None
+
     children: dict[str | None, list[str]] = {}
-    for key, a in agencies.items():
-        parent = a.get("parent") if a.get("parent") in agencies else None
-        children.setdefault(parent, []).append(key)
+    for key in agencies:
+        if in_tree(key) or key == agency:
+            children.setdefault(parent_of(key), []).append(key)
     for key in per_agency:
         if key not in agencies:  # a dossier of an agency never registered: keep it visible
             children.setdefault(None, []).append(key)

@@ -353,3 +353,31 @@ def test_an_officers_late_count_never_exceeds_the_dossiers_counted_for_them(sqli
     assert october["tn-1"]["late"] == 1
     assert october["tn-1"]["handled"] >= october["tn-1"]["late"]
     assert october["tn-1"]["share"] is not None and october["tn-1"]["share"] <= 1
+
+
+def test_the_tree_is_the_one_in_force_in_the_period(sqlite_settings, make_system):
+    """A district dissolved on 1/7/2025 heads its commune in June's tree, not September's."""
+    sysm = make_system(sqlite_settings)
+    app = sysm.app
+    small_province(app)
+    district = agency("huyen-cu", unit_code="000.00.30.H60", name="UBND huyện Cũ",
+                      level="district", kind="people_committee")
+    district.update(effective_from="2020-01-01", effective_to="2025-06-30")
+    app.register_agency(district)
+    commune = agency("xa-d", unit_code="000.00.31.H60", name="UBND xã Đông", parent="huyen-cu",
+                     kind="commune_committee")
+    commune.update(effective_from="2020-01-01")
+    app.register_agency(commune)
+    app.receive_dossier(procedure_code="1.001193", agency="xa-d", channel="online",
+                        applicant=applicant(), received_at=at(2025, 9, 3, 8), officer=None)
+    sysm.catch_up()
+
+    def top(period: str) -> dict[str, list[str]]:
+        tree = queries.scoreboard(sysm.db, period, now=NOW)["tree"]
+        return {c["agency"]: [k["agency"] for k in c["children"]] for c in tree["children"]}
+
+    september = top("2025-09")
+    assert "huyen-cu" not in september and "xa-d" in september
+    assert queries.scoreboard(sysm.db, "2025-09", now=NOW)["tree"]["inputs"]["received"] == 1
+    june = top("2025-06")
+    assert june["huyen-cu"] == ["xa-d"] and "xa-d" not in june
