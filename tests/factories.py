@@ -91,3 +91,13 @@ def small_province(app: Any) -> None:
     app.publish_procedure(procedure(
         "1.009994", "Cấp giấy phép xây dựng mới đối với nhà ở riêng lẻ", field="Xây dựng",
         days=15, cutoff=False, keywords=["xin phép xây nhà"], fee=75000))
+
+
+def hand_over_on_each_deadline(app: Any, code: str) -> datetime:
+    """Walk the same-day workflow tn-1 -> cv-1 -> ld-1 -> tn-1, each hand-over exactly at its
+    step's deadline; returns the last step's deadline."""
+    due = app.dossier(code).step_due_at
+    for giver, taker in (("tn-1", "cv-1"), ("cv-1", "ld-1"), ("ld-1", "tn-1")):
+        app.hand_over(code, officer=giver, to_officer=taker, at=due)
+        due = app.dossier(code).step_due_at
+    return due

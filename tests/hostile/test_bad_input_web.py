@@ -14,9 +14,9 @@ from domain.calendar import VN_TZ
 from portal import auth
 from portal.app import create_app
 from tests.factories import applicant
+from tests.hostile.desk import PASSWORD, log_in
 from tests.integration.portal_data import busy_month
 
-PASSWORD = "mat-khau-thu-thach"
 STAFF = {"tiepnhan": "tn-1", "chuyenvien": "cv-1", "lanhdao": "ld-1"}
 
 
@@ -41,17 +41,6 @@ def site(tmp_path_factory):
         client.codes = codes  # type: ignore[attr-defined]
         yield client
     system.close()
-
-
-def log_in(client, username: str) -> str:
-    client.cookies.clear()
-    form = client.get("/staff/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
-    r = client.post("/staff/login", data={"csrf": token, "username": username,
-                                          "password": PASSWORD, "next": "/staff"},
-                    follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return re.search(r'name="csrf" value="([^"]+)"', client.get("/staff").text).group(1)
 
 
 def message(r) -> str:

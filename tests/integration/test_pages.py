@@ -17,7 +17,7 @@ from portal import i18n
 from portal.app import create_app
 from portal.settings import ROOT, Settings
 from portal.system import build_system
-from tests.factories import applicant, at
+from tests.factories import applicant, at, hand_over_on_each_deadline
 from tests.integration.portal_data import busy_client, busy_month
 
 PAGES = ["/", "/search?q=khai+sinh", "/p/1.001193", "/officers", "/data", "/about", "/api/docs",
@@ -437,10 +437,7 @@ def test_the_late_list_says_when_no_officer_missed_a_deadline(sqlite_settings, m
     small_province(app)
     r = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
                             applicant=applicant(), received_at=at(2025, 9, 3, 14), officer="tn-1")
-    due = app.dossier(r.code).step_due_at
-    for giver, taker in (("tn-1", "cv-1"), ("cv-1", "ld-1"), ("ld-1", "tn-1")):
-        app.hand_over(r.code, officer=giver, to_officer=taker, at=due)
-        due = app.dossier(r.code).step_due_at
+    due = hand_over_on_each_deadline(app, r.code)
     app.issue_result(r.code, officer="tn-1", at=due, electronic=False, documents=["Giấy"])
     system.catch_up()
     with TestClient(app=create_app(sqlite_settings, system)) as client:

@@ -18,7 +18,14 @@ from domain.errors import (
     ProcedureNotFound,
 )
 from domain.privacy import MemoryApplicantKeys
-from tests.factories import agency, applicant, at, officer, small_province
+from tests.factories import (
+    agency,
+    applicant,
+    at,
+    hand_over_on_each_deadline,
+    officer,
+    small_province,
+)
 
 BUILD = "1.009994"  # 15 working days, workflow 2h / 114h / 2h / 2h, no cut-off
 BIRTH = "1.001193"  # same day, 15:00 cut-off
@@ -677,10 +684,7 @@ def test_a_dossier_late_though_every_step_was_on_time_blames_no_officer(app):
     is late, and the lateness is the agency's (officer None), not the last holder's."""
     r = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
                             applicant=applicant(), received_at=at(2025, 9, 3, 14), officer="tn-1")
-    due = app.dossier(r.code).step_due_at
-    for giver, taker in (("tn-1", "cv-1"), ("cv-1", "ld-1"), ("ld-1", "tn-1")):
-        app.hand_over(r.code, officer=giver, to_officer=taker, at=due)
-        due = app.dossier(r.code).step_due_at
+    due = hand_over_on_each_deadline(app, r.code)
     app.issue_result(r.code, officer="tn-1", at=due, electronic=False, documents=["Giấy"])
     d = app.dossier(r.code)
     assert [s["outcome"] for s in d.steps] != [] and "late" not in {
