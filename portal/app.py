@@ -96,6 +96,7 @@ def _configure_engine(engine: JinjaTemplateEngine) -> None:
     env.filters["vnd"] = labels.vnd
     env.filters["duration"] = labels.duration
     env.filters["percent"] = labels.percent
+    env.filters["number"] = labels.number
     env.filters["time_text"] = labels.time_text
     env.filters["years"] = lambda months: sorted({m[:4] for m in months}, reverse=True)
     env.globals["L"] = labels

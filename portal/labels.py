@@ -166,10 +166,22 @@ def duration(time: dict | None) -> str:
         gettext("%(n)s ngày làm việc") % {"n": shown}
 
 
+_VI_SEPARATORS = str.maketrans(",.", ".,")
+
+
+def number(value: int | float | None, digits: int = 1) -> str:
+    """A number with `digits` decimals in the page's language: 1.234,5 in Vietnamese (as
+    amounts in đồng are written), 1,234.5 in English."""
+    if value is None:
+        return "—"
+    text = f"{value:,.{digits}f}"
+    return text.translate(_VI_SEPARATORS) if current() == DEFAULT_LANGUAGE else text
+
+
 def percent(part: int | float | None, whole: int | float | None) -> str:
     if not whole:
         return "—"
-    return f"{100 * (part or 0) / whole:.1f}%"
+    return number(100 * (part or 0) / whole, 1) + "%"
 
 
 _SUMMARY = re.compile(r"^(\d+(?:\.\d+)?) (ngày|giờ) làm việc$")

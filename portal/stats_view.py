@@ -209,7 +209,6 @@ def headline(system: Any) -> dict[str, Any] | None:
     # open dossiers are judged now, its month has days to come).
     running = datetime.now(VN_TZ).strftime("%Y-%m") <= month
     return {"period": f"{month[5:]}/{month[:4]}", "month": month, "total": tree["total"],
-            "total_text": f"{tree['total']:.2f}".replace(".", ","),
             "band": tree["band"]["name_vi"], "judged_at": board["judged_at"],
             "provisional": running}
 

@@ -228,7 +228,7 @@ def test_indicators_the_portal_cannot_measure_are_named_and_their_points_shown(s
 
 def test_a_period_without_dossiers_says_its_full_score_means_nothing(site):
     empty = visible_text(site.get("/scoreboard", params={"period": "2025-08"}).text)
-    assert "Không phát sinh hồ sơ trong kỳ" in empty and "100.00" in empty
+    assert "Không phát sinh hồ sơ trong kỳ" in empty and "100,00" in empty
     busy = visible_text(site.get("/scoreboard", params={"period": "2025-09"}).text)
     assert "Không phát sinh hồ sơ trong kỳ" not in busy
 
@@ -444,3 +444,13 @@ def test_the_late_list_says_when_no_officer_missed_a_deadline(sqlite_settings, m
         text = visible_text(client.get("/late", params={"month": "2025-09"}).text)
     assert r.code in text and "mọi bước đều đúng hạn" in text
     assert "Hoàng Thị Tiếp" not in text.split(r.code)[1]  # tn-1 is not named for it
+
+
+def test_numbers_are_written_the_way_each_language_writes_them(site):
+    vi = visible_text(site.get("/scoreboard", params={"period": "2025-09"}).text)
+    en = visible_text(site.get("/scoreboard", params={"period": "2025-09", "lang": "en"}).text)
+    assert re.search(r"\b\d{1,3},\d\d / 100\b", vi) and not re.search(r"\b\d{1,3}\.\d\d / 100", vi)
+    assert re.search(r"= \d{1,3},\d%", vi)  # an indicator's ratio
+    assert re.search(r"\b\d{1,3}\.\d\d / 100\b", en) and re.search(r"= \d{1,3}\.\d%", en)
+    home = visible_text(site.get("/", params={"lang": "vi"}).text)  # (back to Vietnamese)
+    assert re.search(r"\b\d{1,3},\d\d / 100", home)
