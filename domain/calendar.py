@@ -148,6 +148,11 @@ SCHEDULES_PATH = Path(__file__).parent / "data" / "calendar" / "official_schedul
 # `holidays` end in 2100; Vietnam has kept UTC+7 since 1975).
 PRECOMPUTED_YEARS = (2018, 2035)
 SUPPORTED_YEARS = (1995, 2099)
+
+
+def supported_year(year: int) -> bool:
+    """Whether the working calendar covers `year` (the bounds of every date the portal takes)."""
+    return SUPPORTED_YEARS[0] <= year <= SUPPORTED_YEARS[1]
 # Absolute origin of the working-day count; always inside the built tables.
 _ANCHOR = date(PRECOMPUTED_YEARS[0], 1, 1).toordinal()
 

@@ -409,6 +409,13 @@ class Dossier(Aggregate):
         return self.status in OPEN
 
     @property
+    def stopped_before_deadline(self) -> bool:
+        """The clock is stopped now (waiting for documents, paused) and stopped before the
+        appointment had passed: no deadline runs (the statistics' `stopped_in_time`)."""
+        return (self.status in ("awaiting_supplement", "paused") and bool(self.stopped)
+                and self.stopped[-1][0] <= self.appointment_at)
+
+    @property
     def is_late(self) -> bool:
         return bool(self.result and self.result["outcome"] == "late")
 

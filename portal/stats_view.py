@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from typing import Any
 
-from domain.calendar import SUPPORTED_YEARS, VN_TZ
+from domain.calendar import VN_TZ, supported_year
 from portal import public_data
 from projections import queries
 from projections.db import ReadDB
@@ -30,17 +30,13 @@ PERIOD = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?\Z")
 
 
 def is_month(text: str) -> bool:
-    """`YYYY-MM` of a year the working calendar covers (SUPPORTED_YEARS)."""
-    return MONTH.match(text) is not None and _calendar_year(text)
+    """`YYYY-MM` of a year the working calendar covers (`supported_year`)."""
+    return MONTH.match(text) is not None and supported_year(int(text[:4]))
 
 
 def is_period(text: str) -> bool:
     """A month `YYYY-MM`, a quarter `YYYY-Qn` or a year `YYYY` the working calendar covers."""
-    return PERIOD.match(text) is not None and _calendar_year(text)
-
-
-def _calendar_year(text: str) -> bool:
-    return SUPPORTED_YEARS[0] <= int(text[:4]) <= SUPPORTED_YEARS[1]
+    return PERIOD.match(text) is not None and supported_year(int(text[:4]))
 
 
 class _Slot:

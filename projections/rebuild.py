@@ -76,6 +76,13 @@ def record_time(app: Any, notification: Any) -> datetime:
     return app.mapper.to_domain_event(notification).timestamp
 
 
+def first_record_time(app: Any) -> datetime | None:
+    """When the log's first event was recorded (None: the log is empty): an "as of" by record
+    time before it has nothing to show."""
+    first = app.recorder.select_notifications(start=1, limit=1)
+    return record_time(app, first[0]) if first else None
+
+
 def position_at(app: Any, moment: datetime) -> int:
     """The last log position whose event was recorded at or before `moment` (0 if none)."""
     recorder = app.recorder

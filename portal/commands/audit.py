@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from portal.cli import _fail, whole_number
 from portal.settings import Settings
-
-MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])\Z")
+from portal.stats_view import MONTH
 
 
 def export_feed(db: Any, path: Path) -> int:
@@ -88,7 +86,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
     now = None
     if args.action == "reproduce":
-        if not MONTH.match(args.period or ""):
+        if not MONTH.match(args.period or ""):  # (the statistics pages' own pattern)
             return _fail("--period must be a month YYYY-MM")
         if args.feed and not Path(args.feed).is_file():
             return _fail(f"no such feed file: {args.feed}")

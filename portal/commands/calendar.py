@@ -30,9 +30,9 @@ def _years() -> str:
 
 
 def _supported(day: date) -> bool:
-    from domain.calendar import SUPPORTED_YEARS
+    from domain.calendar import supported_year
 
-    return SUPPORTED_YEARS[0] <= day.year <= SUPPORTED_YEARS[1]
+    return supported_year(day.year)
 
 
 def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:

@@ -101,7 +101,7 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
 
 def _refused_options(args: argparse.Namespace, as_of: datetime | None) -> str | None:
     """Options that would be silently ignored, or a moment the calendar cannot judge at."""
-    from domain.calendar import SUPPORTED_YEARS
+    from domain.calendar import SUPPORTED_YEARS, supported_year
 
     snapshot = as_of is not None or args.position is not None
     if args.name and not snapshot:
@@ -109,26 +109,23 @@ def _refused_options(args: argparse.Namespace, as_of: datetime | None) -> str | 
                 " (a rebuild without them replaces the live tables)")
     if args.by is not None and as_of is None:
         return "--by chooses the clock of --as-of: give it only with --as-of"
-    if as_of is not None:
+    if as_of is not None and not supported_year(as_of.year):
         first, last = SUPPORTED_YEARS
-        if not first <= as_of.year <= last:
-            return f"--as-of {args.as_of} is outside the calendar's years ({first}-{last})"
+        return f"--as-of {args.as_of} is outside the calendar's years ({first}-{last})"
     return None
 
 
 def _out_of_log(system: Any, args: argparse.Namespace, as_of: datetime | None) -> str | None:
     """A snapshot past the end of the log, or before its first event, holds nothing true."""
-    from projections.rebuild import local, record_time
+    from projections.rebuild import first_record_time, local
 
-    recorder = system.app.recorder
-    head = int(recorder.max_notification_id() or 0)
+    head = int(system.app.recorder.max_notification_id() or 0)
     if args.position is not None and args.position > head:
         return f"--position {args.position} is past the end of the log ({head} events)"
     if as_of is not None and (args.by or "record") == "record":
-        first = recorder.select_notifications(start=1, limit=1)
-        if not first:
+        first_at = first_record_time(system.app)
+        if first_at is None:
             return "the event log is empty: there is nothing to take a snapshot of"
-        first_at = record_time(system.app, first[0])
         if as_of < first_at:
             return (f"--as-of {args.as_of} is before the first event of the log"
                     f" (recorded {local(first_at)})")

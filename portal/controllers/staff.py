@@ -305,12 +305,9 @@ def worklist_rows(system: System, account: Account, limit: int = 300) -> list[di
         r["step_due_at"] = step_due.astimezone(VN_TZ).isoformat() if step_due else None
         r["step_holder"] = d.step_holder if d.is_open else None
         r["deadline"] = first
-        # While the clock is stopped (waiting for documents, paused) no deadline runs, unless
-        # it had passed when the clock stopped: the public statistics judge alike
-        # (`projections.statistics.stopped_in_time`).
-        stopped_in_time = (d.status in STOPPED and bool(d.stopped)
-                           and d.stopped[-1][0] <= d.appointment_at)
-        running = d.is_open and not stopped_in_time
+        # While the clock is stopped no deadline runs, unless it had passed when the clock
+        # stopped: the public statistics judge alike.
+        running = d.is_open and not d.stopped_before_deadline
         r["overdue"] = running and first < now
         r["due_soon"] = running and not r["overdue"] and (
             cal.working_seconds_between(now, first) <= day)

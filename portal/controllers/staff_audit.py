@@ -11,7 +11,7 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from domain.calendar import SUPPORTED_YEARS, VN_TZ
+from domain.calendar import SUPPORTED_YEARS, VN_TZ, supported_year
 from domain.errors import InvalidCommand
 from portal.controllers.staff import (
     NO_STORE,
@@ -63,7 +63,7 @@ class StaffAuditController(Controller):
             raise InvalidCommand("bad day", "Ngày không hợp lệ (dạng YYYY-MM-DD).") from None
         by = "act" if form.get("by") == "act" else "record"
         first_year, last_year = SUPPORTED_YEARS
-        if not first_year <= day.year <= last_year:
+        if not supported_year(day.year):
             raise InvalidCommand("day outside the calendar",
                                  f"Chỉ dựng được số liệu cho ngày trong các năm {first_year}–"
                                  f"{last_year}.")
@@ -74,8 +74,8 @@ class StaffAuditController(Controller):
         import anyio
 
         def build() -> None:
-            first = s.app.recorder.select_notifications(start=1, limit=1)
-            if by == "record" and (not first or moment < rebuilds.record_time(s.app, first[0])):
+            first = rebuilds.first_record_time(s.app) if by == "record" else None
+            if by == "record" and (first is None or moment < first):
                 raise InvalidCommand("day before the first event",
                                      "Ngày này trước sự kiện đầu tiên của nhật ký: chưa có số"
                                      " liệu để dựng.")
