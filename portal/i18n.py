@@ -158,9 +158,10 @@ def extract_messages(root: Path) -> list[tuple[str, list[tuple[str, int]]]]:
 
 
 def data_messages() -> list[str]:
-    """Vietnamese texts defined as data outside the portal and shown on pages (766 indicators)."""
+    """Vietnamese texts defined as data outside the portal and shown on pages (766 indicators,
+    why a transparency proof cannot be made)."""
     try:
-        from projections import index766
+        from projections import index766, transparency
     except ImportError:
         return []
     texts = [name for name, _max in index766.GROUPS.values()]
@@ -168,7 +169,7 @@ def data_messages() -> list[str]:
     for ind in index766.INDICATORS:
         texts += [ind.name_vi, ind.formula_vi,
                   ind.formula_vi + ". Không phát sinh trong kỳ: tính đủ điểm"]
-    return texts
+    return texts + list(transparency.PROOF_REASONS)
 
 
 def update_catalog(root: Path, lang: str = "en") -> tuple[int, list[str]]:

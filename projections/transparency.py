@@ -39,6 +39,8 @@ NO_RECORD = "không có bản ghi nào ở vị trí %(position)s của nguồn 
 NEWER_RECORD = "bản ghi ở vị trí %(position)s mới hơn điểm kiểm tra kích thước %(size)s"
 NOT_BOTH_PUBLISHED = "cả hai kích thước phải là của điểm kiểm tra đã công bố"
 FIRST_LARGER = "điểm kiểm tra thứ nhất không được lớn hơn điểm kiểm tra thứ hai"
+PROOF_REASONS = (NO_CHECKPOINT, NO_CHECKPOINT_YET, NO_RECORD, NEWER_RECORD, NOT_BOTH_PUBLISHED,
+                 FIRST_LARGER)
 
 
 class ProofUnavailable(LookupError):

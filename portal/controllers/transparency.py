@@ -15,7 +15,6 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from domain.model import dossier_id
-from portal.i18n import N_
 from portal.i18n import gettext as _
 from portal.system import System
 from projections.transparency import ProofUnavailable, log_of
@@ -24,15 +23,6 @@ DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
 JSON_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"}
 # Sizes and positions beyond any log this portal will keep, and within a SQL BIGINT.
 MAX_SIZE = 2**62
-# The reasons of `ProofUnavailable` (projections.transparency), for the translation catalogue.
-PROOF_REASONS = (
-    N_("không có điểm kiểm tra nào có kích thước %(size)s"),
-    N_("chưa có điểm kiểm tra nào được công bố"),
-    N_("không có bản ghi nào ở vị trí %(position)s của nguồn dữ liệu công khai"),
-    N_("bản ghi ở vị trí %(position)s mới hơn điểm kiểm tra kích thước %(size)s"),
-    N_("cả hai kích thước phải là của điểm kiểm tra đã công bố"),
-    N_("điểm kiểm tra thứ nhất không được lớn hơn điểm kiểm tra thứ hai"),
-)
 
 
 def system_of(request: Request[Any, Any, Any]) -> System:
