@@ -172,6 +172,20 @@ def scoreboard(per_agency: Mapping[str, dict[str, Any]], agencies: Mapping[str, 
             "judged_at": cut, "tree": tree}
 
 
+def _steps_late_by(d: Mapping[str, Any], moment: str, *, ended: bool = False
+                   ) -> list[dict[str, Any]]:
+    """Who a dossier still overdue at `moment` (or `ended` then) is attributed to: the steps
+    handed on late before it (at it too, for an end), and the step held then if its own
+    deadline had passed; when none was late, the holder."""
+    holder = {"step": d["step"], "officer": d["holder_officer"], "agency": d["holder_agency"],
+              "due_at": d["step_due_at"], "done_at": None}
+    steps = [a for a in d.get("late_steps") or ()
+             if a["done_at"] < moment or (ended and a["done_at"] == moment)]
+    if (d["step_due_at"] or "") < moment:
+        steps.append(holder)
+    return steps or [holder]
+
+
 def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Mapping[str, Any]],
               officer_month: Mapping[tuple[str, str, str], int], month: str,
               agency: str | None, now: str | None) -> dict[str, Any]:
@@ -193,8 +207,6 @@ def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Map
              "due_at": r["due_at"], "done_at": r["done_at"], "month": r["month"]})
     entries = []
     for d in dossiers.values():
-        holder = {"step": d["step"], "officer": d["holder_officer"],
-                  "agency": d["holder_agency"], "due_at": d["step_due_at"], "done_at": None}
         if d["result_at"] is not None and start <= d["result_at"] < cut and d["outcome"] == "late":
             kind = "late_result"
             steps = [a for a in attribution.get(d["id"], []) if a["month"] == month]
@@ -203,19 +215,13 @@ def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Map
             # Refused, stopped or withdrawn after the deadline: late as the scoreboard counts
             # it; attributed like an open overdue dossier at its end.
             kind = "late_end"
-            ended = d["ended_at"]
-            steps = ([a for a in d.get("late_steps") or () if a["done_at"] <= ended]
-                     + ([holder] if (d["step_due_at"] or "") < ended else []) or [holder])
+            steps = _steps_late_by(d, d["ended_at"], ended=True)
         elif (d["received_at"] < cut and (d["ended_at"] is None or d["ended_at"] >= cut)
               and d["appointment_at"] < cut
               and not stopped_in_time(d, cut)):
             kind = "overdue_open"
-            # The steps handed on late before the cut, and the step held at the cut if its own
-            # deadline had passed; only when none was late, the holder at the cut.
             steps = ([a for a in attribution.get(d["id"], []) if (a["due_at"] or "") < cut]
-                     or [a for a in d.get("late_steps") or () if a["done_at"] < cut]
-                     + ([holder] if (d["step_due_at"] or "") < cut else [])
-                     or [holder])
+                     or _steps_late_by(d, cut))
         else:
             continue
         steps = [{k: a[k] for k in ("step", "officer", "agency", "due_at", "done_at")}
