@@ -71,6 +71,13 @@ def id_uuid(value: str | UUID) -> UUID:
     return u
 
 
+def forget_page() -> None:
+    """Let go of what was kept about the last page read (the texts of its times, its plain
+    events): done before each page, and once a rebuild is over."""
+    forget_iso()
+    PLAIN.clear()
+
+
 class FastReader:
     """Reads (position, event) pages from the application's event store."""
 
@@ -273,8 +280,7 @@ class FastReader:
              topics: Sequence[str] | None = None) -> list[tuple[int, Any]]:
         """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive
         (only of `topics` when given: SQLite only)."""
-        forget_iso()  # the texts of the last batch's times (memory stays bounded)
-        PLAIN.clear()
+        forget_page()  # the last batch's (memory stays bounded)
         decode = self.decode
         return [(r[0], decode(r[1], r[2], r[3], r[4]))
                 for r in self._rows(start, limit, stop, topics)]
@@ -301,8 +307,7 @@ class FastReader:
         the last row read (the next page's `after`) and the number of rows read; None when
         no row is left."""
         assert self._sqlite_table is not None
-        forget_iso()
-        PLAIN.clear()
+        forget_page()
         where: list[str] = []
         params: list[Any] = []
         if after is not None:

@@ -45,7 +45,7 @@ from typing import Any
 from domain.calendar import VN_TZ, vn_iso
 from projections.base import VERSIONS_DDL, Projection, ProjectionFailed, Runner, log, now_iso
 from projections.db import ReadDB, SQLiteReadDB
-from projections.fastread import FastReader
+from projections.fastread import FastReader, forget_page
 from projections.gctune import fewer_collections
 from projections.queries import SNAPSHOTS_DDL
 
@@ -216,6 +216,7 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
             events = _run_by_aggregate(runner, factory, parts, stop, bar)
         else:
             events = runner.catch_up(stop=stop, progress=bar)
+    forget_page()  # the last page's events and times (a demo keeps running in this process)
     swapping = time.perf_counter()
     if db.dialect != "sqlite":
         with db.transaction() as cur:
