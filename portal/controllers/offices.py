@@ -21,6 +21,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
+from portal import labels
 from portal.controllers.public import DOSSIER_CODE, PROCEDURE_CODE, clean, system_of
 from portal.qr import dark_runs, qr_png, qr_svg
 from projections.db import ReadDB
@@ -33,7 +34,7 @@ OFFICE_KINDS = ("service_centre", "one_stop_unit", "commune_committee")
 KIND_LABELS = {"service_centre": "Trung tâm Phục vụ hành chính công",
                "one_stop_unit": "Bộ phận Một cửa",
                "commune_committee": "Ủy ban nhân dân cấp xã"}
-POSTER_MODES = {"field": "Mỗi lĩnh vực một mã QR", "procedure": "Mỗi thủ tục một mã QR"}
+POSTER_MODES = labels.POSTER_MODE  # (the page shows them in the visitor's language)
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 IMAGE_CACHE = "public, max-age=86400"
 Field = Annotated[str, QueryParameter(max_length=200)]

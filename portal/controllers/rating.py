@@ -26,6 +26,7 @@ from domain.calendar import VN_TZ
 from domain.errors import DomainError
 from domain.model import RATING_CRITERIA, RATING_LEVELS
 from portal.auth import csrf_ok
+from portal.labels import RATING_CRITERION, RATING_LEVEL
 from portal.system import System
 
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
@@ -37,21 +38,6 @@ FORM_CRITERIA = tuple(c for c in RATING_CRITERIA if c != "overall")
 WINDOW = timedelta(minutes=10)
 MAX_POSTS_PER_IP = 10  # rating submissions per address per window
 MAX_BAD_TOKENS = 5  # wrong tokens per address or per dossier per window
-
-LEVEL_LABELS = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng",
-                "not_satisfied": "Không hài lòng"}
-CRITERIA_LABELS = {
-    "overall": "Đánh giá chung",
-    "convenience": "Sự thuận tiện khi thực hiện thủ tục",
-    "on_time": "Giải quyết đúng hẹn",
-    "attitude": "Thái độ của cán bộ",
-    "time_vs_limit": "Thời gian giải quyết so với quy định",
-    "contacts_needed": "Số lần phải liên hệ để hoàn thành",
-    "agencies_contacted": "Số cơ quan phải liên hệ",
-    "publicity": "Công khai, minh bạch thủ tục",
-    "feedback_response": "Tiếp nhận, phản hồi ý kiến",
-    "online_quality": "Chất lượng dịch vụ trực tuyến",
-}
 
 
 def system_of(request: Request[Any, Any, Any]) -> System:
@@ -112,7 +98,7 @@ class RatingController(Controller):
         csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
         return Template("rating.html", status_code=status, context={
             "d": d, "token": token, "error": error, "csrf": csrf, "op": uuid.uuid4().hex,
-            "levels": LEVEL_LABELS, "criteria": [(c, CRITERIA_LABELS.get(c, c))
+            "levels": RATING_LEVEL, "criteria": [(c, RATING_CRITERION.get(c, c))
                                                  for c in FORM_CRITERIA],
             "late": d["outcome"] == "late", "values": values or {}},
             cookies=[Cookie(key=CSRF_COOKIE, value=csrf, httponly=True, samesite="strict",
