@@ -57,6 +57,9 @@ from domain.model import (
 from domain.privacy import Applicant, ApplicantKeys, mask_name, nfc, seal, unseal
 from domain.regimes import REGIMES, regime_at
 
+# How a dossier reached the agency, for messages ("không tiếp nhận hồ sơ ...").
+SUBMITTED_VI = {"in_person": "nộp trực tiếp", "online": "nộp trực tuyến",
+                "postal": "gửi qua dịch vụ bưu chính công ích"}
 PROCEDURE_REQUIRED = ("code", "name", "field", "level", "processing_time", "components", "workflow")
 
 
@@ -441,6 +444,24 @@ class OneStop(Application):
             ) from None
         if any(h <= 0 for h in hours):
             raise InvalidCommand("workflow allotments must be positive", "Thời gian bước phải > 0.")
+        channels = record.get("channels") or []
+        if not isinstance(channels, list):
+            raise InvalidCommand("channels must be a list",
+                                 "Cách thức thực hiện phải là một danh sách.")
+        for c in channels:
+            channel = c.get("channel") if isinstance(c, dict) else None
+            if channel not in CHANNELS:
+                raise InvalidCommand(f"unknown channel {channel!r}",
+                                     f"Cách thức thực hiện không rõ: {channel!r}.")
+            if c.get("time") is None:
+                continue  # the procedure's own processing time applies
+            try:
+                Duration(float(c["time"]["value"]), c["time"]["unit"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise InvalidCommand(
+                    f"bad processing time for channel {channel}: {e}",
+                    f"Thời hạn giải quyết của hình thức {SUBMITTED_VI[channel]} không hợp lệ.",
+                ) from None
         return record
 
     def publish_procedure(self, record: Mapping[str, Any], key: str | None = None) -> str:
@@ -516,10 +537,16 @@ class OneStop(Application):
                 "Thành phần không có trong danh mục hồ sơ của thủ tục: " + "; ".join(unknown),
             )
         record = procedure.record
+        if not procedure.offers(channel):
+            raise InvalidCommand(
+                f"procedure {procedure_code} does not take dossiers through {channel}",
+                f"Thủ tục này không tiếp nhận hồ sơ {SUBMITTED_VI[channel]} (xem mục Cách"
+                " thức thực hiện của thủ tục).")
         cutoff = bool(record.get("cutoff_15h"))
-        statutory = {"value": float(record["processing_time"]["value"]),
-                     "unit": record["processing_time"]["unit"]}
-        workflow = record["workflow"]
+        # The time published for the channel the dossier came through, and the workflow fitted
+        # to it (domain.model.channel_workflow).
+        statutory = procedure.channel_time(channel)
+        workflow = procedure.channel_workflow(channel, self.calendar.hours.day_seconds / 3600)
         local = received_at.astimezone(VN_TZ)
         clock_start = self.calendar.next_working_moment(received_at)
         if cutoff and local.timetz().replace(tzinfo=None) >= self.calendar.hours.cutoff:

@@ -22,6 +22,7 @@ from typing import Any
 from domain.application import OneStop
 from domain.calendar import VN_TZ, Duration
 from domain.errors import AlreadyExists, DomainError
+from domain.model import channel_time, channel_workflow
 from domain.privacy import Applicant
 
 DATA = Path(__file__).parent / "data" / "demo"
@@ -322,7 +323,7 @@ class Generator:
                                   "received_at": received, "officer": receiver,
                                   "components": components})
         acts = plan.acts
-        statutory = Duration(float(p["processing_time"]["value"]), p["processing_time"]["unit"])
+        statutory = Duration(**channel_time(p, channel))  # the time the receipt promises
         cutoff = bool(p.get("cutoff_15h"))
         stops: list[tuple[datetime, datetime]] = []
 
@@ -345,7 +346,7 @@ class Generator:
             acts.append(("pay", {"at": t + timedelta(minutes=rng.randint(1, 30)),
                                  "amount_vnd": int(fee), "channel": "online"
                                  if channel == "online" and rng.random() < 0.6 else "counter"}))
-        workflow = p["workflow"]
+        workflow = channel_workflow(p, channel, self.cal.hours.day_seconds / 3600)
         last = len(workflow) - 1
         wait_step = 1 if last >= 2 else 0
         supplement = fate == "open_supplement" or rng.random() < 0.10

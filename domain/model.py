@@ -7,6 +7,7 @@ module can be renamed without breaking the stored log.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -251,9 +252,63 @@ class Procedure(Aggregate):
         t = self.record["processing_time"]
         return Duration(float(t["value"]), t["unit"])
 
+    def offers(self, channel: str) -> bool:
+        return offers(self.record, channel)
+
+    def channel_time(self, channel: str) -> dict[str, Any]:
+        return channel_time(self.record, channel)
+
+    def channel_workflow(self, channel: str, day_hours: float) -> list[dict[str, Any]]:
+        return channel_workflow(self.record, channel, day_hours)
+
     @property
     def component_names(self) -> list[str]:
         return [c["name"] for c in self.record.get("components", [])]
+
+
+def offers(record: Mapping[str, Any], channel: str) -> bool:
+    """Whether a procedure record takes dossiers through `channel` (its "Cách thức thực hiện"
+    lists it; a record listing no channel takes every one)."""
+    listed = {c.get("channel") for c in record.get("channels") or ()}
+    return not listed or channel in listed
+
+
+def channel_time(record: Mapping[str, Any], channel: str) -> dict[str, Any]:
+    """The processing time a procedure record publishes for a channel (trực tiếp, trực tuyến,
+    bưu chính công ích: the national catalogue gives each its own), as {"value", "unit"}; the
+    procedure's own processing time when that channel lists none."""
+    for c in record.get("channels") or ():
+        if c.get("channel") == channel and c.get("time"):
+            t = c["time"]
+            return {"value": float(t["value"]), "unit": t["unit"]}
+    t = record["processing_time"]
+    return {"value": float(t["value"]), "unit": t["unit"]}
+
+
+def nominal_hours(time: Mapping[str, Any], day_hours: float) -> float:
+    """Office hours of a processing time ("same day" counts as one office day)."""
+    if time["unit"] == "same_day":
+        return day_hours
+    if time["unit"] == "working_days":
+        return float(time["value"]) * day_hours
+    return float(time["value"])
+
+
+def channel_workflow(record: Mapping[str, Any], channel: str, day_hours: float
+                     ) -> list[dict[str, Any]]:
+    """The internal workflow (quy trình nội bộ) for a dossier received through `channel`: the
+    record's own when the channel's processing time is the procedure's, else each step's
+    allotment scaled by the ratio of the two times, so that the steps fit the time the citizen
+    was promised for that channel (the catalogue has one workflow per procedure)."""
+    workflow = [dict(s) for s in record["workflow"]]
+    own = nominal_hours(record["processing_time"], day_hours)
+    wanted = nominal_hours(channel_time(record, channel), day_hours)
+    if own <= 0 or wanted == own:
+        return workflow
+    factor = wanted / own
+    for s in workflow:
+        s["hours"] = max(round(float(s["hours"]) * factor, 3), 0.001)
+    return workflow
 
 
 # ---------------------------------------------------------------------------------------------

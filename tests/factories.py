@@ -45,6 +45,8 @@ def procedure(code: str = "1.001193", name: str = "Đăng ký khai sinh", *, fie
         "channels": [{"channel": "in_person", "time": time, "fee_vnd": fee, "fee_text": "",
                       "note": ""},
                      {"channel": "online", "time": time, "fee_vnd": fee, "fee_text": "",
+                      "note": ""},
+                     {"channel": "postal", "time": time, "fee_vnd": fee, "fee_text": "",
                       "note": ""}],
         "processing_time": time,
         "components": [{"name": c, "originals": 1, "copies": 0, "template": None} for c in comps],

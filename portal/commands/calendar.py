@@ -60,8 +60,13 @@ def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
     if start.tzinfo is None:
         start = start.replace(tzinfo=VN_TZ)
     cutoff = False
+    if args.channel and not args.procedure:
+        return _fail("--channel goes with --procedure (the channel whose time applies)")
     if args.procedure:
+        from domain.model import channel_time, offers
         from portal.system import build_system
+
+        channel = args.channel or "in_person"
 
         system = build_system(settings)
         try:
@@ -73,8 +78,9 @@ def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
             system.close()
         if row is None:
             return _fail(f"unknown procedure {args.procedure}")
-        t = row["record"]["processing_time"]
-        duration = Duration(float(t["value"]), t["unit"])
+        if not offers(row["record"], channel):
+            return _fail(f"procedure {args.procedure} does not take dossiers through {channel}")
+        duration = Duration(**channel_time(row["record"], channel))
         cutoff = bool(row["record"].get("cutoff_15h"))
     elif args.working_days is not None:
         duration = Duration(args.working_days, "working_days")
@@ -101,6 +107,8 @@ def register(sub: Any) -> None:
     due.add_argument("--working-days", type=positive_number, default=None, metavar="N")
     due.add_argument("--working-hours", type=positive_number, default=None, metavar="N")
     due.add_argument("--procedure", default=None, help="procedure code: its statutory time")
+    due.add_argument("--channel", choices=("in_person", "online", "postal"), default=None,
+                     help="with --procedure: the channel whose time applies (default in_person)")
     due.add_argument("--cutoff", action="store_true", help="apply the 15:00 cut-off")
     day = csub.add_parser("day", help="is this a working day, and why")
     day.add_argument("day")

@@ -320,3 +320,25 @@ def test_counts_and_months_out_of_range_are_refused(portal, argv, message):
     code, _out, err = portal(*argv)
     assert code == 2, err
     assert message in err and "Traceback" not in err
+
+
+def test_calendar_due_of_a_procedure_takes_the_channel_time(portal, sqlite_settings, make_system):
+    import json
+
+    from tests.unit.test_domain_channels import RESIDENCE, residence
+
+    system = make_system(sqlite_settings)
+    small_province(system.app)
+    system.app.publish_procedure(residence(online_days=3, postal=False))
+    system.catch_up()
+    system.close()
+    start = ("--from", "2025-09-03T09:00")
+    code, out, _ = portal("calendar", "due", *start, "--procedure", RESIDENCE)
+    assert code == 0 and json.loads(out)["duration"] == {"value": 5.0, "unit": "working_days"}
+    code, out, _ = portal("calendar", "due", *start, "--procedure", RESIDENCE, "--channel", "online")
+    assert code == 0 and json.loads(out)["duration"] == {"value": 3.0, "unit": "working_days"}
+    assert json.loads(out)["due"] == "2025-09-08T09:00:00+07:00"
+    code, _, err = portal("calendar", "due", *start, "--procedure", RESIDENCE, "--channel", "postal")
+    assert code != 0 and f"procedure {RESIDENCE} does not take dossiers through postal" in err
+    code, _, err = portal("calendar", "due", *start, "--working-days", "2", "--channel", "online")
+    assert code != 0 and "--channel goes with --procedure" in err

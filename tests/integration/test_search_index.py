@@ -51,7 +51,7 @@ def test_documents_come_from_the_catalogue_read_model(system):
     assert doc["code"] == "1.009994"
     assert doc["name"] == "Cấp giấy phép xây dựng mới đối với nhà ở riêng lẻ"
     assert doc["field"] == "Xây dựng" and doc["level"] == "commune"
-    assert doc["channels"] == ["in_person", "online"]
+    assert doc["channels"] == ["in_person", "online", "postal"]
     assert doc["time"] == "15 ngày làm việc" and doc["fee"] == "75.000 đ"
     assert doc["keywords"] == ["xin phép xây nhà"]
     assert doc["usage_count"] == 1 and doc["usage_bucket"] == 1

@@ -7,6 +7,7 @@ import re
 import pytest
 from litestar.testing import TestClient
 
+from domain.calendar import Duration
 from portal import auth
 from portal.app import create_app
 from tests.factories import PERSONAL, applicant, at, small_province
@@ -327,6 +328,37 @@ def test_intake_with_bad_input_is_a_clear_400(desk):
     assert r.status_code == 400
     assert "họ tên" in r.text
     assert desk.system.runner.head() == head
+
+
+def test_intake_offers_the_procedure_channels_with_their_times_and_refuses_another(desk):
+    from tests.unit.test_domain_channels import RESIDENCE, residence
+
+    desk.system.app.publish_procedure(residence(online_days=3, postal=False))
+    desk.system.catch_up()
+    login(desk, "tiepnhan")
+    page = desk.get("/staff/intake", params={"procedure": RESIDENCE}).text
+    radios = re.findall(r'name="channel" value="([^"]+)"', page)
+    assert radios == ["in_person", "online"]  # the record lists no postal channel
+    assert re.search(r'value="in_person" checked> Trực tiếp <span class="small">\(5 ngày làm'
+                     r' việc\)', page)
+    assert re.search(r'value="online"> Trực tuyến <span class="small">\(3 ngày làm việc\)',
+                     page)
+    fields = form_fields(page, "/staff/intake")
+    data = {**fields, "procedure": RESIDENCE, "received": ["Tờ khai theo mẫu", "Giấy tờ tùy thân"],
+            "name": "Trần Thị Hoa", "id_number": "", "address": "Thôn 2", "phone": "",
+            "email": "", "kind": "1"}
+    head = desk.system.runner.head()
+    r = desk.post("/staff/intake", data={**data, "channel": "postal"}, follow_redirects=False)
+    assert r.status_code == 400
+    assert "Thủ tục này không tiếp nhận hồ sơ gửi qua dịch vụ bưu chính công ích" in r.text
+    assert desk.system.runner.head() == head
+    r = desk.post("/staff/intake", data={**data, "channel": "online"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    code = r.headers["location"].split("/")[3]
+    d = desk.system.app.dossier(code)
+    assert d.statutory == {"value": 3.0, "unit": "working_days"}
+    assert d.appointment_at == desk.system.app.calendar.due(
+        d.received_at, Duration.days(3))
 
 
 def test_worklist_sorted_by_deadline_and_head_view(desk):
