@@ -124,6 +124,15 @@ async def reject_over_limit(request: Request[Any, Any, Any]) -> None:
     (Async: Litestar runs a synchronous hook in a worker thread, a thread hop per request.)"""
     if request.scope.get("state", {}).get("rate_limited"):
         raise TooManyRequestsException()
+    path = request.scope["path"]
+    if path.startswith(SCHEMA_PREFIX + "/") and path not in SCHEMA_PATHS:
+        # Litestar's OpenAPI controller answers other names under it with its own English
+        # page; the portal's 404 is in the visitor's language and says where the document is.
+        raise NotFoundException(detail=_("Tài liệu API ở /api/schema/openapi.json và /api/docs."))
+
+
+SCHEMA_PREFIX = "/api/schema"
+SCHEMA_PATHS = frozenset({"/api/schema", "/api/schema/", "/api/schema/openapi.json"})
 
 
 def lookups_per_minute(settings: Settings) -> int:

@@ -350,3 +350,16 @@ def test_a_well_formed_phone_and_email_are_accepted(site):
                                   "/satisfaction?period=2099-Q4"])
 def test_the_first_and_last_years_of_the_calendar_answer(site, path):
     assert site.get(path).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/schema/swagger", "/api/schema/openapi.yaml",
+                                  "/api/schema/nothing"])
+def test_an_unknown_api_schema_name_is_the_portal_404_in_the_visitor_language(site, path):
+    r = site.get(path, params={"lang": "vi"})  # (a choice of language is kept in a cookie)
+    assert r.status_code == 404
+    assert message(r) == "Tài liệu API ở /api/schema/openapi.json và /api/docs."
+    r = site.get(path, params={"lang": "en"})
+    assert r.status_code == 404
+    assert message(r) == "The API documentation is at /api/schema/openapi.json and /api/docs."
+    for served in ("/api/schema", "/api/schema/openapi.json"):
+        assert site.get(served).json()["info"]["version"] == "1.0.0"
