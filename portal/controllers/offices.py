@@ -23,6 +23,7 @@ from litestar.response import Redirect, Template
 
 from portal import labels
 from portal.controllers.public import DOSSIER_CODE, PROCEDURE_CODE, clean, system_of
+from portal.i18n import gettext as _
 from portal.qr import dark_runs, qr_png, qr_svg
 from projections.db import ReadDB
 from search.service import fee_summary, time_summary
@@ -89,13 +90,15 @@ def load_office(request: Request[Any, Any, Any], office: str) -> dict[str, Any]:
     """The office row, or a Vietnamese 404; a merged office answers with a redirect marker."""
     s = system_of(request)
     if not OFFICE_KEY.match(office):
-        raise NotFoundException("Mã cơ quan không đúng định dạng.")
+        raise NotFoundException(_("Mã cơ quan không đúng định dạng."))
     row = s.db.fetchone("SELECT key, unit_code, name, level, kind, address, phone, effective_to,"
                         " merged_into FROM agencies WHERE key=?", (office,))
     if row is None or row["kind"] not in OFFICE_KINDS:
-        raise NotFoundException(f"Không tìm thấy nơi tiếp nhận hồ sơ mã “{office}”.")
+        raise NotFoundException(_("Không tìm thấy nơi tiếp nhận hồ sơ mã “%(key)s”.")
+                                % {"key": office})
     if row["effective_to"] and not row["merged_into"]:
-        raise NotFoundException(f"{row['name']} đã giải thể từ ngày {row['effective_to']}.")
+        raise NotFoundException(_("%(name)s đã giải thể từ ngày %(day)s.") % {
+            "name": row["name"], "day": labels.vn_date(row["effective_to"])})
     return row
 
 
@@ -290,7 +293,8 @@ class OfficeController(Controller):
         s = system_of(request)
         if not PROCEDURE_CODE.match(code) or s.db.scalar(
                 "SELECT 1 AS one FROM procedures WHERE code=?", (code,)) is None:
-            raise NotFoundException(f"Không tìm thấy thủ tục hành chính mã {code}.")
+            raise NotFoundException(_("Không tìm thấy thủ tục hành chính mã %(code)s.")
+                                    % {"code": code})
         data, etag = qr_png(f"{s.settings.public_base_url}/p/{code}")
         return image(request, data, etag, "image/png")
 
@@ -310,7 +314,7 @@ class OfficeController(Controller):
         s = system_of(request)
         if not DOSSIER_CODE.match(code) or s.db.scalar(
                 "SELECT 1 AS one FROM dossiers WHERE code=?", (code,)) is None:
-            raise NotFoundException(f"Không tìm thấy hồ sơ mã {clean(code, 60)}.")
+            raise NotFoundException(_("Không tìm thấy hồ sơ mã %(code)s.") % {"code": clean(code, 60)})
         return f"{s.settings.public_base_url}/d/{code}"
 
 

@@ -80,6 +80,7 @@ class PublicController(Controller):
         # once Meilisearch is back, the next visitor gets its answer.
         headers = {"Cache-Control": "no-store"} if result is not None and result.fallback else {}
         if request.htmx:  # the partial needs no filter lists: keep the hot path short
+            context["status_oob"] = True  # the count for the page's status line
             return HTMXTemplate(template_name="partials/search_results.html", context=context,
                                 push_url=False, headers=headers)
         context["fields"] = queries.fields(s.db)

@@ -26,6 +26,7 @@ from domain.calendar import VN_TZ
 from domain.errors import DomainError
 from domain.model import RATING_CRITERIA, RATING_LEVELS
 from portal.auth import csrf_ok
+from portal.i18n import gettext as _
 from portal.labels import RATING_CRITERION, RATING_LEVEL
 from portal.system import System
 
@@ -85,11 +86,11 @@ class RatingController(Controller):
 
     def _dossier(self, system: System, code: str) -> dict[str, Any]:
         if not DOSSIER_CODE.match(code):
-            raise NotFoundException("Mã hồ sơ không đúng định dạng.")
+            raise NotFoundException(_("Mã hồ sơ không đúng định dạng."))
         row = system.db.fetchone("SELECT code, procedure_name, status, outcome, rated,"
                                  " apology_at FROM dossiers WHERE code=?", (code,))
         if row is None:
-            raise NotFoundException(f"Không tìm thấy hồ sơ mã {code}.")
+            raise NotFoundException(_("Không tìm thấy hồ sơ mã %(code)s.") % {"code": code})
         return row
 
     def _page(self, request: Request[Any, Any, Any], d: dict[str, Any], token: str,
@@ -136,7 +137,8 @@ class RatingController(Controller):
         cookie = request.cookies.get(CSRF_COOKIE)
         given = str(form.get("csrf") or "")
         if not csrf_ok(cookie, given):  # (a forged value outside ASCII too: a 403, not a 500)
-            raise PermissionDeniedException("Biểu mẫu hết hạn hoặc không hợp lệ. Hãy tải lại trang.")
+            raise PermissionDeniedException(
+                _("Biểu mẫu hết hạn hoặc không hợp lệ. Hãy tải lại trang."))
         ip = request.client.host if request.client else "unknown"
         if (_count(system, "ip", ip, False) >= MAX_POSTS_PER_IP
                 or _count(system, "ip", ip, True) >= MAX_BAD_TOKENS

@@ -116,3 +116,27 @@ def test_chart_labels_are_readable_and_whole_on_a_phone(phone, busy):
     for text, right, height in labels:
         assert height >= 11, (text, height)  # about 12 px type, not 6
         assert right <= svg["x"] + svg["width"] + 0.5, text
+
+
+@pytest.mark.parametrize("path", ["/satisfaction?period=2025&lang=en",
+                                  "/satisfaction?period=2025-09&lang=en",
+                                  "/scoreboard?lang=en"])
+def test_english_statistics_fit_a_small_phone(browser, busy, path):
+    # 320 px (WCAG 1.4.10 reflow): the English column headings are longer than the Vietnamese.
+    context = browser.new_context(viewport={"width": 320, "height": 640}, is_mobile=True)
+    page = context.new_page()
+    try:
+        page.goto(busy["base"] + path)
+        assert scroll_width(page) <= 320, path
+    finally:
+        context.close()
+
+
+def test_the_focus_ring_stands_out_on_white(phone, busy):
+    # WCAG 1.4.11: the yellow ring alone was 1.9:1 on white; a dark ring goes around it.
+    phone.goto(busy["base"] + "/")
+    phone.focus("#q")
+    style = phone.evaluate("""() => { const s = getComputedStyle(document.activeElement);
+        return {outline: s.outlineColor, shadow: s.boxShadow}; }""")
+    assert style["outline"] == "rgb(240, 180, 0)"
+    assert "rgb(27, 31, 36)" in style["shadow"]
