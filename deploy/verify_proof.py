@@ -13,7 +13,7 @@ Inputs are JSON files or http(s) URLs, as the portal serves them:
     /transparency/proofs/consistency?first=M&second=N
 
 Examples:
-    python3 verify_proof.py --key key.json --checkpoint cp.json inclusion proof.json
+    python3 verify_proof.py --key key.json inclusion --checkpoint cp.json proof.json
     python3 verify_proof.py --key key.json consistency old.json new.json proof.json
 Exit status 0 = verified, 1 = verification failed, 2 = bad input.
 

@@ -37,8 +37,8 @@ def timeline(db: ReadDB, code: str) -> list[dict[str, Any]]:
         "SELECT t.position, t.at, t.kind, t.outcome, t.detail, t.agency,"
         " o.name AS officer_name, o.title AS officer_title, a.name AS agency_name"
         " FROM timeline t LEFT JOIN officers o ON o.key = t.officer"
-        " LEFT JOIN agencies a ON a.key = t.agency WHERE t.code=? ORDER BY t.position",
-        (code,))
+        " LEFT JOIN agencies a ON a.key = t.agency WHERE t.code=? AND t.kind <> 'rated'"
+        " ORDER BY t.position", (code,))  # (rows of tracker tables built before version 3)
     for r in rows:
         r["detail"] = json.loads(r["detail"])
         if r["kind"] == "withdrawn":

@@ -52,7 +52,9 @@ class TrackerProjection(Projection):
     name = "tracker"
     # 2: a withdrawal's timeline row no longer holds the citizen's reason (version 1 published
     # it on the dossier page); tables built by version 1 are refused until rebuilt.
-    version = 2
+    # 3: no timeline row for a rating (its position and time linked the dossier to the rating's
+    # record in the public feed); an apology's after_deadline from its published times.
+    version = 3
     tables = {
         "dossiers": """
             code TEXT PRIMARY KEY,
@@ -254,7 +256,9 @@ class TrackerProjection(Projection):
                      {"reason": ev.reason, "new_appointment_at": ev.new_appointment_at,
                       "timely": ev.timely, "form": ev.form,
                       "fault_officer": ev.fault_officer,
-                      "after_deadline": getattr(ev, "after_deadline", False)},
+                      # From the published times (the feed has no flag of its own): what the
+                      # page shows is what an auditor can check against the signed log.
+                      "after_deadline": ev.at > ev.previous_appointment_at},
                      apology_at=iso(ev.at), apology_new_appointment_at=iso(ev.new_appointment_at),
                      apology_timely=int(ev.timely), apology_reason=ev.reason)
 
@@ -305,5 +309,10 @@ class TrackerProjection(Projection):
         self._update(cur, ev, position, "synchronised", None, None, {})
 
     def on_Dossier_Rated(self, cur: Any, ev: Any, position: int) -> None:
-        # The level is public in aggregate only (satisfaction read model), not per dossier.
-        self._update(cur, ev, position, "rated", None, None, {}, rated=1)
+        # A rating is public in aggregate only (the feed names its agency, procedure and day):
+        # no timeline row, whose log position or time would link the dossier to its record in
+        # the feed. `rated` stays for the rating form's own check; it is on no public output.
+        doc = self._doc(ev)
+        doc["rated"] = 1
+        doc["last_position"] = position
+        self._dirty.add(doc["id"])

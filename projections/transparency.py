@@ -308,14 +308,48 @@ def content_key(record_text: str) -> str:
     return hashlib.sha256(canonical(record).encode()).hexdigest()
 
 
-def verify_log(app: Any, log: TransparencyLog, size: int | None = None) -> dict[str, Any]:
-    """Recompute the feed from the event store and compare it with a signed checkpoint."""
-    cp = log.checkpoint(size) if size is not None else log.latest()
+def held_checkpoint(data: Any) -> Checkpoint:
+    """A checkpoint an auditor kept (the JSON of /transparency/checkpoints/...), checked for
+    form; its signature is checked by `verify_log`. Raises ValueError with the reason."""
+    if not isinstance(data, dict):
+        raise ValueError("a checkpoint is a JSON object")
+    try:
+        cp = Checkpoint(**{f: data[f] for f in ("size", "root", "time", "last_position", "note",
+                                               "signature", "key_id")})
+    except KeyError as e:
+        raise ValueError(f"the checkpoint has no {e.args[0]!r}") from None
+    if not (isinstance(cp.size, int) and cp.size >= 1 and isinstance(cp.last_position, int)):
+        raise ValueError("the checkpoint's size and last_position must be whole numbers")
+    if not all(isinstance(v, str) for v in (cp.root, cp.time, cp.note, cp.signature)):
+        raise ValueError("the checkpoint's root, time, note and signature must be text")
+    lines = cp.note.split("\n")
+    if len(lines) < 4 or lines[1] != str(cp.size) or lines[2] != cp.root or lines[3] != cp.time:
+        raise ValueError("the checkpoint's note does not state its size, root and time")
+    return cp
+
+
+def missing_positions(app: Any, positions: list[int]) -> list[int] | None:
+    """Log positions absent between 1 and the last one, on SQLite, whose ids never skip (a
+    rolled-back append takes no id), so a hole is an event deleted from the store; None on
+    PostgreSQL, whose sequence skips numbers that rolled-back inserts took."""
+    if type(app.recorder).__module__ != "eventsourcing.sqlite" or not positions:
+        return None
+    present = set(positions)
+    return [p for p in range(1, positions[-1]) if p not in present]
+
+
+def verify_log(app: Any, log: TransparencyLog, size: int | None = None,
+               held: Checkpoint | None = None) -> dict[str, Any]:
+    """Recompute the feed from the event store and compare it with a signed checkpoint: the
+    portal's own of `size` (default the latest), or `held`, one an auditor kept (then the
+    portal's table of checkpoints is not trusted at all)."""
+    cp = held if held is not None else (
+        log.checkpoint(size) if size is not None else log.latest())
     if cp is None:
         return {"ok": False, "error": "no checkpoint published yet"}
-    report: dict[str, Any] = {"checkpoint": {"size": cp.size, "root": cp.root, "time": cp.time},
-                              "signature_ok": log.key.verify(cp.note.encode(),
-                                                             unb64(cp.signature))}
+    report: dict[str, Any] = {"checkpoint": {"size": cp.size, "root": cp.root, "time": cp.time,
+                                             "held": held is not None},
+                              "signature_ok": _signed(log, cp)}
     published = log.db.fetchall("SELECT position, record FROM public_feed ORDER BY position"
                                 " LIMIT ?", (cp.size,))
     pub_hashes = [merkle.leaf_hash(r["record"].encode("utf-8")) for r in published]
@@ -327,11 +361,21 @@ def verify_log(app: Any, log: TransparencyLog, size: int | None = None) -> dict[
         len(fresh) >= cp.size and b64(merkle.root_of(fresh_hashes[: cp.size])) == cp.root)
     report.update(compare_feeds([(int(r["position"]), r["record"]) for r in published], fresh,
                                 cp.last_position))
+    missing = missing_positions(app, [p for p, _ in fresh])
+    if missing is not None:
+        report["missing_positions"] = missing[:100]
     report["ok"] = bool(report["signature_ok"] and report["published_feed_matches_checkpoint"]
                         and report["recomputed_root_matches"] and not report["changed"]
                         and not report["removed"] and not report["inserted"]
-                        and not report["reordered"])
+                        and not report["reordered"] and not missing)
     return report
+
+
+def _signed(log: TransparencyLog, cp: Checkpoint) -> bool:
+    try:
+        return bool(log.key.verify(cp.note.encode(), unb64(cp.signature)))
+    except (ValueError, TypeError):  # not base64, or a signature of the wrong length
+        return False
 
 
 def compare_feeds(published: list[tuple[int, str]], fresh: list[tuple[int, str]],

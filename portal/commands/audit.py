@@ -82,7 +82,7 @@ def judgement_moment(text: str) -> str:
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from domain.calendar import VN_TZ
     from portal.system import build_system
-    from projections.transparency import log_of, verify_log
+    from projections.transparency import held_checkpoint, log_of, verify_log
 
     now = None
     if args.action == "reproduce":
@@ -100,6 +100,14 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         refused = writable_file(args.out)
         if refused:
             return _fail(refused)
+    held = None
+    if args.action == "verify" and args.checkpoint_file:
+        if args.checkpoint is not None:
+            return _fail("give either --checkpoint SIZE or --checkpoint-file FILE, not both")
+        try:
+            held = held_checkpoint(json.loads(Path(args.checkpoint_file).read_text("utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
+            return _fail(f"cannot read the checkpoint file {args.checkpoint_file}: {e}")
     system = build_system(settings)
     try:
         system.runner.catch_up()
@@ -110,20 +118,25 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(cp.public() if cp else {"size": 0}, ensure_ascii=False))
             return 0
         if args.action == "verify":
-            # No checkpoint to compare with is a question without an answer, not tampering.
-            if args.checkpoint is not None and log.checkpoint(args.checkpoint) is None:
+            # No checkpoint to compare with is a question without an answer, not tampering;
+            # verify never signs one itself (it would vouch for the state it is to check).
+            if held is None and args.checkpoint is not None and \
+                    log.checkpoint(args.checkpoint) is None:
                 latest = log.latest()
                 return _fail(f"no checkpoint of size {args.checkpoint}; "
                              + (f"the latest is of size {latest.size}" if latest
                                 else "none is published yet"))
-            if args.checkpoint is None and log.latest() is None and log.publish() is None:
-                return _fail("no checkpoint published yet: the public feed is empty"
-                             f" (is PORTAL_VAR_DIR {str(settings.var_dir)!r} the right folder?)")
-            report = verify_log(system.app, log, args.checkpoint)
+            if held is None and args.checkpoint is None and log.latest() is None:
+                return _fail("no signed checkpoint to compare with: none is published yet"
+                             " (`portal audit checkpoint` signs one; verify compares the log"
+                             " with a checkpoint signed earlier; is PORTAL_VAR_DIR"
+                             f" {str(settings.var_dir)!r} the right folder?)")
+            report = verify_log(system.app, log, args.checkpoint, held)
             print(json.dumps(report, ensure_ascii=False, indent=1))
             if report.get("ok"):
-                print("Nhật ký toàn vẹn: không sự kiện nào bị sửa, xóa, chèn hay đảo thứ tự.",
-                      flush=True)
+                print("Nhật ký toàn vẹn: các bản ghi công khai tính lại từ kho sự kiện khớp"
+                      " điểm kiểm tra đã ký (không bản ghi nào bị sửa, xóa, chèn hay đảo thứ"
+                      " tự; kho sự kiện không thiếu vị trí nào).", flush=True)
                 return 0
             print("CẢNH BÁO: nhật ký sự kiện không khớp điểm kiểm tra đã ký.", flush=True)
             return 1
@@ -153,6 +166,9 @@ def register(sub: Any) -> None:
     v = asub.add_parser("verify", help="recompute feed and tree from the event store; report tampering")
     v.add_argument("--checkpoint", type=whole_number(1), default=None, metavar="SIZE",
                    help="size of the checkpoint (default: the latest)")
+    v.add_argument("--checkpoint-file", default=None, metavar="FILE",
+                   help="a signed checkpoint you kept (JSON from /transparency/checkpoints):"
+                        " compare with it instead of the portal's own table")
     asub.add_parser("checkpoint", help="sign a checkpoint of the whole feed now")
     e = asub.add_parser("export-feed", help="write the public feed as JSON Lines")
     e.add_argument("--out", required=True)

@@ -164,8 +164,9 @@ def test_the_safety_net_reports_unexpected_value_and_os_errors(portal, monkeypat
 # -- 2. no checkpoint is not tampering -----------------------------------------------------
 def test_verifying_a_checkpoint_that_does_not_exist_is_a_usage_error(portal, filled):
     _settings, head = filled
-    code, out, _err = portal("audit", "verify")  # publishes the first checkpoint
+    code, out, _err = portal("audit", "checkpoint")  # (verify never signs one itself)
     assert code == 0
+    assert portal("audit", "verify")[0] == 0
     code, out, err = portal("audit", "verify", "--checkpoint", "123456")
     assert code == 2
     assert f"no checkpoint of size 123456; the latest is of size {head}" in err
@@ -179,7 +180,7 @@ def test_verifying_a_checkpoint_that_does_not_exist_is_a_usage_error(portal, fil
 def test_verifying_an_empty_store_is_a_usage_error(portal):
     code, out, err = portal("audit", "verify")
     assert code == 2
-    assert "no checkpoint published yet: the public feed is empty" in err
+    assert "no signed checkpoint to compare with: none is published yet" in err
     assert "CẢNH BÁO" not in out + err
 
 

@@ -94,7 +94,8 @@ def test_full_life_from_receipt_to_rating(backend_settings, make_system):
     kinds = [t["kind"] for t in queries.timeline(system.db, r.code)]
     assert kinds == ["received", "synchronised", "fee_paid", "digitised", "handed_over",
                      "supplement_requested", "supplement_received", "paused", "resumed",
-                     "handed_over", "handed_over", "result_issued", "returned", "rated"]
+                     "handed_over", "handed_over", "result_issued", "returned"]
+    # (the rating is in the row's `rated` flag, not on the public timeline: see test_rating)
     dump = public_dump(system)
     for value in PERSONAL:
         assert value not in dump

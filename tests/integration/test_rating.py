@@ -131,3 +131,41 @@ def test_guessing_tokens_is_rate_limited(rated):
     r = rated.post(f"/d/{receipt.code}/rate", data={**form, "level": "satisfied"})
     assert r.status_code == 429
     assert rated.system.app.dossier(receipt.code).rating is None
+
+
+def test_no_public_output_links_a_dossier_to_its_rating(rated):
+    """A rating is public in aggregate only: its record in the feed names the agency,
+    procedure and day; nothing public about the dossier may give the rating's log position or
+    time (the audit linked them through the timeline's positions)."""
+    import json
+
+    receipt = rated.codes["on_time"]
+    system = rated.system
+    system.app.rate(receipt.code, token=receipt.rating_token, at=at(2025, 9, 5, 16, 17),
+                    level="not_satisfied", criteria={"attitude": "not_satisfied"})
+    system.catch_up()
+    position = system.db.scalar("SELECT position FROM public_feed WHERE type='Dossier.Rated'")
+    assert position
+    record = json.loads(system.db.scalar("SELECT record FROM public_feed WHERE position=?",
+                                         (position,)))
+    assert "id" not in record and record["date"] == "2025-09-05"
+    code = receipt.code
+    outputs = {
+        "page": rated.get(f"/d/{code}").text,
+        "api": rated.get(f"/api/dossiers/{code}").text,
+        "atom": rated.get(f"/d/{code}/feed.atom").text,
+        "open311": rated.get(f"/open311/v2/requests/{code}.json").text,
+        "proofs": rated.get(f"/transparency/dossiers/{code}").text,
+    }
+    listed = {  # the log positions each output gives for the dossier's acts
+        "api": [t["position"] for t in json.loads(outputs["api"])["timeline"]],
+        "atom": [int(n) for n in re.findall(r"#e(\d+)", outputs["atom"])],
+        "open311": [int(n) for n in re.findall(r'"position":\s*(\d+)', outputs["open311"])],
+        "proofs": [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", outputs["proofs"])],
+    }
+    assert listed["api"] and listed["atom"] and listed["proofs"]
+    for name, positions in listed.items():
+        assert position not in positions, name
+    for name, text in outputs.items():
+        assert "16:17" not in text and "2025-09-05T16" not in text, name
+    assert all(t["kind"] != "rated" for t in rated.get(f"/api/dossiers/{code}").json()["timeline"])

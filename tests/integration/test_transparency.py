@@ -248,3 +248,115 @@ def test_cli_audit_verify_exit_codes(sealed, monkeypatch, capsys):
     assert portal_main(["audit", "verify"]) == 1
     out = capsys.readouterr().out
     assert '"removed"' in out and "CẢNH BÁO" in out
+
+
+def test_what_the_dossier_page_shows_of_an_apology_is_what_the_signed_feed_holds(
+        sqlite_settings, make_system):
+    """The audit flipped Apologised.after_deadline (not in the feed) in the event store:
+    verify said intact while the dossier page changed. The page now takes it from the
+    apology's published times, so such an edit changes nothing public."""
+    from projections import queries
+    from projections.rebuild import rebuild
+    from projections.registry import public_projections
+
+    system = make_system(sqlite_settings)
+    small_province(system.app)
+    r = system.app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                                   applicant=applicant(), received_at=at(2025, 9, 3, 9),
+                                   officer="tn-1")
+    system.app.apologise(r.code, officer="tn-1", at=at(2025, 9, 4, 9), reason="Chờ xác minh",
+                         new_appointment_at=at(2025, 9, 5, 16))
+    system.catch_up()
+    log_of(system).publish()
+
+    def shown() -> dict:
+        return next(t for t in queries.timeline(system.db, r.code) if t["kind"] == "apologised")
+
+    assert shown()["detail"]["after_deadline"] is True
+    conn = events_db(system)
+    rowid = next(i for i, topic in dossier_rows(conn) if topic.endswith("Apologised"))
+    state = bytes(conn.execute("SELECT state FROM stored_events WHERE rowid=?",
+                               (rowid,)).fetchone()[0])
+    edited = state.replace(b'"after_deadline":true', b'"after_deadline":false')
+    assert edited != state
+    conn.execute("UPDATE stored_events SET state=? WHERE rowid=?", (edited, rowid))
+    conn.commit()
+    other = make_system(system.settings)
+    rebuild(other.app, other.db, public_projections)
+    assert verify_log(other.app, log_of(other))["ok"]  # the feed did not change...
+    assert next(t for t in queries.timeline(other.db, r.code)
+                if t["kind"] == "apologised")["detail"]["after_deadline"] is True  # ...nor the page
+
+
+def test_verify_against_a_checkpoint_the_auditor_kept_when_the_portal_rewrote_its_own(
+        sealed, make_system, monkeypatch, capsys, tmp_path):
+    """The audit deleted an event, rebuilt the read models and emptied the checkpoint table:
+    verify signed a new checkpoint of the tampered state and said intact. Now verify never
+    signs, takes a checkpoint the auditor kept, and names the hole in the log."""
+    import json
+
+    from projections.rebuild import rebuild
+    from projections.registry import public_projections
+
+    for var, value in (("PORTAL_VAR_DIR", str(sealed.settings.var_dir)),
+                       ("PORTAL_SECRET_KEY", "test-secret")):
+        monkeypatch.setenv(var, value)
+    kept = tmp_path / "checkpoint.json"
+    kept.write_text(json.dumps(log_of(sealed).latest().public()), "utf-8")
+    assert portal_main(["audit", "verify", "--checkpoint-file", str(kept)]) == 0
+    capsys.readouterr()
+    conn = events_db(sealed)
+    gone = dossier_rows(conn)[1][0]
+    conn.execute("DELETE FROM stored_events WHERE rowid=?", (gone,))
+    conn.commit()
+    other = make_system(sealed.settings)
+    rebuild(other.app, other.db, public_projections)
+    with other.db.transaction() as cur:
+        cur.execute("DELETE FROM transparency_checkpoints")
+    other.close()
+    assert portal_main(["audit", "verify"]) == 2  # nothing to compare with: not signed here
+    assert "no signed checkpoint to compare with" in capsys.readouterr().err
+    assert portal_main(["audit", "verify", "--checkpoint-file", str(kept)]) == 1
+    out = capsys.readouterr().out
+    report = json.loads(out[:out.rindex("}") + 1])
+    assert report["checkpoint"]["held"] is True and report["signature_ok"] is True
+    assert report["missing_positions"] == [gone]
+    assert not report["published_feed_matches_checkpoint"] and "CẢNH BÁO" in out
+    # A forged checkpoint (root changed, signature kept) is refused by its signature.
+    forged = json.loads(kept.read_text("utf-8"))
+    forged["root"] = forged["root"][::-1]
+    forged["note"] = forged["note"].replace(json.loads(kept.read_text())["root"], forged["root"])
+    kept.write_text(json.dumps(forged), "utf-8")
+    assert portal_main(["audit", "verify", "--checkpoint-file", str(kept)]) == 1
+    out = capsys.readouterr().out
+    assert json.loads(out[:out.rindex("}") + 1])["signature_ok"] is False
+    kept.write_text("{}", "utf-8")
+    assert portal_main(["audit", "verify", "--checkpoint-file", str(kept)]) == 2
+    assert "the checkpoint has no 'size'" in capsys.readouterr().err
+
+
+def test_the_documented_verifier_command_works_as_written(logged, tmp_path):
+    """README, the /transparency page and the verifier's own docstring gave `--checkpoint`
+    before the subcommand, which argparse refused (rc 2)."""
+    import re
+
+    system, _codes = logged
+    log = log_of(system)
+    cp = log.publish()
+    files = {"key.json": log.public_key(), "proof.json": log.inclusion(cp.last_position, cp.size)}
+    root = VERIFIER.parents[1]
+    sources = {"README.md": (root / "README.md").read_text("utf-8"),
+               "verify_proof.py": VERIFIER.read_text("utf-8"),
+               "transparency.html": (root / "templates" / "transparency.html").read_text("utf-8")}
+    for name, text in sources.items():
+        found = re.search(r"verify_proof\.py (--key [^\n`]*?(?:\n\s*)?[^\n`]*?proof\.json)", text)
+        assert found, name
+        argv = found.group(1).split()
+        for word in argv:
+            if word.endswith(".json") and word not in files:  # the checkpoint's file name
+                files[word] = cp.public()
+        for word, data in files.items():
+            (tmp_path / word).write_text(json.dumps(data), "utf-8")
+        ran = subprocess.run([sys.executable, "-I", str(VERIFIER), *argv], cwd=tmp_path,
+                             capture_output=True, text=True, check=False, timeout=60)
+        assert ran.returncode == 0, (name, argv, ran.stderr)
