@@ -16,6 +16,17 @@ PUBLIC_DOSSIER_COLUMNS = (
 )
 
 
+def stopped_in_time(prefix: str = "") -> str:
+    """SQL condition on a row of the tracker's `{prefix}dossiers`: its clock is stopped
+    (awaiting a supplement, paused) since before its appointment, so it is neither overdue nor
+    at risk while it waits (`domain.model.Dossier.stopped_before_deadline`; the stop's start is
+    the last such act of its timeline)."""
+    return (f"({prefix}dossiers.status IN ('awaiting_supplement', 'paused') AND"
+            f" (SELECT MAX(t.at) FROM {prefix}timeline t WHERE t.code={prefix}dossiers.code"
+            " AND t.kind IN ('supplement_requested', 'paused'))"
+            f" <= {prefix}dossiers.appointment_at)")
+
+
 def procedure(db: ReadDB, code: str) -> dict[str, Any] | None:
     row = db.fetchone("SELECT code, name, field, level, online_level, status, record,"
                       " usage_count FROM procedures WHERE code=?", (code,))

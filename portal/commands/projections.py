@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from portal.cli import _fail, whole_number
@@ -122,6 +122,11 @@ def _out_of_log(system: Any, args: argparse.Namespace, as_of: datetime | None) -
     head = int(system.app.recorder.max_notification_id() or 0)
     if args.position is not None and args.position > head:
         return f"--position {args.position} is past the end of the log ({head} events)"
+    if as_of is not None and as_of > datetime.now(UTC):
+        # Lateness is judged at the moment: one still to come would call dossiers late that
+        # may well be finished on time.
+        return (f"--as-of {args.as_of} is in the future: a snapshot shows the lists as they"
+                " stood at a moment that has passed")
     if as_of is not None and (args.by or "record") == "record":
         first_at = first_record_time(system.app)
         if first_at is None:

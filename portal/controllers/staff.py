@@ -35,7 +35,7 @@ from portal import auth
 from portal.auth import Account, StaffSession
 from portal.qr import qr_svg
 from portal.system import System
-from projections.statistics import STOPPED
+from projections import queries
 
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
 OP_KEY = re.compile(r"^[0-9a-f]{32}$")
@@ -323,19 +323,16 @@ def head_view(system: System, agency: str | None) -> dict[str, Any]:
     now_iso = now.isoformat(timespec="seconds")
     # Dossiers whose clock stopped before their deadline are neither overdue nor at risk
     # (see `worklist_rows`); the stop's start is the last such act of the timeline.
-    marks = ",".join("?" for _ in STOPPED)
-    running = (f" AND NOT (status IN ({marks}) AND (SELECT MAX(t.at) FROM timeline t"
-               " WHERE t.code=dossiers.code AND t.kind IN ('supplement_requested', 'paused'))"
-               " <= appointment_at)")
+    running = f" AND NOT {queries.stopped_in_time()}"
     late_open = system.db.fetchall(
         "SELECT code, procedure_name, status, appointment_at, apology_at FROM dossiers"
         f" WHERE closed=0{running} AND appointment_at<?{where} ORDER BY appointment_at",
-        (*STOPPED, now_iso, *params))
+        (now_iso, *params))
     cal = system.app.calendar
     soon = system.db.fetchall(
         "SELECT code, procedure_name, status, appointment_at, apology_at FROM dossiers"
         f" WHERE closed=0{running} AND appointment_at>=?{where} ORDER BY appointment_at"
-        " LIMIT 500", (*STOPPED, now_iso, *params))
+        " LIMIT 500", (now_iso, *params))
     at_risk = [r for r in soon if cal.working_seconds_between(
         now, datetime.fromisoformat(r["appointment_at"])) <= cal.hours.day_seconds]
     where_done = "" if agency is None else " AND agency=?"

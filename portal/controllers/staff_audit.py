@@ -22,6 +22,7 @@ from portal.controllers.staff import (
     require_session,
     system_of,
 )
+from projections import queries
 from projections import rebuild as rebuilds
 from projections.registry import public_projections
 
@@ -70,7 +71,13 @@ class StaffAuditController(Controller):
         # Zero-padded by hand: strftime("%Y") writes year 1 as "1", a label the page refuses.
         label = f"d{day.year:04d}{day.month:02d}{day.day:02d}{by[0]}"
         s = system_of(request)
-        moment = datetime.combine(day, time(23, 59, 59), VN_TZ)
+        now = datetime.now(VN_TZ)
+        if day > now.date():
+            raise InvalidCommand("day in the future",
+                                 "Ngày này chưa đến: chỉ dựng được số liệu của ngày đã qua hoặc"
+                                 " hôm nay (tính đến lúc này).")
+        # The end of that day, or now for today (lateness is judged at the moment).
+        moment = min(datetime.combine(day, time(23, 59, 59), VN_TZ), now)
         import anyio
 
         def build() -> None:
@@ -104,7 +111,8 @@ class StaffAuditController(Controller):
             where.append("status=?")
             params.append(clean(status, 30))
         sql = (f"SELECT code, procedure_name, agency, holder_agency, status, received_at,"
-               f" appointment_at, outcome FROM {prefix}dossiers"
+               f" appointment_at, outcome, {queries.stopped_in_time(prefix)} AS stopped_in_time"
+               f" FROM {prefix}dossiers"
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY received_at LIMIT 2000")
         rows = s.db.fetchall(sql, params)
@@ -112,9 +120,11 @@ class StaffAuditController(Controller):
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         as_of = snap["as_of"] or ""
+        # Open and past the appointment then, unless its clock had stopped before it (the
+        # late list's rule, `queries.stopped_in_time`).
         overdue = [r for r in rows if r["status"] in ("received", "processing",
                                                        "awaiting_supplement", "paused")
-                   and as_of and r["appointment_at"] < as_of]
+                   and not r["stopped_in_time"] and as_of and r["appointment_at"] < as_of]
         return Template("staff/asof.html", context={
             **page_context(request), "snapshots": [], "rows": rows, "label": label,
             "snap": snap, "counts": counts, "overdue": overdue})

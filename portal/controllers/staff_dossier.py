@@ -327,8 +327,11 @@ class StaffDossierController(Controller):
             chosen = [e.originator_version for e in events
                       if (getattr(e, "at", None) or getattr(e, "received_at", None)
                           or e.timestamp) <= moment]
-            version = chosen[-1] if chosen else 1
-        state = s.app.repository.get(d.id, version=version) if version else d
+            version = chosen[-1] if chosen else None
+        if at and version is None:  # the moment is before the dossier was received
+            state = None
+        else:
+            state = s.app.repository.get(d.id, version=version) if version else d
         personal = sees_personal_data(me, d) and me.role is not Role.ADMIN
         rows = [{"version": e.originator_version, "kind": type(e).__name__,
                  "topic": getattr(e, "TOPIC", ""), "recorded": e.timestamp,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 import pytest
 from litestar.testing import TestClient
 
-from domain.calendar import Duration
+from domain.calendar import VN_TZ, Duration
 from portal import auth
 from portal.app import create_app
 from tests.factories import PERSONAL, applicant, at, small_province
@@ -487,3 +488,51 @@ def test_head_apologises_with_a_new_date_and_prints_form_04(desk):
                   data={"csrf": csrf, "op": "6" * 32, "amount_vnd": "nhiều",
                         "channel": "counter"}, follow_redirects=False)
     assert r.status_code == 400 and "Số tiền" in r.text
+
+
+def test_as_of_views_judge_only_moments_that_have_come_and_respect_stopped_clocks(desk):
+    """From an auditor's replay: a snapshot of a future day called dossiers late that may yet
+    finish on time; the snapshot page called a dossier overdue whose clock had stopped before
+    its deadline (the late list does not); the history before reception showed version 1."""
+    app = desk.system.app
+    # 1.009994: 15 working days from 3/9 9:00; asked for a supplement on 4/9, before it.
+    app.request_supplement(desk.code, officer="tn-1", at=at(2025, 9, 4, 10),
+                           items=["Giấy tờ tùy thân"], reason="Bản chụp mờ")
+    late = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                               applicant=applicant(), received_at=at(2025, 9, 3, 9),
+                               officer="tn-1")  # same day: due 3/9 17:00, still open
+    desk.system.catch_up()
+    csrf = login(desk, "thanhtra")
+    future = (datetime.now(VN_TZ) + timedelta(days=2)).date().isoformat()
+    r = desk.post("/staff/asof", data={"csrf": csrf, "day": future, "by": "act"},
+                  follow_redirects=False)
+    assert r.status_code == 400 and "Ngày này chưa đến" in r.text
+    r = desk.post("/staff/asof", data={"csrf": csrf, "day": "2025-10-31", "by": "act"},
+                  follow_redirects=False)
+    assert r.status_code == 303
+    snap = desk.get(r.headers["location"]).text
+    overdue = re.findall(r'<tr class="overdue"><td><a href="/staff/dossiers/([^"]+)"', snap)
+    assert overdue == [late.code], overdue
+    assert "quá hạn khi đó: 1</p>" in snap
+    page = desk.get(f"/staff/dossiers/{desk.code}/history", params={"at": "2025-09-01T00:00"})
+    assert page.status_code == 200
+    assert "Khi đó hồ sơ chưa được tiếp nhận" in page.text
+    assert "Trạng thái ở phiên bản" not in page.text
+
+
+def test_cli_refuses_a_snapshot_of_a_moment_to_come(sqlite_settings, make_system, monkeypatch,
+                                                    capsys):
+    from portal.cli import main as portal_main
+
+    system = make_system(sqlite_settings)
+    small_province(system.app)
+    system.catch_up()
+    system.close()
+    monkeypatch.setenv("PORTAL_VAR_DIR", str(sqlite_settings.var_dir))
+    monkeypatch.setenv("PORTAL_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("PORTAL_MEILI_URL", "")
+    soon = (datetime.now(VN_TZ) + timedelta(hours=1)).isoformat(timespec="seconds")
+    for by in ("record", "act"):
+        code = portal_main(["projections", "rebuild", "--as-of", soon, "--by", by])
+        assert code == 2
+        assert "is in the future" in capsys.readouterr().err
