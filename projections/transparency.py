@@ -349,7 +349,7 @@ def verify_log(app: Any, log: TransparencyLog, size: int | None = None,
         return {"ok": False, "error": "no checkpoint published yet"}
     report: dict[str, Any] = {"checkpoint": {"size": cp.size, "root": cp.root, "time": cp.time,
                                              "held": held is not None},
-                              "signature_ok": _signed(log, cp)}
+                              "signature_ok": signed_by(log, cp)}
     published = log.db.fetchall("SELECT position, record FROM public_feed ORDER BY position"
                                 " LIMIT ?", (cp.size,))
     pub_hashes = [merkle.leaf_hash(r["record"].encode("utf-8")) for r in published]
@@ -371,7 +371,8 @@ def verify_log(app: Any, log: TransparencyLog, size: int | None = None,
     return report
 
 
-def _signed(log: TransparencyLog, cp: Checkpoint) -> bool:
+def signed_by(log: TransparencyLog, cp: Checkpoint) -> bool:
+    """Whether the log's key signed the checkpoint's note (False for a malformed signature)."""
     try:
         return bool(log.key.verify(cp.note.encode(), unb64(cp.signature)))
     except (ValueError, TypeError):  # not base64, or a signature of the wrong length

@@ -1,11 +1,15 @@
 """`portal audit ...`: the auditor's tools over the event store and the transparency log.
 
 - `verify`: recompute the public feed and the Merkle tree from the event store and report every
-  event changed, removed, inserted or reordered since a signed checkpoint (exit 1 if any).
+  event changed, removed, inserted or reordered since a signed checkpoint (the portal's, or one
+  the auditor kept: `--checkpoint-file`), and positions missing from an SQLite store (exit 1 if
+  any). It never signs a checkpoint itself.
 - `checkpoint`: sign a checkpoint of the whole feed now.
 - `export-feed`: write the public feed (JSON Lines) to a file.
-- `reproduce --period YYYY-MM`: recompute the month's late list, satisfaction and 766 scoreboard
-  from a feed file alone (no database) and compare them with what the portal publishes.
+- `reproduce --period YYYY-MM|YYYY-Qn|YYYY`: recompute the period's late lists (months),
+  satisfaction and 766 scoreboard from a feed file alone and compare them with what the portal
+  publishes; with `--checkpoint-file`, first check that the file is the feed the signed
+  checkpoint commits to.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from portal.cli import _fail, whole_number
 from portal.settings import Settings
-from portal.stats_view import MONTH
+from portal.stats_view import MONTH, PERIOD
 
 
 def export_feed(db: Any, path: Path) -> int:
@@ -32,9 +37,35 @@ def export_feed(db: Any, path: Path) -> int:
     return n
 
 
+def feed_against_checkpoint(feed_path: Path, cp: Any, signed: bool) -> dict[str, Any]:
+    """Whether a feed file's first `cp.size` records are the ones a signed checkpoint commits
+    to (the Merkle root of their canonical text), and the positions missing between them."""
+    from projections import merkle
+    from projections.transparency import b64
+
+    hashes, positions = [], []
+    with feed_path.open(encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            if len(hashes) < cp.size:
+                hashes.append(merkle.leaf_hash(line.encode("utf-8")))
+            positions.append(json.loads(line).get("position"))
+    whole = len(hashes) == cp.size
+    ints = [p for p in positions if isinstance(p, int)]
+    gaps = sum(1 for a, b in pairwise(ints) if b != a + 1)
+    return {"checkpoint": {"size": cp.size, "root": cp.root, "time": cp.time},
+            "signature_ok": signed,
+            "feed_matches_checkpoint": whole and b64(merkle.root_of(hashes)) == cp.root,
+            "records": len(positions), "gaps_in_positions": gaps}
+
+
 def reproduce(feed_path: Path, db: Any, period: str, now: str, province: str,
               min_group_size: int) -> dict[str, Any]:
-    """Recompute from the feed file alone, then compare with the portal's published figures."""
+    """Recompute from the feed file alone, then compare with the portal's published figures:
+    for a month its late lists, satisfaction and scoreboard; for a quarter (YYYY-Qn) or a year
+    its satisfaction and scoreboard (late lists are monthly)."""
     from projections import queries, recompute
 
     with feed_path.open(encoding="utf-8") as f:
@@ -44,7 +75,7 @@ def reproduce(feed_path: Path, db: Any, period: str, now: str, province: str,
     def compare(name: str, mine: Any, published: Any) -> None:
         figures.append({"figure": name, "match": mine == published})
 
-    for agency in [None, *sorted(store.agencies)]:
+    for agency in [None, *sorted(store.agencies)] if MONTH.match(period) else []:
         compare(f"late_list:{agency or 'province'}",
                 recompute.late_list(store, period, agency, now=now),
                 queries.late_list(db, period, agency, now=now))
@@ -82,12 +113,12 @@ def judgement_moment(text: str) -> str:
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from domain.calendar import VN_TZ
     from portal.system import build_system
-    from projections.transparency import held_checkpoint, log_of, verify_log
+    from projections.transparency import held_checkpoint, log_of, signed_by, verify_log
 
     now = None
     if args.action == "reproduce":
-        if not MONTH.match(args.period or ""):  # (the statistics pages' own pattern)
-            return _fail("--period must be a month YYYY-MM")
+        if not PERIOD.match(args.period or ""):  # (the statistics pages' own pattern)
+            return _fail("--period must be a month YYYY-MM, a quarter YYYY-Qn or a year YYYY")
         if args.feed and not Path(args.feed).is_file():
             return _fail(f"no such feed file: {args.feed}")
         if args.now:
@@ -101,8 +132,8 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         if refused:
             return _fail(refused)
     held = None
-    if args.action == "verify" and args.checkpoint_file:
-        if args.checkpoint is not None:
+    if args.action in ("verify", "reproduce") and args.checkpoint_file:
+        if getattr(args, "checkpoint", None) is not None:
             return _fail("give either --checkpoint SIZE or --checkpoint-file FILE, not both")
         try:
             held = held_checkpoint(json.loads(Path(args.checkpoint_file).read_text("utf-8")))
@@ -145,6 +176,9 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"records": n, "file": args.out}))
             return 0
         # reproduce
+        if not system.db.scalar("SELECT COUNT(*) AS n FROM public_feed"):
+            return _fail("this portal's database publishes nothing to compare with (is"
+                         f" PORTAL_VAR_DIR {str(settings.var_dir)!r} the portal's folder?)")
         feed = Path(args.feed) if args.feed else Path(settings.var_dir) / "audit" / "feed.jsonl"
         if not args.feed:
             feed.parent.mkdir(exist_ok=True)
@@ -152,6 +186,11 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         now = now or datetime.now(VN_TZ).isoformat(timespec="seconds")
         report = reproduce(feed, system.db, args.period, now, settings.province_name,
                            settings.min_group_size)
+        if held is not None:  # first: is this the feed the signed checkpoint commits to?
+            signed = signed_by(log, held)
+            check = feed_against_checkpoint(feed, held, signed)
+            report = {**check, **report,
+                      "ok": report["ok"] and signed and check["feed_matches_checkpoint"]}
         print(json.dumps(report, ensure_ascii=False, indent=1))
         return 0 if report["ok"] else 1
     except ValueError as e:
@@ -173,7 +212,11 @@ def register(sub: Any) -> None:
     e = asub.add_parser("export-feed", help="write the public feed as JSON Lines")
     e.add_argument("--out", required=True)
     r = asub.add_parser("reproduce", help="recompute a month's figures from a feed file alone")
-    r.add_argument("--period", required=True, help="month YYYY-MM")
+    r.add_argument("--period", required=True,
+                   help="month YYYY-MM (late lists too), quarter YYYY-Qn or year YYYY")
     r.add_argument("--feed", default=None, help="feed file (default: export the portal's feed)")
+    r.add_argument("--checkpoint-file", default=None, metavar="FILE",
+                   help="a signed checkpoint you kept: first check that the feed file is the"
+                        " one it commits to (Merkle root of its first SIZE records)")
     r.add_argument("--now", default=None, help="judgement moment, ISO (default: now)")
     a.set_defaults(func=cmd_audit)

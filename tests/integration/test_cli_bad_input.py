@@ -315,7 +315,8 @@ def test_an_export_into_an_existing_folder_still_works(portal, filled, tmp_path)
 @pytest.mark.parametrize(("argv", "message"), [
     (("projections", "rebuild", "--workers", "-3"), "--workers: -3 is invalid: must be at least 1"),
     (("seed", "--dossiers", "-5"), "--dossiers: -5 is invalid: must be at least 0"),
-    (("audit", "reproduce", "--period", "２０２５-09"), "--period must be a month YYYY-MM"),
+    (("audit", "reproduce", "--period", "２０２５-09"),
+     "--period must be a month YYYY-MM, a quarter YYYY-Qn or a year YYYY"),
 ])
 def test_counts_and_months_out_of_range_are_refused(portal, argv, message):
     code, _out, err = portal(*argv)
