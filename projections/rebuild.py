@@ -181,7 +181,8 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
             raise ValueError(f"position {position} is invalid: a log position is 0 or more")
         if not label and as_of is not None:  # zero-padded: strftime("%Y") gives "1" for year 1
             t = as_of.astimezone(VN_TZ)
-            label = f"{t.year:04d}{t.month:02d}{t.day:02d}t{t.hour:02d}{t.minute:02d}{by[0]}"
+            label = (f"{t.year:04d}{t.month:02d}{t.day:02d}t{t.hour:02d}{t.minute:02d}"
+                     f"{t.second:02d}{by[0]}")  # (to the second: two moments, two snapshots)
         label = label or f"p{position}"
         if not LABEL.match(label):
             raise ValueError("a snapshot label is 1-24 characters a-z, 0-9 or _")

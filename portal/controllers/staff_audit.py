@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, time
 from typing import Annotated, Any
 
@@ -26,7 +25,9 @@ from projections import queries
 from projections import rebuild as rebuilds
 from projections.registry import public_projections
 
-LABEL = re.compile(r"^d\d{8}[ra]$")
+# Snapshots built here are labelled dYYYYMMDD[ra]; the command line's (`portal projections
+# rebuild --as-of/--position [--name]`) are listed and shown too.
+LABEL = rebuilds.LABEL
 
 
 def _reader(request: Request[Any, Any, Any]) -> Any:
@@ -45,8 +46,10 @@ class StaffAuditController(Controller):
     @get("/", sync_to_thread=True)
     def index(self, request: Request[Any, Any, Any]) -> Template:
         _reader(request)
-        snaps = [s for s in rebuilds.snapshots(system_of(request).db)
-                 if LABEL.match(s["prefix"].removeprefix("asof_").removesuffix("_"))]
+        db = system_of(request).db
+        snaps = [s for s in rebuilds.snapshots(db)
+                 if LABEL.match(s["prefix"].removeprefix("asof_").removesuffix("_"))
+                 and db.table_exists(s["prefix"] + "dossiers")]  # (a tracker's tables)
         for s in snaps:
             s["label"] = s["prefix"].removeprefix("asof_").removesuffix("_")
         return Template("staff/asof.html", context={**page_context(request), "snapshots": snaps,

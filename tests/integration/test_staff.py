@@ -536,3 +536,23 @@ def test_cli_refuses_a_snapshot_of_a_moment_to_come(sqlite_settings, make_system
         code = portal_main(["projections", "rebuild", "--as-of", soon, "--by", by])
         assert code == 2
         assert "is in the future" in capsys.readouterr().err
+
+
+def test_a_snapshot_built_on_the_command_line_is_listed_and_shown_on_the_desk(
+        desk, monkeypatch, capsys):
+    from portal.cli import main as portal_main
+
+    desk.system.catch_up()
+    monkeypatch.setenv("PORTAL_VAR_DIR", str(desk.system.settings.var_dir))
+    monkeypatch.setenv("PORTAL_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("PORTAL_MEILI_URL", "")
+    for moment in ("2025-10-31T23:59:58+07:00", "2025-10-31T23:59:59+07:00"):
+        assert portal_main(["projections", "rebuild", "--as-of", moment, "--by", "act"]) == 0
+    capsys.readouterr()
+    login(desk, "thanhtra")
+    listing = desk.get("/staff/asof").text
+    # Two moments in the same minute are two snapshots (the label used to stop at minutes).
+    for label in ("20251031t235958a", "20251031t235959a"):
+        assert f'href="/staff/asof/{label}"' in listing
+    page = desk.get("/staff/asof/20251031t235959a")
+    assert page.status_code == 200 and desk.code in page.text
