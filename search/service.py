@@ -24,7 +24,7 @@ import meilisearch
 from meilisearch.errors import MeilisearchApiError, MeilisearchCommunicationError
 
 from projections.db import ReadDB
-from search.text import fold, has_accents, words
+from search.text import essential, fold, has_accents, words
 
 log = logging.getLogger("portal.search")
 SYNONYMS_FILE = Path(__file__).parent / "data" / "synonyms.json"
@@ -371,8 +371,9 @@ class SearchService:
         expr = ["status = 'active'"] + [
             f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in sorted(filters.items())
         ]
+        asked = essential(query)
         body = {
-            "q": query,
+            "q": asked,
             "limit": max(limit, RERANK_DEPTH),
             "filter": " AND ".join(expr),
             "attributesToHighlight": ["name"],
@@ -387,7 +388,7 @@ class SearchService:
         if r.status_code != 200:
             raise RuntimeError(f"Meilisearch answered {r.status_code}: {r.text[:200]}")
         data = r.json()
-        hits = rerank(query, data["hits"])[:limit]
+        hits = rerank(asked, data["hits"])[:limit]
         return SearchResult(
             query=query,
             hits=[Hit(code=h["code"], name=h["name"],
@@ -424,7 +425,8 @@ class SearchService:
 
     def fallback(self, query: str, filters: dict[str, str], limit: int) -> SearchResult:
         """SQL search over folded names when Meilisearch is unreachable (same re-rank)."""
-        tokens = [fold(w) for w in words(query)][:8]
+        asked = essential(query)
+        tokens = [fold(w) for w in words(asked)][:8]
         scored = []
         for r in self._fallback_catalogue():
             if any(r.get(k) != v for k, v in filters.items() if k in ("level", "field",
@@ -437,7 +439,7 @@ class SearchService:
                 continue
             scored.append((found, int(r["usage_count"] or 0), r))
         scored.sort(key=lambda x: (-x[0], -x[1], x[2]["name"]))
-        top = rerank(query, [r for _, _, r in scored[:RERANK_DEPTH]])
+        top = rerank(asked, [r for _, _, r in scored[:RERANK_DEPTH]])
         hits = [
             Hit(code=r["code"], name=r["name"], name_html=html.escape(r["name"]),
                 field=r["field"], level=r["level"],

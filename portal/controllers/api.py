@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, Parameter
 
@@ -263,24 +263,28 @@ class ApiController(Controller):
          " khi máy tìm kiếm gián đoạn và kết quả lấy trực tiếp từ danh mục"))
     async def search(
         self, request: Request[Any, Any, Any],
-        q: str = Parameter(default="", max_length=500),
+        q: str = Parameter(default="", max_length=4000),  # (searched: its first 200 characters)
         level: str = Parameter(default="", max_length=40),
         field: str = Parameter(default="", max_length=200),
         online_level: str = Parameter(default="", max_length=20),
-    ) -> SearchAnswer:
+    ) -> Response[SearchAnswer]:
         s = system_of(request)
         query = clean(q)
         filters = {"level": clean(level, 40), "field": clean(field),
                    "online_level": clean(online_level, 20)}
         if not (query or any(filters.values())):
-            return SearchAnswer(query="", total=0, fallback=False, hits=[])
+            return Response(SearchAnswer(query="", total=0, fallback=False, hits=[]))
         result = await s.search.search(query, filters)
         base = s.settings.public_base_url
-        return SearchAnswer(query=result.query, total=result.total, fallback=result.fallback,
-                            hits=[SearchHit(code=h.code, name=h.name, field=h.field,
-                                            level=h.level, time=h.time, fee=h.fee,
-                                            online_level=h.online_level, url=f"{base}/p/{h.code}")
-                                  for h in result.hits])
+        answer = SearchAnswer(query=result.query, total=result.total, fallback=result.fallback,
+                              hits=[SearchHit(code=h.code, name=h.name, field=h.field,
+                                              level=h.level, time=h.time, fee=h.fee,
+                                              online_level=h.online_level,
+                                              url=f"{base}/p/{h.code}")
+                                    for h in result.hits])
+        # As the search page: an answer from the SQL fallback is kept by no cache, so that
+        # Meilisearch's answers are back as soon as it is.
+        return Response(answer, headers={"Cache-Control": "no-store"} if result.fallback else {})
 
     @get("/procedures/{code:str}", responses=error_responses(404),
          summary=N_("Một thủ tục: mọi trường của bản ghi, nơi tiếp nhận,"

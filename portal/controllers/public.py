@@ -60,7 +60,7 @@ class PublicController(Controller):
     async def search(
         self,
         request: HTMXRequest,
-        q: str = Parameter(default="", max_length=500),
+        q: str = Parameter(default="", max_length=4000),  # (searched: its first 200 characters)
         level: str = Parameter(default="", max_length=40),
         field: str = Parameter(default="", max_length=200),
         online_level: str = Parameter(default="", max_length=20),

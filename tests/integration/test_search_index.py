@@ -255,3 +255,51 @@ def test_sql_fallback_filters_and_ranks_like_the_index(backend_settings, make_sy
     assert search(s, "ly lich", level="commune").hits == []
     assert [h.code for h in search(s, "", agencies="Công an tỉnh").hits] == ["2.001000"]
     assert "<mark>" not in search(s, "khai sinh").hits[0].name_html  # escaped, never raw
+
+
+def test_fillers_spellings_and_office_names_find_the_procedure(system):
+    """From a search audit: a filler at the start ("thủ tục", "xin", "cách") was a word every
+    hit had to contain, "kí" found nothing of "ký", and "UBND" matched no office."""
+    system.catch_up()
+    for q in ("thủ tục khai sinh", "xin đăng ký khai sinh cho con", "cách đăng kí khai sinh",
+              "dang ki khai sinh o dau"):
+        hits = search(system, q).hits
+        assert hits and hits[0].code == "1.001193", (q, [h.code for h in hits])
+        assert search(system, q).query == q  # the page says what the visitor typed
+    for q in ("UBND xã", "ubnd xa", "UBND"):
+        assert len(search(system, q).hits) == 2, q  # both are done by Ủy ban nhân dân cấp xã
+
+
+def test_fallback_answers_of_the_search_api_are_kept_by_no_cache(sqlite_settings, make_system):
+    from litestar.testing import TestClient
+
+    from portal.app import create_app
+
+    system = make_system(sqlite_settings)  # no Meilisearch: every answer is the fallback's
+    small_province(system.app)
+    system.catch_up()
+    with TestClient(app=create_app(sqlite_settings, system)) as client:
+        r = client.get("/api/search", params={"q": "khai sinh"})
+        assert r.json()["fallback"] is True and r.json()["hits"][0]["code"] == "1.001193"
+        assert r.headers["cache-control"] == "no-store"
+        long = client.get("/search", params={"q": "khai sinh " + "x" * 600})
+        assert long.status_code == 200  # a pasted long text is searched, not refused
+
+
+def test_the_count_says_when_only_the_first_results_are_listed(sqlite_settings, make_system):
+    from litestar.testing import TestClient
+
+    from portal.app import create_app
+    from tests.factories import procedure
+
+    system = make_system(sqlite_settings)
+    small_province(system.app)
+    for i in range(25):
+        system.app.publish_procedure(procedure(f"2.{900000 + i:06d}", f"Cấp phép thử nghiệm {i}",
+                                               field="Thử nghiệm"))
+    system.catch_up()
+    with TestClient(app=create_app(sqlite_settings, system)) as client:
+        page = client.get("/search", params={"q": "thử nghiệm", "lang": "vi"}).text
+        assert page.count('<li>\n      <a href="/p/') == 20
+        assert ("20 kết quả đầu tiên trong số 25 cho “thử nghiệm”; hãy gõ thêm từ hoặc chọn lĩnh"
+                " vực để thu hẹp") in page

@@ -54,7 +54,7 @@ def test_hit_at_1_and_3(sqlite_settings, meili_index, make_system, relevance_sco
     assert not system.search.down_since  # every answer came from Meilisearch, not the fallback
     hit1, hit3, summary = score(QUERIES, results)
     lines = [f"Meilisearch + re-rank, all {len(QUERIES)} queries: {summary}"]
-    for part in ("first", "held-out"):
+    for part in ("first", "held-out", "audit"):
         picked = [(q, r) for q, r in zip(QUERIES, results, strict=True) if q.get("set") == part]
         if picked:
             lines.append(f"  {part} ({len(picked)}): "

@@ -108,3 +108,20 @@ def test_qr_runs_cover_exactly_the_dark_modules():
     dark = {(r, c) for r, row in enumerate(matrix) for c, v in enumerate(row) if v}
     drawn = {(r, c + i) for r, c, n in runs for i in range(n)}
     assert drawn == dark
+
+
+@pytest.mark.parametrize(("query", "asked"), [
+    ("thủ tục khai sinh", "khai sinh"),
+    ("xin giấy khai sinh cho con", "giấy khai sinh"),
+    ("cách làm giấy khai sinh", "làm giấy khai sinh"),
+    ("Tôi muốn đăng kí kết hôn ở đâu", "đăng ký kết hôn"),
+    ("dang ki xe may", "dang ky xe may"),
+    ("1.001193", "1.001193"),  # nothing to take off: as typed
+    ("xin", "xin"),  # never all of it
+    ("thủ tục", "thủ tục"),
+    ("Đăng ký khai sinh", "Đăng ký khai sinh"),
+])
+def test_essential_takes_fillers_off_the_ends_and_keeps_the_rest(query, asked):
+    from search.text import essential
+
+    assert essential(query) == asked
