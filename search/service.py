@@ -159,6 +159,27 @@ def _contains(text: str, phrase: str) -> bool:
     return re.search(r"(?:^| )" + re.escape(phrase) + r"\w*(?: |$)", text) is not None
 
 
+def _in_order(wanted: list[str], found: list[str], skips: int = 1) -> bool:
+    """Whether `wanted` is a run of words of `found` with at most `skips` of its words left
+    out between them ("cong an xa" in "cong an cap xa", not "so tu phap" in "co so du lieu ly
+    lich tu phap")."""
+    if not wanted:
+        return False
+    for start, word in enumerate(found):
+        if word != wanted[0]:
+            continue
+        i, left = start + 1, skips
+        for w in wanted[1:]:
+            while i < len(found) and found[i] != w and left > 0:
+                i, left = i + 1, left - 1
+            if i >= len(found) or found[i] != w:
+                break
+            i += 1
+        else:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class _Forms:
     name_words: tuple[str, ...]
@@ -166,10 +187,11 @@ class _Forms:
     name_folded: str
     keywords_folded: tuple[str, ...]
     vocabulary: frozenset[str]
+    agencies_folded: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=8192)
-def _forms(name: str, keywords: tuple[str, ...]) -> _Forms:
+def _forms(name: str, keywords: tuple[str, ...], agencies: tuple[str, ...] = ()) -> _Forms:
     """Word forms of one procedure for the re-rank, computed once (hits repeat across queries)."""
     name_words = tuple(words(name))
     return _Forms(
@@ -178,6 +200,7 @@ def _forms(name: str, keywords: tuple[str, ...]) -> _Forms:
         name_folded=fold(" ".join(name_words)),
         keywords_folded=tuple(fold(" ".join(words(k))) for k in keywords),
         vocabulary=frozenset(name_words) | {w for k in keywords for w in words(k)},
+        agencies_folded=tuple(fold(" ".join(words(a))) for a in agencies),
     )
 
 
@@ -185,7 +208,8 @@ def rerank(query: str, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Re-rank Meilisearch's top hits with what its rules cannot see.
 
     1. Phrase tier (tone-insensitive): the query is the official name or one of the names people
-       use (a keyword) > the query appears as a phrase in the name or in one keyword > the rest.
+       use (a keyword) > the query appears as a phrase in the name, in one keyword or in the
+       name of an office that does it > the rest.
        Meilisearch treats the keyword list as one long text, so a keyword's place in the list
        would otherwise decide ("khai sinh lưu động" listed first beats "khai sinh cho con" listed
        second); here every keyword counts on its own.
@@ -199,14 +223,19 @@ def rerank(query: str, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not q_words:
         return hits
     phrase = " ".join(fold(w) for w in q_words)
+    phrase_words = phrase.split()
     accented = has_accents(query)
 
     def score(hit: dict[str, Any]) -> tuple[int, int, int, float]:
-        forms = _forms(hit.get("name", ""), tuple(hit.get("keywords", ())))
+        forms = _forms(hit.get("name", ""), tuple(hit.get("keywords", ())),
+                       tuple(sorted(hit.get("agencies", ()))))
         in_name = _contains(forms.name_folded, phrase)
         if phrase == forms.name_folded or phrase in forms.keywords_folded:
             tier = 3
-        elif in_name or any(_contains(k, phrase) for k in forms.keywords_folded):
+        elif in_name or any(_contains(k, phrase) for k in forms.keywords_folded) or any(
+                _in_order(phrase_words, a.split()) for a in forms.agencies_folded):
+            # (an office's name, words skipped allowed: "Sở Tư pháp" finds what Sở Tư pháp
+            # does, "công an xã" what Công an cấp xã does)
             tier = 2
         else:
             tier = 1
@@ -380,7 +409,7 @@ class SearchService:
             "highlightPreTag": PRE,
             "highlightPostTag": POST,
             "attributesToRetrieve": ["code", "name", "field", "level", "level_label", "time",
-                                     "fee", "online_level", "keywords"],
+                                     "fee", "online_level", "keywords", "agencies"],
         }
         r = await self._client().post(f"/indexes/{self.index}/search", json=body)
         if 400 <= r.status_code < 500 and r.status_code != 404:

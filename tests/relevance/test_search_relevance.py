@@ -71,3 +71,30 @@ def test_hit_at_1_and_3(sqlite_settings, meili_index, make_system, relevance_sco
     assert hit1 >= 0.85, report
     assert hit3 >= 0.95, report
     assert fb3 >= 0.90, report
+
+
+def test_an_office_name_lists_what_that_office_does(sqlite_settings, meili_index, make_system):
+    """A search audit: 'Sở Tư pháp' listed none of Sở Tư pháp's procedures in its top 5, and
+    'công an xã' none of Công an cấp xã's (the re-rank looked at names and keywords only)."""
+    system = make_system(sqlite_settings.with_(**meili_index))
+    records = DemoData.load().procedures
+    for record in records:
+        system.app.publish_procedure(record)
+    system.catch_up()
+    by = {r["code"]: r for r in records}
+
+    def offices(record: dict) -> list[str]:  # the offices that do or take part in it
+        return [record.get("implementing_agency"), record.get("competent_agency"),
+                *record.get("coordinating_agencies", [])]
+
+    async def top(q: str) -> list[str]:
+        try:
+            return [h.code for h in (await system.search.search(q, limit=10)).hits][:3]
+        finally:
+            await system.search.aclose()
+
+    for q, office in (("Sở Tư pháp", "Sở Tư pháp"), ("so tu phap", "Sở Tư pháp"),
+                      ("công an xã", "Công an cấp xã")):
+        codes = asyncio.run(top(q))
+        assert codes and all(office in offices(by[c]) for c in codes), (
+            q, [(c, offices(by[c])) for c in codes])
