@@ -103,3 +103,14 @@ def hand_over_on_each_deadline(app: Any, code: str) -> datetime:
         app.hand_over(code, officer=giver, to_officer=taker, at=due)
         due = app.dossier(code).step_due_at
     return due
+
+
+def memory_app() -> Any:
+    """The application on the in-memory event store, holding `small_province`."""
+    from domain.application import OneStop
+    from domain.privacy import MemoryApplicantKeys
+
+    app = OneStop(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, keys=MemoryApplicantKeys(),
+                  token_secret=b"t")
+    small_province(app)
+    return app

@@ -8,26 +8,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from litestar.testing import TestClient
 
-from portal.app import create_app
-from tests.integration.portal_data import busy_month
+from tests.integration.portal_data import busy_client
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    from portal.settings import Settings
-    from portal.system import build_system
-
-    settings = Settings(var_dir=tmp_path_factory.mktemp("var"), secret_key="a11y",
-                        extra={"dossier_lookups_per_minute": "1000000"})
-    system = build_system(settings)
-    codes = busy_month(system.app)
-    system.catch_up()
-    with TestClient(app=create_app(settings, system)) as client:
-        client.codes = codes  # type: ignore[attr-defined]
+    with busy_client(tmp_path_factory.mktemp("var"), "a11y") as client:
         yield client
-    system.close()
 
 
 def get(site, path: str, lang: str = "vi", **kw):

@@ -344,3 +344,12 @@ def test_calendar_due_of_a_procedure_takes_the_channel_time(portal, sqlite_setti
     assert code != 0 and f"procedure {RESIDENCE} does not take dossiers through postal" in err
     code, _, err = portal("calendar", "due", *start, "--working-days", "2", "--channel", "online")
     assert code != 0 and "--channel goes with --procedure" in err
+
+
+def test_a_snapshot_of_a_moment_to_come_is_refused(portal, filled):
+    from datetime import timedelta
+
+    soon = (datetime.now(VN_TZ) + timedelta(hours=1)).isoformat(timespec="seconds")
+    for by in ("record", "act"):
+        code, _out, err = portal("projections", "rebuild", "--as-of", soon, "--by", by)
+        assert code == 2 and "is in the future" in err

@@ -520,24 +520,6 @@ def test_as_of_views_judge_only_moments_that_have_come_and_respect_stopped_clock
     assert "Trạng thái ở phiên bản" not in page.text
 
 
-def test_cli_refuses_a_snapshot_of_a_moment_to_come(sqlite_settings, make_system, monkeypatch,
-                                                    capsys):
-    from portal.cli import main as portal_main
-
-    system = make_system(sqlite_settings)
-    small_province(system.app)
-    system.catch_up()
-    system.close()
-    monkeypatch.setenv("PORTAL_VAR_DIR", str(sqlite_settings.var_dir))
-    monkeypatch.setenv("PORTAL_SECRET_KEY", "test-secret")
-    monkeypatch.setenv("PORTAL_MEILI_URL", "")
-    soon = (datetime.now(VN_TZ) + timedelta(hours=1)).isoformat(timespec="seconds")
-    for by in ("record", "act"):
-        code = portal_main(["projections", "rebuild", "--as-of", soon, "--by", by])
-        assert code == 2
-        assert "is in the future" in capsys.readouterr().err
-
-
 def test_a_snapshot_built_on_the_command_line_is_listed_and_shown_on_the_desk(
         desk, monkeypatch, capsys):
     from portal.cli import main as portal_main

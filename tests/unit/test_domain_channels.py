@@ -9,8 +9,7 @@ import pytest
 from domain.application import OneStop
 from domain.calendar import Duration
 from domain.errors import InvalidCommand
-from domain.privacy import MemoryApplicantKeys
-from tests.factories import applicant, at, procedure, small_province
+from tests.factories import applicant, at, memory_app, procedure
 
 RESIDENCE = "1.004194"
 
@@ -32,10 +31,7 @@ def residence(online_days: float | None = 3, postal: bool = False) -> dict:
 
 @pytest.fixture
 def app() -> OneStop:
-    a = OneStop(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, keys=MemoryApplicantKeys(),
-                token_secret=b"t")
-    small_province(a)
-    return a
+    return memory_app()
 
 
 def receive(app: OneStop, channel: str, code: str = RESIDENCE):

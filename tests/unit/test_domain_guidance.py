@@ -8,16 +8,12 @@ import pytest
 
 from domain.application import OneStop
 from domain.errors import InvalidCommand, NotAllowed, NotFound
-from domain.privacy import MemoryApplicantKeys
-from tests.factories import PERSONAL, applicant, at, small_province
+from tests.factories import PERSONAL, applicant, at, memory_app
 
 
 @pytest.fixture
 def app() -> OneStop:
-    a = OneStop(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, keys=MemoryApplicantKeys(),
-                token_secret=b"t")
-    small_province(a)
-    return a
+    return memory_app()
 
 
 def guide(app: OneStop, **kw) -> str:

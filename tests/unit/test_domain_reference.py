@@ -13,16 +13,12 @@ from domain.errors import (
     OfficerNotFound,
     ProcedureNotFound,
 )
-from domain.privacy import MemoryApplicantKeys
-from tests.factories import agency, applicant, at, officer, procedure, small_province
+from tests.factories import agency, applicant, at, memory_app, officer, procedure
 
 
 @pytest.fixture
 def app() -> OneStop:
-    a = OneStop(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, keys=MemoryApplicantKeys(),
-                token_secret=b"t")
-    small_province(a)
-    return a
+    return memory_app()
 
 
 def head(app: OneStop) -> int:
