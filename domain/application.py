@@ -767,13 +767,7 @@ class OneStop(Application):
         Nobody who has left, and nobody in a merged or dissolved agency, receives it."""
 
         def action(d: Dossier) -> None:
-            if d.step_holder not in (None, officer) and self.officer(officer).role != "head":
-                holder = self.officer(d.step_holder)
-                raise NotAllowed(
-                    f"{officer} does not hold the dossier ({d.step_holder} does)",
-                    f"Hồ sơ đang do {holder.name} giữ; chỉ người đang giữ hồ sơ hoặc lãnh đạo"
-                    " đơn vị mới được chuyển bước.",
-                )
+            self._check_holder(d, officer, "chuyển bước")
             receiver = self.officer(to_officer)
             if receiver.left_on is not None and local_day(at) >= receiver.left_on:
                 raise NotAllowed("receiver has left",
@@ -843,10 +837,25 @@ class OneStop(Application):
 
         self._run(key, f"explain:{code}", build, attempts=3)
 
+    def _check_holder(self, d: Dossier, officer: str, what_vi: str) -> None:
+        """Only the officer holding the dossier's current step, or a head, acts on the step:
+        hands it on or records its result (another officer's stale page, or an officer of the
+        same agency, cannot skip the steps left, such as the leader's signature)."""
+        if d.step_holder not in (None, officer) and self.officer(officer).role != "head":
+            holder = self.officer(d.step_holder)
+            raise NotAllowed(
+                f"{officer} does not hold the dossier ({d.step_holder} does)",
+                f"Hồ sơ đang do {holder.name} giữ; chỉ người đang giữ hồ sơ hoặc lãnh đạo"
+                f" đơn vị mới được {what_vi}.",
+            )
+
     def issue_result(self, code: str, *, officer: str, at: datetime, electronic: bool = False,
                      documents: list[str] | None = None, key: str | None = None) -> None:
-        self._act(code, "issue_result", key, officer, at,
-                  lambda d: d.issue_result(at, officer, electronic, normalise(documents or [])))
+        def action(d: Dossier) -> None:
+            self._check_holder(d, officer, "ghi nhận kết quả")
+            d.issue_result(at, officer, electronic, normalise(documents or []))
+
+        self._act(code, "issue_result", key, officer, at, action)
 
     def return_result(self, code: str, *, officer: str, at: datetime, channel: str,
                       key: str | None = None) -> None:

@@ -439,6 +439,7 @@ class Dossier(Aggregate):
         self.step_started_at = received_at
         self.step_due_at = step_due_at
         self.step_holder = officer
+        self.received_by = officer  # the counter officer who received it (None: online)
         self.steps: list[dict[str, Any]] = []
         self.stopped: list[list[datetime | None]] = []  # [start, end] of supplement waits/pauses
         self.supplements = 0

@@ -66,8 +66,10 @@ ROLE_LABELS = {
 
 # Which desk actions each role may take (the dossier's state narrows this further).
 ROLE_ACTIONS: dict[Role, frozenset[str]] = {
+    # issue_result: the counter holds the workflow's last step ("trả kết quả"); only the holder
+    # (or a head) records a result (OneStop._check_holder).
     Role.RECEIVING: frozenset({"intake", "hand_over", "request_supplement", "receive_supplement",
-                               "digitise", "refuse", "return_result", "pay"}),
+                               "digitise", "refuse", "issue_result", "return_result", "pay"}),
     Role.PROCESSING: frozenset({"hand_over", "request_supplement", "receive_supplement",
                                 "pause", "resume", "digitise", "issue_result", "pay"}),
     Role.HEAD: frozenset({"intake", "hand_over", "request_supplement", "receive_supplement",

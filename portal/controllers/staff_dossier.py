@@ -87,10 +87,23 @@ def agency_allows(account: Account, d: Dossier, action: str) -> bool:
 
 
 def holder_allows(account: Account, d: Dossier, action: str) -> bool:
-    """Only the officer holding the dossier, or the agency head, hands it on (as OneStop rules)."""
-    if action != "hand_over":
+    """Only the officer holding the dossier, or the agency head, hands it on or records its
+    result (as OneStop rules)."""
+    if action not in ("hand_over", "issue_result"):
         return True
     return d.step_holder in (None, account.officer_key) or account.role is Role.HEAD
+
+
+# The citizen's rating token is printed on the receipt by the counter officer who received the
+# dossier, within this long of the receipt; not on a reprint, nor to any other officer (any
+# officer could otherwise rate the dossier in the citizen's place, for the agency's own score).
+RECEIPT_TOKEN_WINDOW = timedelta(hours=1)
+
+
+def at_intake(account: Account, d: Dossier) -> bool:
+    return (account.officer_key is not None
+            and getattr(d, "received_by", None) == account.officer_key
+            and timedelta(0) <= now_vn() - d.received_at <= RECEIPT_TOKEN_WINDOW)
 
 
 def allowed_actions(account: Account, d: Dossier) -> list[Action]:
@@ -182,7 +195,7 @@ def dossier_context(request: Request[Any, Any, Any], s: System, me: Account, d: 
         "personal_allowed": personal,
         "masked": row["masked_applicant"] if row else d.applicant_masked,
         "agency_names": names, "people": people, "error": error, "CHANNELS": CHANNELS,
-        "rating_token": s.app.rating_token(d.code) if personal else None,
+        "rating_token": s.app.rating_token(d.code) if personal and at_intake(me, d) else None,
         "base_url": s.settings.public_base_url,
     }
 

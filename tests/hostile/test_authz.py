@@ -102,8 +102,10 @@ def act_rule(p: Persona, action: str) -> set[int]:
         return {404}
     if not may_act(p, action) or p.agency != HOME:
         return {403}
-    # Only the officer holding the dossier (here tn-1, who received it) or the head hands it on.
-    if action == "hand_over" and p.officer != "tn-1" and p.role is not Role.HEAD:
+    # Only the officer holding the dossier (here tn-1, who received it) or the head hands it on
+    # or records its result.
+    if action in ("hand_over", "issue_result") and p.officer != "tn-1" and \
+            p.role is not Role.HEAD:
         return {403}
     return {303, 400, 409}
 

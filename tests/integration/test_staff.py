@@ -538,3 +538,53 @@ def test_a_snapshot_built_on_the_command_line_is_listed_and_shown_on_the_desk(
         assert f'href="/staff/asof/{label}"' in listing
     page = desk.get("/staff/asof/20251031t235959a")
     assert page.status_code == 200 and desk.code in page.text
+
+
+def test_the_rating_token_is_printed_once_at_intake_and_shown_to_no_other_officer(desk):
+    """An audit: any officer of the agency read the citizen's rating token on the receipt and
+    rated the dossier in the citizen's place (18 points of the 766 index)."""
+    app = desk.system.app
+    fresh = app.receive_dossier(procedure_code="1.009994", agency="xa-a", channel="in_person",
+                                applicant=applicant(), received_at=datetime.now(VN_TZ),
+                                officer="tn-1")
+    token = app.rating_token(fresh.code)
+    desk.system.catch_up()
+    login(desk, "tiepnhan")  # the counter officer who received it, at intake
+    assert token in desk.get(f"/staff/dossiers/{fresh.code}/receipt").text
+    old = desk.get(f"/staff/dossiers/{desk.code}/receipt").text  # received long ago: a reprint
+    assert app.rating_token(desk.code) not in old
+    assert "Mã đánh giá chỉ in một lần, trên giấy hẹn lúc tiếp nhận." in old
+    login(desk, "lanhdao")  # the head of the same agency
+    page = desk.get(f"/staff/dossiers/{fresh.code}/receipt")
+    assert page.status_code == 200 and token not in page.text
+    assert token not in desk.get(f"/staff/dossiers/{fresh.code}").text
+
+
+def test_only_the_holder_or_the_head_records_the_result(desk):
+    """An audit: an officer who did not hold the dossier recorded its result at step 2 of 4,
+    skipping the leader's signature; the counter officer holding the last step could not."""
+    from domain.errors import NotAllowed
+
+    app = desk.system.app
+    app.hand_over(desk.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 3, 10))
+    desk.system.catch_up()
+    csrf = login(desk, "tiepnhan")  # no longer holds it
+    page = desk.get(f"/staff/dossiers/{desk.code}").text
+    assert "/act/issue_result" not in page
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/issue_result",
+                  data={"csrf": csrf, "op": "a" * 32}, follow_redirects=False)
+    assert r.status_code == 403
+    with pytest.raises(NotAllowed) as e:
+        app.issue_result(desk.code, officer="tn-1", at=at(2025, 9, 3, 11))
+    assert "chỉ người đang giữ hồ sơ hoặc lãnh đạo đơn vị mới được ghi nhận kết quả" in \
+        e.value.message_vi
+    # Through the workflow to the counter's last step: the counter records and returns it.
+    app.hand_over(desk.code, officer="cv-1", to_officer="ld-1", at=at(2025, 9, 4, 10))
+    app.hand_over(desk.code, officer="ld-1", to_officer="tn-1", at=at(2025, 9, 5, 10))
+    desk.system.catch_up()
+    csrf = login(desk, "tiepnhan")
+    assert "/act/issue_result" in desk.get(f"/staff/dossiers/{desk.code}").text
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/issue_result",
+                  data={"csrf": csrf, "op": "b" * 32}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert app.dossier(desk.code).status == "processed"
