@@ -23,7 +23,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Repos
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from domain.calendar import VN_TZ, Duration, WorkingCalendar
+from domain.calendar import VN_TZ, Duration, WorkingCalendar, supported_year
 from domain.errors import (
     AgencyNotFound,
     AlreadyExists,
@@ -810,6 +810,7 @@ class OneStop(Application):
                   new_appointment_at: datetime, fault_officer: str | None = None,
                   key: str | None = None) -> None:
         check_aware(new_appointment_at)
+        self._check_office_moment(new_appointment_at, "Ngày hẹn lại")
 
         def action(d: Dossier) -> None:
             if fault_officer is not None:
@@ -819,6 +820,26 @@ class OneStop(Application):
                         fault_officer, new_appointment_at, form)
 
         self._act(code, "apologise", key, officer, at, action)
+
+    def _check_office_moment(self, moment: datetime, what_vi: str) -> None:
+        """A moment given to a citizen (a new appointment) is in office hours of a working day
+        (the end of an office period included, as deadlines are)."""
+        local = moment.astimezone(VN_TZ)
+        day = local.date()
+        if not supported_year(day.year):
+            return  # (refused elsewhere, with the calendar's years)
+        info = self.calendar.explain(day)
+        if not info.working:
+            raise InvalidCommand(
+                f"{day.isoformat()} is not a working day",
+                f"{what_vi} {day.strftime('%d/%m/%Y')} không phải ngày làm việc"
+                f" ({info.reason_vi}); hãy chọn một ngày làm việc.")
+        t = local.timetz().replace(tzinfo=None)
+        if not any(start <= t <= end for start, end in self.calendar.hours.periods):
+            hours = ", ".join(f"{a:%H:%M}–{b:%H:%M}" for a, b in self.calendar.hours.periods)
+            raise InvalidCommand(
+                f"{local:%H:%M} is outside office hours",
+                f"{what_vi} lúc {local:%H:%M} ngoài giờ làm việc ({hours}).")
 
     def explain_lateness(self, code: str, *, officer: str, at: datetime, text: str,
                          key: str | None = None) -> None:

@@ -115,7 +115,12 @@ def now_vn() -> datetime:
 
 def page_context(request: Request[Any, Any, Any], **extra: Any) -> dict[str, Any]:
     session = current(request)
-    return {"me": session.account, "csrf": session.csrf, "new_op": new_op, "vn": vn, **extra}
+    me = session.account
+    # The officer's agency by its name in the desk's header (kept a moment: desk_directory).
+    agency_name = desk_directory(system_of(request))[1].get(me.agency) \
+        if me is not None and me.agency else None
+    return {"me": me, "csrf": session.csrf, "new_op": new_op, "vn": vn,
+            "agency_name": agency_name, **extra}
 
 
 def vn(at: datetime | None) -> str | None:
@@ -163,7 +168,8 @@ def desk_directory(system: System) -> tuple[list[dict[str, Any]], dict[str, str]
 
     def read() -> tuple[list[dict[str, Any]], dict[str, str]]:
         officers = db.fetchall(
-            "SELECT o.key, o.name, o.title, o.agency, a.name AS agency_name FROM officers o"
+            "SELECT o.key, o.name, o.title, o.phone, o.agency, a.name AS agency_name"
+            " FROM officers o"
             " LEFT JOIN agencies a ON a.key=o.agency WHERE o.active=1 ORDER BY a.name, o.name")
         return officers, agency_names(system)
 
@@ -309,6 +315,8 @@ def worklist_rows(system: System, account: Account, limit: int = 300) -> list[di
         # stopped: the public statistics judge alike.
         running = d.is_open and not d.stopped_before_deadline
         r["overdue"] = running and first < now
+        # Past the step's own deadline only: the dossier itself is not late (yet).
+        r["step_overdue_only"] = r["overdue"] and appointment >= now
         r["due_soon"] = running and not r["overdue"] and (
             cal.working_seconds_between(now, first) <= day)
         out.append(r)
@@ -360,8 +368,10 @@ class StaffController(Controller):
     def worklist(self, request: Request[Any, Any, Any]) -> Template:
         s = system_of(request)
         ctx = page_context(request)
+        officers, agencies = desk_directory(s)
         return Template("staff/worklist.html", context={
-            **ctx, "rows": worklist_rows(s, ctx["me"]), "agencies": agency_names(s)})
+            **ctx, "rows": worklist_rows(s, ctx["me"]), "agencies": agencies,
+            "people": {o["key"]: o["name"] for o in officers}})
 
     @get("/head", sync_to_thread=True)
     def head(self, request: Request[Any, Any, Any]) -> Template:

@@ -147,7 +147,8 @@ def portal(tmp_path_factory):
         app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, day, 9))
         due = app.dossier(r.code).appointment_at
         app.apologise(r.code, officer="cv-1", at=due - timedelta(hours=2), reason=p,
-                      new_appointment_at=due + timedelta(days=2), fault_officer="cv-1")
+                      new_appointment_at=app.calendar.add_working_seconds(due, 2 * 8 * 3600),
+                      fault_officer="cv-1")
         app.issue_result(r.code, officer="cv-1", at=due + timedelta(days=3),
                          documents=["Giấy khai sinh"])
         app.explain_lateness(r.code, officer="cv-1", at=due + timedelta(days=3, hours=1),
@@ -169,7 +170,8 @@ def portal(tmp_path_factory):
             processing.act(code, "resume")
             appointment = system.app.dossier(code).appointment_at.astimezone(VN_TZ)
             head.act(code, "apologise", reason=p, new_appointment_at=(
-                appointment + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M"))
+                system.app.calendar.add_working_seconds(appointment, 3 * 8 * 3600)
+                .astimezone(VN_TZ).strftime("%Y-%m-%dT%H:%M")))
             head.act(code, "refuse", reason=p)
             chains["d"].append(code)
             stop = head.intake(p[:200], p[:200])

@@ -588,3 +588,55 @@ def test_only_the_holder_or_the_head_records_the_result(desk):
                   data={"csrf": csrf, "op": "b" * 32}, follow_redirects=False)
     assert r.status_code == 303, r.text
     assert app.dossier(desk.code).status == "processed"
+
+
+def test_desk_texts_from_the_workflow_audit(desk):
+    """The apology letter states when it was issued; a new date on a day off is refused; the
+    supplement slip gives the officer's phone; the worklist names holders and tells a step
+    past its time from a late dossier; a same-day receipt says 'Trong ngày'."""
+    app = desk.system.app
+    csrf = login(desk, "lanhdao")
+    sunday = datetime.now(VN_TZ).date() + timedelta(days=7)
+    sunday += timedelta(days=6 - sunday.weekday())
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/apologise",
+                  data={"csrf": csrf, "op": "c" * 32, "reason": "Phải xác minh thêm",
+                        "new_appointment_at": f"{sunday.isoformat()}T09:00"},
+                  follow_redirects=False)
+    assert r.status_code == 400
+    assert f"Ngày hẹn lại {sunday:%d/%m/%Y} không phải ngày làm việc" in r.text
+    app.apologise(desk.code, officer="ld-1", at=at(2025, 9, 22, 9), reason="Phải xác minh thêm",
+                  new_appointment_at=at(2025, 9, 29, 9))
+    letter = desk.get(f"/staff/dossiers/{desk.code}/form/apology").text
+    assert "ngày 22 tháng 09 năm 2025" in letter
+    app.request_supplement(desk.code, officer="tn-1", at=at(2025, 9, 22, 10),
+                           items=["Giấy tờ tùy thân"], reason="Bản chụp mờ")
+    slip = desk.get(f"/staff/dossiers/{desk.code}/form/supplement").text
+    phone = app.officer("tn-1").phone
+    assert phone and f"điện thoại {phone}" in slip
+    same_day = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                                   applicant=applicant(), received_at=at(2025, 9, 3, 9),
+                                   officer="tn-1")
+    desk.system.catch_up()
+    login(desk, "tiepnhan")
+    receipt = desk.get(f"/staff/dossiers/{same_day.code}/receipt").text
+    assert "<dd>Trong ngày</dd>" in receipt and "1 trong ngày" not in receipt
+    worklist = desk.get("/staff").text
+    assert "Hoàng Thị Tiếp" in worklist  # the holder's name, not the key tn-1
+    who = re.search(r'<span class="staff-who">(.*?)</span>', worklist).group(1)
+    assert who.endswith("· Trung tâm Phục vụ hành chính công xã An Tường"), who
+
+
+def test_a_step_past_its_time_is_not_called_a_late_dossier(desk):
+    app = desk.system.app
+    now = datetime.now(VN_TZ)
+    # 1.009994: 15 working days; its first step has 2 hours: received 3 office hours ago.
+    received = now - timedelta(hours=3)
+    while app.calendar.working_seconds_between(received, now) < 3 * 3600:
+        received -= timedelta(hours=1)
+    r = app.receive_dossier(procedure_code="1.009994", agency="xa-a", channel="in_person",
+                            applicant=applicant(), received_at=received, officer="tn-1")
+    desk.system.catch_up()
+    login(desk, "tiepnhan")
+    row = re.search(rf'<tr[^>]*data-code="{re.escape(r.code)}">.*?</tr>', desk.get("/staff").text,
+                    re.S).group(0)
+    assert "<strong>Quá hạn bước</strong>" in row
