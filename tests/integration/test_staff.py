@@ -640,3 +640,22 @@ def test_a_step_past_its_time_is_not_called_a_late_dossier(desk):
     row = re.search(rf'<tr[^>]*data-code="{re.escape(r.code)}">.*?</tr>', desk.get("/staff").text,
                     re.S).group(0)
     assert "<strong>Quá hạn bước</strong>" in row
+
+
+def test_the_control_sheet_lists_every_step_with_the_late_one_and_the_return(desk):
+    """Mẫu 06/05 is the legal basis for attributing lateness: it printed hand-overs only, so
+    the step closed by the result (here late) and the return were missing."""
+    app = desk.system.app
+    app.hand_over(desk.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, 3, 10))
+    app.issue_result(desk.code, officer="cv-1", at=at(2025, 10, 1, 10))  # past step 2's time
+    app.return_result(desk.code, officer="tn-1", at=at(2025, 10, 1, 15), channel="in_person")
+    desk.system.catch_up()
+    login(desk, "tiepnhan")
+    sheet = desk.get(f"/staff/dossiers/{desk.code}/form/control").text
+    body = re.search(r"<tbody>(.*?)</tbody>", sheet, re.S).group(1)
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    assert len(rows) == 2, rows
+    assert "Hoàng Thị Tiếp" in rows[0] and "Đúng hạn" in rows[0]
+    assert "Đỗ Văn Xử" in rows[1] and "Trễ hạn" in rows[1]
+    assert "Thẩm định, xử lý" in rows[1]
+    assert "Trả kết quả: 15:00, Thứ Tư 01/10/2025 · Trực tiếp · cán bộ Hoàng Thị Tiếp" in sheet
