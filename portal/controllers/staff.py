@@ -343,17 +343,24 @@ def head_view(system: System, agency: str | None) -> dict[str, Any]:
         " LIMIT 500", (now_iso, *params))
     at_risk = [r for r in soon if cal.working_seconds_between(
         now, datetime.fromisoformat(r["appointment_at"])) <= cal.hours.day_seconds]
-    where_done = "" if agency is None else " AND agency=?"
+    # Late results the agency received or handled (a transferee agency sees those it held).
+    where_done = "" if agency is None else " AND (agency=? OR holder_agency=?)"
     late_done = system.db.fetchall(
-        "SELECT code, procedure_name, status, appointment_at, result_at, apology_at FROM dossiers"
-        f" WHERE outcome='late'{where_done} ORDER BY result_at DESC LIMIT 100", params)
-    where_t = "" if agency is None else " AND t.agency=?"
+        "SELECT code, procedure_name, status, appointment_at, result_at, apology_at,"
+        " apology_timely FROM dossiers"
+        f" WHERE outcome='late'{where_done} ORDER BY result_at DESC LIMIT 100", params * 2)
+    # Officers as the public late list counts them (projections.stats): each late step of a
+    # late result answered for by whoever held it (not whoever clicked), out of the dossiers
+    # the officer handled.
+    where_o = "" if agency is None else " WHERE h.agency=?"
     officers = system.db.fetchall(
-        "SELECT t.officer, o.name, o.title, COUNT(*) AS steps,"
-        " SUM(CASE WHEN t.outcome='late' THEN 1 ELSE 0 END) AS late"
-        " FROM timeline t LEFT JOIN officers o ON o.key=t.officer"
-        f" WHERE t.officer IS NOT NULL AND t.outcome IS NOT NULL{where_t}"
-        " GROUP BY t.officer, o.name, o.title ORDER BY late DESC, steps DESC", params)
+        "SELECT h.officer, o.name, o.title, SUM(h.handled) AS steps,"
+        " COALESCE(MAX(l.late), 0) AS late FROM stat_officer_month h"
+        " LEFT JOIN (SELECT officer, agency, COUNT(*) AS late FROM stat_late"
+        " WHERE officer IS NOT NULL GROUP BY officer, agency) l"
+        " ON l.officer=h.officer AND l.agency=h.agency"
+        f" LEFT JOIN officers o ON o.key=h.officer{where_o}"
+        " GROUP BY h.officer, h.agency, o.name, o.title ORDER BY late DESC, steps DESC", params)
     return {"late_open": late_open, "at_risk": at_risk, "late_done": late_done,
             "officers": officers}
 

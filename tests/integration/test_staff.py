@@ -659,3 +659,27 @@ def test_the_control_sheet_lists_every_step_with_the_late_one_and_the_return(des
     assert "Đỗ Văn Xử" in rows[1] and "Trễ hạn" in rows[1]
     assert "Thẩm định, xử lý" in rows[1]
     assert "Trả kết quả: 15:00, Thứ Tư 01/10/2025 · Trực tiếp · cán bộ Hoàng Thị Tiếp" in sheet
+
+
+def test_the_head_of_a_transferee_agency_sees_its_late_result_blamed_on_the_step_holder(desk):
+    """A desk audit: a late result of a dossier transferred in was missing from the transferee
+    head's list, and the officers' table blamed the head who clicked instead of the holder."""
+    from tests.factories import officer
+
+    app = desk.system.app
+    app.register_officer(officer("ld-b", agency_key="xa-b", role="head", name="Lò Văn Bình"))
+    auth.accounts(desk.system).create(app, "lanhdaob", PASSWORD, "head", officer_key="ld-b")
+    app.hand_over(desk.code, officer="tn-1", to_officer="cv-b", at=at(2025, 9, 3, 10))
+    app.issue_result(desk.code, officer="ld-b", at=at(2025, 10, 1, 10))  # in the holder's place
+    desk.system.catch_up()
+    assert app.dossier(desk.code).result["outcome"] == "late"
+    login(desk, "lanhdaob")
+    page = desk.get("/staff/head").text
+    done = page.split("Đã giải quyết trễ hạn")[1].split("<h2>")[0]
+    assert desk.code in done
+    table = re.search(r'<table class="staff-table officers">.*?</table>', page, re.S).group(0)
+    rows = {m[0]: m[1:] for m in re.findall(
+        r"<tr><td>([^<]*)</td><td>[^<]*</td><td>(\d+)</td><td>(\d+)</td></tr>", table)}
+    held_by = app.officer("cv-b").name
+    assert rows[held_by][1] == "1", rows
+    assert rows.get("Lò Văn Bình", ("0", "0"))[1] == "0", rows
