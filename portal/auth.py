@@ -68,13 +68,17 @@ ROLE_LABELS = {
 ROLE_ACTIONS: dict[Role, frozenset[str]] = {
     # issue_result: the counter holds the workflow's last step ("trả kết quả"); only the holder
     # (or a head) records a result (OneStop._check_holder).
+    # explain_lateness: every officer who held a step of a late dossier (the right of reply).
     Role.RECEIVING: frozenset({"intake", "hand_over", "request_supplement", "receive_supplement",
-                               "digitise", "refuse", "issue_result", "return_result", "pay"}),
+                               "digitise", "refuse", "issue_result", "return_result", "pay",
+                               "withdraw", "explain_lateness"}),
     Role.PROCESSING: frozenset({"hand_over", "request_supplement", "receive_supplement",
-                                "pause", "resume", "digitise", "issue_result", "pay"}),
+                                "pause", "resume", "digitise", "issue_result", "pay",
+                                "explain_lateness"}),
     Role.HEAD: frozenset({"intake", "hand_over", "request_supplement", "receive_supplement",
                           "pause", "resume", "apologise", "stop", "refuse", "digitise",
-                          "issue_result", "return_result", "pay"}),
+                          "issue_result", "return_result", "pay", "withdraw",
+                          "explain_lateness"}),
     Role.AUDITOR: frozenset(),
     Role.ADMIN: frozenset(),
 }

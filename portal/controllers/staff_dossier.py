@@ -62,6 +62,11 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("pay", "Ghi nhận nộp phí, lệ phí", (*OPEN, "processed"), returning_agency=True),
     Action("stop", "Dừng giải quyết (Mẫu 05)", OPEN),
     Action("refuse", "Từ chối giải quyết (Mẫu 03)", ("received", "processing")),
+    # The citizen withdraws the dossier (rút hồ sơ) at the counter: the receiving unit records it.
+    Action("withdraw", "Ghi nhận công dân rút hồ sơ", OPEN, returning_agency=True),
+    # The officer's right of reply beside the public late list, on a late dossier they handled.
+    Action("explain_lateness", "Giải trình việc trễ hạn (công khai)",
+           (*OPEN, "processed", "returned", "refused", "stopped", "withdrawn")),
 )}
 
 
@@ -75,12 +80,21 @@ def state_allows(d: Dossier, action: str) -> bool:
         return d.apology is None
     if action == "stop":
         return REGIMES[d.regime].stop_form is not None
+    if action == "explain_lateness":
+        return d.is_late or (d.is_open and now_vn() > d.appointment_at)
     return True
+
+
+def handled_by(d: Dossier) -> set[str]:
+    """The officers who held one of the dossier's steps (who may explain its lateness)."""
+    return {s["officer"] for s in d.steps} | ({d.step_holder} if d.step_holder else set())
 
 
 def agency_allows(account: Account, d: Dossier, action: str) -> bool:
     if account.agency is None:
         return False
+    if action == "explain_lateness":  # in whatever agency they held it (liên thông too)
+        return account.officer_key in handled_by(d)
     if account.agency == d.holder_agency:
         return True
     return ACTIONS[action].returning_agency and account.agency == d.agency
@@ -304,6 +318,11 @@ class StaffDossierController(Controller):
             app.stop(code, officer=officer, at=at, reason=reason, key=key)
         elif action == "refuse":
             app.refuse(code, officer=officer, at=at, reason=reason, key=key)
+        elif action == "withdraw":  # the citizen's own reason: kept off public pages
+            app.withdraw(code, at=at, reason=reason, key=key)
+        elif action == "explain_lateness":
+            app.explain_lateness(code, officer=officer, at=at,
+                                 text=clean(form.get("text"), 2000), key=key)
 
     @get("/{code:str}/receipt", sync_to_thread=True)
     def receipt(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:

@@ -107,6 +107,9 @@ def act_rule(p: Persona, action: str) -> set[int]:
     if action in ("hand_over", "issue_result") and p.officer != "tn-1" and \
             p.role is not Role.HEAD:
         return {403}
+    # Only an officer who held a step of it explains a late dossier (here only tn-1 did).
+    if action == "explain_lateness" and p.officer != "tn-1":
+        return {403}
     return {303, 400, 409}
 
 

@@ -683,3 +683,33 @@ def test_the_head_of_a_transferee_agency_sees_its_late_result_blamed_on_the_step
     held_by = app.officer("cv-b").name
     assert rows[held_by][1] == "1", rows
     assert rows.get("Lò Văn Bình", ("0", "0"))[1] == "0", rows
+
+
+def test_the_desk_records_a_withdrawal_and_an_officer_explains_a_late_dossier(desk):
+    """A desk audit: a citizen's withdrawal could not be recorded, and officers on the public
+    late list had no way to give their explanation from the desk."""
+    app = desk.system.app
+    csrf = login(desk, "tiepnhan")  # tn-1 held step 1 of desk.code, overdue since September
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/explain_lateness",
+                  data={"csrf": csrf, "op": "e" * 32, "text": "Chờ kết quả thẩm định liên ngành"},
+                  follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert app.dossier(desk.code).explanations[0]["text"] == "Chờ kết quả thẩm định liên ngành"
+    csrf = login(desk, "chuyenvien")  # never held it: no reply to give
+    r = desk.post(f"/staff/dossiers/{desk.code}/act/explain_lateness",
+                  data={"csrf": csrf, "op": "f" * 32, "text": "x"}, follow_redirects=False)
+    assert r.status_code == 403
+    fresh = app.receive_dossier(procedure_code="1.009994", agency="xa-a", channel="in_person",
+                                applicant=applicant(), received_at=datetime.now(VN_TZ),
+                                officer="tn-1")
+    desk.system.catch_up()
+    csrf = login(desk, "tiepnhan")
+    r = desk.post(f"/staff/dossiers/{fresh.code}/act/withdraw",
+                  data={"csrf": csrf, "op": "0" * 32, "reason": "Chuyển nơi ở, nộp lại sau"},
+                  follow_redirects=False)
+    assert r.status_code == 303, r.text
+    desk.system.catch_up()
+    assert app.dossier(fresh.code).status == "withdrawn"
+    public = desk.get(f"/d/{fresh.code}").text
+    assert "Rút hồ sơ" in public or "rút" in public.lower()
+    assert "Chuyển nơi ở" not in public  # the citizen's own reason is never public
