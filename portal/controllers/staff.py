@@ -31,13 +31,15 @@ from markupsafe import Markup
 from domain.calendar import VN_TZ, vn_iso
 from domain.errors import DomainError
 from domain.privacy import Applicant
+from domain.regimes import REGIMES
 from portal import auth
-from portal.auth import Account, StaffSession
+from portal.auth import Account, Role, StaffSession
 from portal.qr import qr_svg
 from portal.system import System
 from projections import queries
 
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
+GUIDANCE_REF = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-HD\d{4}$")
 OP_KEY = re.compile(r"^[0-9a-f]{32}$")
 # Staff pages hold personal data and per-session tokens: no cache may keep them.
 NO_STORE = CacheControlHeader(no_store=True, private=True)
@@ -437,7 +439,21 @@ class StaffController(Controller):
         # Not cut to length: an over-long text is refused with its field named (below).
         values = {k: clean(form.get(k), 200 if k in ("channel", "kind") else 100_000) for k in
                   ("name", "id_number", "address", "phone", "email", "channel", "kind")}
+        guide = form.get("mode") == "guide"
         try:
+            if guide:  # Incomplete: the citizen is guided, once, and nothing is received.
+                missing = [n for n in official if n not in received]
+                if not missing:
+                    raise auth.InvalidCommand("nothing missing", "Hồ sơ đã đủ mọi thành phần"
+                                              " trong danh mục: hãy tiếp nhận.")
+                check_applicant_fields(values)
+                reference = s.app.guide_incomplete(
+                    procedure_code=proc["code"], agency=me.agency, channel="in_person",
+                    applicant=Applicant(name=values["name"], phone=values["phone"],
+                                        email=values["email"]),
+                    at=now_vn(), officer=me.officer_key, missing=missing,
+                    note=clean(form.get("note"), 500), key=key)
+                return Redirect(f"/staff/guidance/{reference}", status_code=303)
             if not components:
                 raise auth.InvalidCommand("no component", "Cần đánh dấu ít nhất một thành phần"
                                           " hồ sơ đã nhận.")
@@ -459,6 +475,26 @@ class StaffController(Controller):
                             status_code=400)
         s.runner.wakeup.set()
         return Redirect(f"/staff/dossiers/{receipt.code}/receipt", status_code=303)
+
+    @get("/guidance/{reference:str}", sync_to_thread=True)
+    def guidance(self, request: Request[Any, Any, Any], reference: FromPath[str]) -> Template:
+        """The guidance slip of an incomplete dossier not received (Mẫu 02 of the regime)."""
+        me = current(request).account
+        if not GUIDANCE_REF.match(reference):
+            raise NotFoundException("Mã phiếu hướng dẫn không đúng định dạng.")
+        s = system_of(request)
+        try:
+            g = s.app.guidance(reference)
+        except DomainError:
+            raise NotFoundException(f"Không có phiếu hướng dẫn {reference}.") from None
+        if me.agency is not None and me.agency != g.agency:
+            raise PermissionDeniedException("Phiếu hướng dẫn của cơ quan khác.")
+        officers, agencies = desk_directory(s)
+        return Template("staff/guidance.html", context={
+            **page_context(request), "g": g, "regime": REGIMES[g.regime],
+            "people": {o["key"]: o for o in officers}, "agency_names": agencies,
+            "contact": s.app.guidance_contact(reference) if me.role is not Role.ADMIN
+            else None})
 
     @get("/dossiers/{code:str}/qr.svg", media_type="image/svg+xml")
     async def dossier_qr(self, request: Request[Any, Any, Any], code: FromPath[str]

@@ -30,6 +30,7 @@ from tests.factories import PERSONAL, applicant, at, officer, small_province
 PASSWORD = "mat-khau-ma-tran-quyen"
 HOME = "xa-a"  # the agency of every dossier in this test
 LABEL = "d20250904a"
+GUIDANCE = "000.00.12.H60-250903-HD0001"  # the guidance slip made at HOME (Mẫu 02)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 REDIRECT = {302, 303, 307}
 ACTING = {r for r, actions in auth.ROLE_ACTIONS.items() if actions}
@@ -132,6 +133,8 @@ RULES: dict[tuple[str, str], Rule] = {
         p, sees_dossier(p) and opens(p, "history")),
     ("GET", "/staff/dossiers/{code:str}/form/{form:str}"): lambda p, _: page(p, sees_dossier(p)),
     # The QR code only encodes the public tracker address; still, no session, no image.
+    # The guidance slip of an incomplete dossier (not received): as a dossier of the agency.
+    ("GET", "/staff/guidance/{reference:str}"): lambda p, _: page(p, sees_dossier(p)),
     ("GET", "/staff/dossiers/{code:str}/qr.svg"): lambda p, _: {403} if p.account is None
     else {200},
     ("POST", "/staff/dossiers/{code:str}/act/{action:str}"): lambda p, params: act_rule(
@@ -148,6 +151,7 @@ PARAMS: dict[str, list[dict]] = {
     "/staff/dossiers/{code:str}/form/{form:str}": [{"form": f} for f in
                                                    ("supplement", "apology", "control")],
     "/staff/asof/{label:str}": [{"label": LABEL}],
+    "/staff/guidance/{reference:str}": [{"reference": GUIDANCE}],
 }
 
 
@@ -172,6 +176,9 @@ def desk(tmp_path_factory):
     receipt = system.app.receive_dossier(
         procedure_code="1.009994", agency=HOME, channel="in_person", applicant=applicant(),
         received_at=at(2025, 9, 3, 9), officer="tn-1")
+    assert system.app.guide_incomplete(
+        procedure_code="1.009994", agency=HOME, channel="in_person", applicant=applicant(),
+        at=at(2025, 9, 3, 9), officer="tn-1", missing=["Giấy tờ tùy thân"]) == GUIDANCE
     system.catch_up()
     rebuilds.rebuild(system.app, system.db, public_projections, only=["catalogue", "tracker"],
                      as_of=datetime.combine(datetime(2025, 9, 4).date(), time(23, 59, 59), VN_TZ),

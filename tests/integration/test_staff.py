@@ -713,3 +713,33 @@ def test_the_desk_records_a_withdrawal_and_an_officer_explains_a_late_dossier(de
     public = desk.get(f"/d/{fresh.code}").text
     assert "Rút hồ sơ" in public or "rút" in public.lower()
     assert "Chuyển nơi ở" not in public  # the citizen's own reason is never public
+
+
+def test_an_incomplete_dossier_is_guided_not_received_and_the_form_claims_nothing(desk):
+    """A desk audit: every component was ticked by default (the receipt listed papers never
+    handed over) and an incomplete dossier could only be received (Mẫu 01), never guided."""
+    login(desk, "tiepnhan")
+    page = desk.get("/staff/intake", params={"procedure": "1.001193"}).text
+    assert 'name="received"' in page and 'name="received" value="Tờ khai theo mẫu"' in page
+    assert not re.search(r'name="received"[^>]*checked', page)  # nothing claimed by default
+    fields = form_fields(page, "/staff/intake")
+    head = desk.system.runner.head()
+    data = {**fields, "procedure": "1.001193", "channel": "in_person",
+            "received": ["Tờ khai theo mẫu"], "name": "Trần Thị Hoa", "id_number": "",
+            "address": "", "phone": "0987000111", "email": "", "kind": "1", "mode": "guide",
+            "note": "Hẹn quay lại trong tuần"}
+    r = desk.post("/staff/intake", data=data, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    slip = desk.get(r.headers["location"])
+    assert slip.status_code == 200
+    assert "PHIẾU YÊU CẦU BỔ SUNG, HOÀN THIỆN HỒ SƠ" in slip.text
+    assert "chưa được tiếp nhận" in slip.text and "<li>Giấy tờ tùy thân</li>" in slip.text
+    assert "Kính gửi: Trần Thị Hoa" in slip.text
+    phone = desk.system.app.officer("tn-1").phone
+    assert f"điện thoại {phone}" in slip.text
+    desk.system.catch_up()
+    assert desk.system.runner.head() > head
+    assert desk.system.db.scalar("SELECT COUNT(*) AS n FROM dossiers") == 1  # nothing received
+    everything = {**data, "received": ["Tờ khai theo mẫu", "Giấy tờ tùy thân"], "op": "9" * 32}
+    r = desk.post("/staff/intake", data=everything, follow_redirects=False)
+    assert r.status_code == 400 and "Hồ sơ đã đủ mọi thành phần" in r.text
