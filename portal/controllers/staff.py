@@ -168,14 +168,19 @@ def desk_directory(system: System) -> tuple[list[dict[str, Any]], dict[str, str]
     """Active officers (by agency name, then name) and agency key -> name, kept a moment."""
     db = system.db
 
+    today = now_vn().date().isoformat()
+
     def read() -> tuple[list[dict[str, Any]], dict[str, str]]:
+        # Officers of agencies in force today (one merged or dissolved on 30/06/2025 receives
+        # nothing: the hand-over list offered them, and the command then refused).
         officers = db.fetchall(
             "SELECT o.key, o.name, o.title, o.phone, o.agency, a.name AS agency_name"
-            " FROM officers o"
-            " LEFT JOIN agencies a ON a.key=o.agency WHERE o.active=1 ORDER BY a.name, o.name")
+            " FROM officers o LEFT JOIN agencies a ON a.key=o.agency WHERE o.active=1"
+            " AND (a.effective_to IS NULL OR a.effective_to >= ?) ORDER BY a.name, o.name",
+            (today,))
         return officers, agency_names(system)
 
-    return kept(db, ("directory",), read)
+    return kept(db, ("directory", today), read)
 
 
 def procedure_record(system: System, code: str) -> dict[str, Any]:

@@ -743,3 +743,18 @@ def test_an_incomplete_dossier_is_guided_not_received_and_the_form_claims_nothin
     everything = {**data, "received": ["Tờ khai theo mẫu", "Giấy tờ tùy thân"], "op": "9" * 32}
     r = desk.post("/staff/intake", data=everything, follow_redirects=False)
     assert r.status_code == 400 and "Hồ sơ đã đủ mọi thành phần" in r.text
+
+
+def test_the_hand_over_list_offers_no_officer_of_a_merged_agency_and_preselects_nobody(desk):
+    from tests.factories import agency, officer
+
+    app = desk.system.app
+    app.register_agency(agency("xa-c", unit_code="000.00.14.H60", name="UBND xã Cũ"))
+    app.register_officer(officer("cv-c", agency_key="xa-c", role="processing", name="Vi Văn Cũ"))
+    app.merge_agency("xa-c", into="xa-a", effective_on="2025-08-01")
+    desk.system.catch_up()
+    login(desk, "tiepnhan")
+    page = desk.get(f"/staff/dossiers/{desk.code}").text
+    select = re.search(r'<select name="to_officer" required>(.*?)</select>', page, re.S).group(1)
+    assert 'value="cv-1"' in select and 'value="cv-c"' not in select
+    assert re.match(r'\s*<option value="">', select)  # nobody chosen by default
