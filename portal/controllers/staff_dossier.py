@@ -337,7 +337,7 @@ class StaffDossierController(Controller):
                   form: FromPath[str]) -> Template:
         """Printable forms of the regime in force: supplement, apology, control sheet."""
         s, me, d = load(request, code)
-        if form not in ("supplement", "apology", "control"):
+        if form not in ("supplement", "apology", "control", "refusal", "stop"):
             raise NotFoundException("Không có mẫu này.")
         ctx = dossier_context(request, s, me, d)
         history = s.app.repository.event_store.get(d.id)

@@ -149,7 +149,8 @@ RULES: dict[tuple[str, str], Rule] = {
 PARAMS: dict[str, list[dict]] = {
     "/staff/dossiers/{code:str}/act/{action:str}": [{"action": a} for a in [*ACTIONS, "bogus"]],
     "/staff/dossiers/{code:str}/form/{form:str}": [{"form": f} for f in
-                                                   ("supplement", "apology", "control")],
+                                                   ("supplement", "apology", "control",
+                                                    "refusal", "stop")],
     "/staff/asof/{label:str}": [{"label": LABEL}],
     "/staff/guidance/{reference:str}": [{"reference": GUIDANCE}],
 }

@@ -758,3 +758,31 @@ def test_the_hand_over_list_offers_no_officer_of_a_merged_agency_and_preselects_
     select = re.search(r'<select name="to_officer" required>(.*?)</select>', page, re.S).group(1)
     assert 'value="cv-1"' in select and 'value="cv-c"' not in select
     assert re.match(r'\s*<option value="">', select)  # nobody chosen by default
+
+
+def test_refusal_is_printable_and_a_second_supplement_request_is_flagged(desk):
+    """A desk audit: no printable refusal (Mẫu 03) or stop notice; a second supplement
+    request went through silently and the reprint listed the papers already supplied."""
+    app = desk.system.app
+    app.request_supplement(desk.code, officer="tn-1", at=at(2025, 9, 3, 10),
+                           items=["Giấy tờ tùy thân"], reason="Bản chụp mờ")
+    app.receive_supplement(desk.code, officer="tn-1", at=at(2025, 9, 4, 9))
+    desk.system.catch_up()
+    login(desk, "tiepnhan")
+    page = desk.get(f"/staff/dossiers/{desk.code}").text
+    assert "Hồ sơ đã được yêu cầu bổ sung 1 lần" in page
+    app.request_supplement(desk.code, officer="tn-1", at=at(2025, 9, 4, 10),
+                           items=["Tờ khai theo mẫu"], reason="Thiếu chữ ký")
+    slip = desk.get(f"/staff/dossiers/{desk.code}/form/supplement").text
+    assert "<li>Tờ khai theo mẫu</li>" in slip and "<li>Giấy tờ tùy thân</li>" not in slip
+    assert "Yêu cầu bổ sung lần 2" in slip
+    app.receive_supplement(desk.code, officer="tn-1", at=at(2025, 9, 5, 9))
+    app.refuse(desk.code, officer="tn-1", at=at(2025, 9, 5, 10),
+               reason="Công trình nằm trong hành lang bảo vệ đê điều")
+    desk.system.catch_up()
+    page = desk.get(f"/staff/dossiers/{desk.code}").text
+    assert f"/staff/dossiers/{desk.code}/form/refusal" in page
+    form = desk.get(f"/staff/dossiers/{desk.code}/form/refusal").text
+    assert "PHIẾU TỪ CHỐI GIẢI QUYẾT HỒ SƠ" in form
+    assert "Công trình nằm trong hành lang bảo vệ đê điều" in form
+    assert "ngày 05 tháng 09 năm 2025" in form
