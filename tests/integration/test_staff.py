@@ -786,3 +786,15 @@ def test_refusal_is_printable_and_a_second_supplement_request_is_flagged(desk):
     assert "PHIẾU TỪ CHỐI GIẢI QUYẾT HỒ SƠ" in form
     assert "Công trình nằm trong hành lang bảo vệ đê điều" in form
     assert "ngày 05 tháng 09 năm 2025" in form
+
+
+def test_the_receipt_states_the_sets_and_where_a_postal_result_goes(desk):
+    app = desk.system.app
+    r = app.receive_dossier(procedure_code="1.009994", agency="xa-a", channel="postal",
+                            applicant=applicant(), received_at=datetime.now(VN_TZ),
+                            officer="tn-1")
+    desk.system.catch_up()
+    login(desk, "tiepnhan")
+    receipt = desk.get(f"/staff/dossiers/{r.code}/receipt").text
+    assert "Số lượng hồ sơ: 1 bộ." in receipt
+    assert "Qua dịch vụ bưu chính công ích, đến địa chỉ người nộp" in receipt
