@@ -366,12 +366,24 @@ class StaffDossierController(Controller):
             state = s.app.repository.get(d.id, version=version) if version else d
         personal = sees_personal_data(me, d) and me.role is not Role.ADMIN
         rows = [{"version": e.originator_version, "kind": type(e).__name__,
+                 "label": EVENT_LABELS.get(type(e).__name__),
                  "topic": getattr(e, "TOPIC", ""), "recorded": e.timestamp,
                  "fields": history_fields(e, personal)} for e in events]
         return Template("staff/history.html", context={
             **page_context(request), "d": d, "rows": rows, "state": state,
             "version": version or d.version, "applicant": s.app.applicant_of(d.code)
             if personal else None, "at": at})
+
+
+# The auditor's history names each event as the public timeline does.
+EVENT_LABELS = {"Created": "received", "Received": "received", "HandedOver": "handed_over",
+                "Transferred": "transferred", "SupplementRequested": "supplement_requested",
+                "SupplementReceived": "supplement_received", "Paused": "paused",
+                "Resumed": "resumed", "Apologised": "apologised", "LatenessExplained": "explained",
+                "ResultIssued": "result_issued", "ResultReturned": "returned",
+                "Refused": "refused", "Stopped": "stopped", "Withdrawn": "withdrawn",
+                "Digitised": "digitised", "DataReused": "data_reused", "FeePaid": "fee_paid",
+                "Synchronised": "synchronised", "Rated": "rated"}
 
 
 HIDDEN_FIELDS = {"originator_id", "originator_version", "timestamp", "applicant_sealed",

@@ -414,6 +414,9 @@ def test_auditor_history_state_at_a_moment_and_read_models_as_of_a_day(desk):
     page = desk.get(f"/staff/dossiers/{desk.code}/history")
     assert page.status_code == 200
     assert "Received" in page.text and "HandedOver" in page.text and "Paused" in page.text
+    # Named as on the public timeline, in Vietnamese (the class names stay in the topics).
+    assert "<strong>Chuyển bước xử lý</strong>" in page.text
+    assert "<strong>Tạm dừng</strong>" in page.text
     assert PERSONAL[0] in page.text  # auditors see personal data
     assert "applicant_sealed" not in page.text and "rating_token_hash" not in page.text
     # The state on 4 September: handed over, not yet paused.
