@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +19,9 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     # Where state lives. SQLite files go under var_dir unless a PostgreSQL URL is given.
-    var_dir: Path = ROOT / "var"
+    # ./var of a checkout; of an installed portal, ./var of the folder it is started from
+    # (production sets PORTAL_VAR_DIR: deploy/portal.env.example).
+    var_dir: Path = ROOT / "var" if (ROOT / "pyproject.toml").is_file() else Path("var").absolute()
     postgres_url: str = ""  # e.g. postgresql://user@127.0.0.1:5432/portal; empty = SQLite
     postgres_schema: str = "public"
     # Public base URL encoded in QR codes and feeds (what a phone opens).
@@ -92,6 +95,9 @@ class Settings:
                 # broken connection fails its statement and the library retries the call
                 # (10 attempts, 0.2 s apart) on a fresh one.
                 "POSTGRES_PRE_PING": "n",
+                # A server that does not answer fails a connection in 5 s, not the driver's
+                # 30 s (times the library's 10 attempts: /healthz hung for minutes).
+                "POSTGRES_CONNECT_TIMEOUT": "5",
             }
         else:
             env = {
@@ -192,8 +198,35 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise SettingsError("PORTAL_PROJECTION_BATCH_SIZE must be at least 1")
     if settings.stats_refresh_seconds < 0:
         raise SettingsError("PORTAL_STATS_REFRESH_SECONDS must not be negative")
+    # Values an operator audit found taken silently: a negative poll interval (a busy loop),
+    # a batch or wait of 0 (replaced by the default), a negative group size or timeout.
+    for var, value, low in (
+            ("PORTAL_PROJECTION_POLL_INTERVAL", settings.projection_poll_interval, 0.01),
+            ("PORTAL_TRANSPARENCY_BATCH", settings.transparency_batch, 1),
+            ("PORTAL_TRANSPARENCY_MAX_WAIT", settings.transparency_max_wait, 1),
+            ("PORTAL_MIN_GROUP_SIZE", settings.min_group_size, 1),
+            ("PORTAL_NATIONAL_TIMEOUT", settings.national_timeout, 0.1)):
+        if not value >= low:  # (NaN too)
+            raise SettingsError(f"{var} must be at least {low}, not {value}")
+    for var, url in (("PORTAL_PUBLIC_BASE_URL", settings.public_base_url),
+                     ("PORTAL_MEILI_URL", settings.meili_url)):
+        if url and not url.startswith(("http://", "https://")):
+            raise SettingsError(f"{var} must be an http:// or https:// address (a QR code or"
+                                f" a request needs one), not {url!r}")
+    if settings.postgres_url and not SCHEMA_NAME.match(settings.postgres_schema):
+        raise SettingsError("PORTAL_POSTGRES_SCHEMA must be a plain name (letters, digits and _,"
+                            f" not starting with a digit), not {settings.postgres_schema!r}")
+    if PLACEHOLDER_SECRET in settings.secret_key:
+        raise SettingsError("PORTAL_SECRET_KEY is still the example's placeholder: set a long"
+                            " random value (e.g. `openssl rand -hex 32`); anyone could otherwise"
+                            " compute citizens' rating tokens")
     _check_office_hours(settings)
     return settings
+
+
+SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}\Z")
+# The placeholder of deploy/portal.env.example, refused as a secret.
+PLACEHOLDER_SECRET = "change-me"  # noqa: S105 (refused, not used)
 
 
 def _check_office_hours(settings: Settings) -> None:

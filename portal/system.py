@@ -120,8 +120,8 @@ class System:
             try:
                 n = self.sync.run_once() if self.sync else 0
                 delay = self.settings.projection_poll_interval
-            except Exception as e:  # Meilisearch down: wait and retry, nothing is lost
-                log.warning("search sync waiting for Meilisearch: %s", e)
+            except Exception as e:  # Meilisearch or the read database down: retry, nothing lost
+                log.warning("search sync waiting (%s: %s)", type(e).__name__, e)
                 n = 0
                 delay = min(delay * 2, 10.0)
             if n == 0:

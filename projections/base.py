@@ -36,6 +36,10 @@ VERSIONS_DDL = """CREATE TABLE IF NOT EXISTS projection_versions (
 )"""
 
 
+# The PostgreSQL advisory lock key of the read models' setup (any constant of our own).
+SETUP_LOCK = 0x6D6F74637561  # "motcua"
+
+
 class ProjectionFailed(RuntimeError):
     pass
 
@@ -84,6 +88,15 @@ class Projection:
             cur.execute(f"CREATE TABLE IF NOT EXISTS {self.t(table)} ({columns})")
         if indexes:
             self.create_indexes(cur)
+
+    def objects(self, indexes: bool = True) -> set[str]:
+        """The names of the tables (and indexes) `create` makes."""
+        names = {self.t(table) for table in self.tables}
+        if indexes:
+            for ddl in self.indexes:
+                text = ddl.format(**{f"t_{k}": self.t(k) for k in self.tables})
+                names.add(text.split(" IF NOT EXISTS ", 1)[1].split()[0])
+        return names
 
     def create_indexes(self, cur: Any) -> None:
         for ddl in self.indexes:
@@ -182,10 +195,25 @@ class Runner:
 
     def setup(self, indexes: bool = True) -> None:
         with self.db.transaction() as cur:
-            cur.execute(TRACKING_DDL)
-            cur.execute(VERSIONS_DDL)
+            present: set[str] | None = None
+            if self.db.dialect == "postgres":
+                # Workers started together (systemd at boot) ran these CREATE ... IF NOT EXISTS
+                # at once, against each other and against batches being written, and died of
+                # "deadlock detected" / "tuple concurrently updated". PostgreSQL locks a table
+                # for CREATE INDEX IF NOT EXISTS even when the index exists: what exists is
+                # looked up in the catalogue (no lock) and left alone; what is missing is
+                # created one process at a time (the lock ends with the transaction).
+                cur.execute("SELECT pg_advisory_xact_lock(?)", (SETUP_LOCK,))
+                present = {r["name"] for r in cur.execute(
+                    "SELECT tablename AS name FROM pg_tables WHERE schemaname=current_schema()"
+                    " UNION SELECT indexname FROM pg_indexes WHERE schemaname=current_schema()"
+                ).fetchall()}
+            if present is None or not {"projection_tracking", "projection_versions"} <= present:
+                cur.execute(TRACKING_DDL)
+                cur.execute(VERSIONS_DDL)
             for p in self.projections:
-                p.create(cur, indexes)
+                if present is None or not p.objects(indexes) <= present:
+                    p.create(cur, indexes)
                 cur.execute(
                     self.db.q("INSERT INTO projection_tracking (name, position, updated_at) "
                               "VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING"),

@@ -24,6 +24,12 @@ sqlite3.register_adapter(bytes, bytes)
 sqlite3.register_adapter(type(None), {}.get)
 
 
+# PostgreSQL: a server that does not answer fails a connection in this long (the driver's
+# default is none); a request waits this long for a free connection of the pool (psycopg_pool's
+# default, 30 s, made pages answer 500 minutes into an outage).
+CONNECT_SECONDS = 5
+POOL_WAIT_SECONDS = 10
+
 class ReadDB:
     """Connections to the read-model store. `dialect` is "sqlite" or "postgres"."""
 
@@ -180,7 +186,7 @@ class PostgresReadDB(ReadDB):
         def configure(conn: Any) -> None:
             conn.execute(f'SET search_path TO "{schema}"')
 
-        with psycopg.connect(url, autocommit=True) as c:
+        with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_SECONDS) as c:
             c.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         # Autocommit: a read is one round trip (no COMMIT after it, no ROLLBACK when the pool
         # takes the connection back); writes go through `transaction()`, an explicit BEGIN/COMMIT.
@@ -188,8 +194,9 @@ class PostgresReadDB(ReadDB):
         # handled where it fails (`fetchall` retries once on a fresh one).
         self.pool = ConnectionPool(
             url, min_size=1, max_size=10,
-            kwargs={"row_factory": dict_row, "autocommit": True},
-            configure=configure, open=True,
+            kwargs={"row_factory": dict_row, "autocommit": True,
+                    "connect_timeout": CONNECT_SECONDS},
+            configure=configure, open=True, timeout=POOL_WAIT_SECONDS,
         )
 
     def _lost(self, e: BaseException) -> bool:

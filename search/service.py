@@ -388,7 +388,8 @@ class SearchService:
                 log.warning("%s; answering from SQL", e)
             except (httpx.HTTPError, MeilisearchCommunicationError, RuntimeError, ValueError) as e:
                 if self.down_since is None:
-                    log.warning("Meilisearch unavailable (%s); answering from SQL", e)
+                    # (repr: a timeout's message is empty, its type is the reason)
+                    log.warning("Meilisearch unavailable (%r); answering from SQL", e)
                     self.down_since = time.time()
                 # A dead server is asked again once a second, not by every visitor.
                 self.retry_at = time.monotonic() + self.RETRY_SECONDS

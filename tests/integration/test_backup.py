@@ -111,3 +111,57 @@ def test_cli_export_import_round_trip(sqlite_settings, make_system, tmp_path):
     missing = subprocess.run([*run, "import", str(tmp_path / "nope")], env=env2,
                              capture_output=True, text=True)
     assert missing.returncode == 2
+
+
+def test_a_restore_keeps_every_log_position_so_the_signed_checkpoints_still_verify(
+        backend_settings, make_system, tmp_path):
+    """An operator audit: on PostgreSQL the id sequence skips the numbers of rolled-back
+    appends; the import renumbered the events, every public-feed record after the first gap
+    changed, and 'audit verify' against a kept checkpoint reported tampering."""
+    from projections.transparency import log_of, verify_log
+
+    settings = backend_settings
+    source = make_system(settings)
+    _populate(source.app)
+    if settings.backend == "postgres":  # three numbers skipped, as rolled-back appends do
+        recorder = source.app.recorder
+        with recorder.datastore.transaction(commit=True) as c:
+            c.execute("SELECT nextval(pg_get_serial_sequence(%s, 'notification_id'))"
+                      " FROM generate_series(1, 3)",
+                      (f'"{settings.postgres_schema}"."{recorder.events_table_name}"',))
+    r = source.app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="online",
+                                   applicant=applicant(), received_at=at(2025, 9, 4, 9),
+                                   officer=None)
+    source.catch_up()
+    kept = log_of(source).publish()
+    dump = tmp_path / "events.jsonl"
+    with dump.open("w", encoding="utf-8") as out:
+        export_events(source.app, out)
+    target_settings = settings.with_(var_dir=tmp_path / "restored")
+    schema = None
+    if settings.backend == "postgres":
+        schema = "r_" + uuid.uuid4().hex[:10]
+        target_settings = target_settings.with_(postgres_schema=schema)
+    # The signing key is part of the backup (deploy/RUNBOOK.md): copied with the var folder.
+    (tmp_path / "restored").mkdir()
+    key = settings.var_dir / "transparency-ed25519.pem"
+    (tmp_path / "restored" / key.name).write_bytes(key.read_bytes())
+    target = make_system(target_settings)
+    try:
+        import_events(target.app, dump)
+        target.catch_up()
+        ids = [n.id for n in target.app.recorder.select_notifications(start=1, limit=10_000)]
+        assert ids == [n.id for n in source.app.recorder.select_notifications(start=1,
+                                                                               limit=10_000)]
+        if settings.backend == "postgres":
+            assert ids[-1] == len(ids) + 3  # the gap is kept
+        assert target.app.dossier(r.code).version == 1
+        assert verify_log(target.app, log_of(target), held=kept)["ok"]
+        later = target.app.receive_dossier(  # appends go on after the last position restored
+            procedure_code="1.001193", agency="xa-a", channel="online", applicant=applicant(),
+            received_at=at(2025, 9, 4, 10), officer=None)
+        assert target.app.recorder.max_notification_id() == ids[-1] + 2 and later.code
+    finally:
+        if schema:
+            target.close()
+            drop_schema(settings.postgres_url, schema, schema + "_keys")

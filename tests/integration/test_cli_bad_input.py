@@ -128,6 +128,17 @@ def test_a_var_dir_that_cannot_be_a_folder_is_named(portal, monkeypatch, tmp_pat
     ("PORTAL_CIPHER_KEY", "QUJD", "PORTAL_CIPHER_KEY must be an AES key of 16, 24 or 32"),
     ("PORTAL_PORT", "99999", "PORTAL_PORT must be a port number from 1 to 65535"),
     ("PORTAL_PORT", "0", "PORTAL_PORT must be a port number from 1 to 65535"),
+    # From an operator audit: taken silently before.
+    ("PORTAL_PROJECTION_POLL_INTERVAL", "-1", "PORTAL_PROJECTION_POLL_INTERVAL must be at least"),
+    ("PORTAL_TRANSPARENCY_BATCH", "0", "PORTAL_TRANSPARENCY_BATCH must be at least 1"),
+    ("PORTAL_TRANSPARENCY_MAX_WAIT", "0", "PORTAL_TRANSPARENCY_MAX_WAIT must be at least 1"),
+    ("PORTAL_MIN_GROUP_SIZE", "-5", "PORTAL_MIN_GROUP_SIZE must be at least 1"),
+    ("PORTAL_NATIONAL_TIMEOUT", "-1", "PORTAL_NATIONAL_TIMEOUT must be at least"),
+    ("PORTAL_PUBLIC_BASE_URL", "motcua.tuyenquang.gov.vn",
+     "PORTAL_PUBLIC_BASE_URL must be an http:// or https:// address"),
+    ("PORTAL_MEILI_URL", "notaurl", "PORTAL_MEILI_URL must be an http:// or https:// address"),
+    ("PORTAL_SECRET_KEY", "change-me-to-64-random-hex-characters",
+     "PORTAL_SECRET_KEY is still the example's placeholder"),
 ])
 def test_bad_settings_are_named(portal, monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
@@ -353,3 +364,10 @@ def test_a_snapshot_of_a_moment_to_come_is_refused(portal, filled):
     for by in ("record", "act"):
         code, _out, err = portal("projections", "rebuild", "--as-of", soon, "--by", by)
         assert code == 2 and "is in the future" in err
+
+
+def test_exporting_an_empty_store_is_refused_not_a_silent_empty_backup(portal, tmp_path):
+    out = tmp_path / "backup.jsonl"
+    code, _out, err = portal("export", str(out))
+    assert code == 2 and "the event store here is empty: nothing to back up" in err
+    assert not out.exists()

@@ -28,6 +28,10 @@ def test_compose_file_validates(tmp_path):
     for service in ("postgres:", "meilisearch:", "web:", "projections:", "proxy:"):
         assert service in out.stdout
     assert "getmeili/meilisearch" in out.stdout
+    # Every web and projection container shares one data folder (the signing key lives there:
+    # an operator audit found a key per container, and no checkpoint verified).
+    assert out.stdout.count("portaldata:/var/lib/portal") >= 2
+    assert "PORTAL_VAR_DIR: /var/lib/portal" in out.stdout
     # Without the secrets the file refuses to start rather than run with empty passwords.
     bare = {k: v for k, v in env.items() if k not in ("POSTGRES_PASSWORD", "MEILI_MASTER_KEY")}
     out = subprocess.run([tool, "-f", str(deploy / "compose.yaml"), "config"], env=bare,

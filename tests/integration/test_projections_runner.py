@@ -247,3 +247,61 @@ def test_killed_projection_process_ends_identical_to_a_clean_rebuild(backend_set
     live = dump(system.db)
     rebuild(system.app, system.db, public_projections, position=head, label="clean")
     assert dump(system.db, "asof_clean_") == live
+
+
+
+def test_a_worker_starting_over_existing_tables_waits_for_no_batch(pg_url, make_system):
+    """An operator audit: web and projection workers started at once (systemd at boot) died of
+    'deadlock detected' / 'tuple concurrently updated': each one's setup ran CREATE INDEX IF
+    NOT EXISTS, which PostgreSQL locks the table for even when the index exists, against the
+    batches other workers were writing. Over existing tables, a setup now locks no table."""
+    import uuid
+
+    import psycopg
+
+    from projections.db import ReadDB
+    from tests.conftest import drop_schema
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    settings = Settings(var_dir=Path(os.environ.get("TMPDIR", "/tmp")) / schema,
+                        secret_key="test-secret", postgres_url=pg_url, postgres_schema=schema)
+    system = make_system(settings)
+    try:
+        small_province(system.app)
+        system.catch_up()
+        # A batch being written by another worker: its transaction holds the tables it wrote.
+        with psycopg.connect(pg_url) as batch:
+            batch.execute(f'SET search_path TO "{schema}"')
+            batch.execute("UPDATE timeline SET kind=kind")
+            batch.execute("INSERT INTO public_feed (position, type, record, sha256)"
+                          " VALUES (999999, 'x', '{}', 'x')")
+            db = ReadDB.open(settings.read_db_path, pg_url, schema)
+            try:  # raises LockNotAvailable if the setup waits for the batch's tables
+                Runner(system.app, _LockBound(db), public_projections())
+            finally:
+                db.close()
+            batch.rollback()
+    finally:
+        system.close()
+        drop_schema(pg_url, schema, schema + "_keys")
+
+
+class _LockBound:
+    """A ReadDB whose write transactions give up on a lock after 2 s (instead of waiting)."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def transaction(self) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def bounded() -> Any:
+            with self._db.transaction() as cur:
+                cur.execute("SET LOCAL lock_timeout = '2s'")
+                yield cur
+
+        return bounded()

@@ -144,3 +144,31 @@ def test_no_request_hook_takes_a_thread_hop(portal):
                     seen += 1
                     assert not isinstance(hook, AsyncCallable), (handler, hook.func)
     assert seen > 20
+
+
+def test_a_read_model_awaiting_its_rebuild_is_degraded_not_an_outage(sqlite_settings,
+                                                                      make_system):
+    """An operator audit: during an upgrade (a read model built by older rules, until it is
+    rebuilt) /healthz answered 503 on every web worker, so the load balancer took them all
+    out, though the pages still serve the read model as it stood."""
+    from litestar.testing import TestClient
+
+    from portal.app import create_app
+    from tests.factories import small_province
+
+    system = make_system(sqlite_settings)
+    small_province(system.app)
+    system.catch_up()
+    with system.db.transaction() as cur:
+        cur.execute("UPDATE projection_versions SET version=version-1 WHERE name='tracker'")
+    system.close()
+    upgraded = make_system(sqlite_settings)
+    with TestClient(app=create_app(sqlite_settings, upgraded)) as client:
+        r = client.get("/healthz")
+        body = r.json()
+        assert r.status_code == 200 and body["ok"] is True, body
+        assert body["checks"]["read_models"]["stale"] == ["tracker"]
+        assert body["checks"]["pages"]["ok"] is True
+        tracker = next(p for p in body["checks"]["read_models"]["projections"]
+                       if p["name"] == "tracker")
+        assert "rules version" in tracker["error"]
