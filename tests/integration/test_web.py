@@ -172,3 +172,23 @@ def test_a_read_model_awaiting_its_rebuild_is_degraded_not_an_outage(sqlite_sett
         tracker = next(p for p in body["checks"]["read_models"]["projections"]
                        if p["name"] == "tracker")
         assert "rules version" in tracker["error"]
+
+
+def test_healthz_answers_503_in_seconds_when_a_store_does_not_answer(sqlite_settings,
+                                                                      make_system, monkeypatch):
+    """An operator audit: with PostgreSQL stopped, /healthz sent nothing for 300 s (the library
+    retries a lost server ten times): a probe gets its 503 within the health budget."""
+    import time
+
+    from litestar.testing import TestClient
+
+    from portal.app import create_app
+    from portal.controllers import system as health
+
+    system = make_system(sqlite_settings)
+    monkeypatch.setattr(health, "HEALTH_SECONDS", 0.5)
+    monkeypatch.setattr(system.runner, "head", lambda: time.sleep(5))
+    with TestClient(app=create_app(sqlite_settings, system)) as client:
+        r = client.get("/healthz")  # (without the budget: 200 after the 5 s the store took)
+    assert r.status_code == 503
+    assert r.json()["checks"]["event_store"] == {"ok": False, "error": "TimeoutError"}
