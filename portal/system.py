@@ -121,7 +121,8 @@ class System:
                 n = self.sync.run_once() if self.sync else 0
                 delay = self.settings.projection_poll_interval
             except Exception as e:  # Meilisearch or the read database down: retry, nothing lost
-                log.warning("search sync waiting (%s: %s)", type(e).__name__, e)
+                log.warning("search sync waiting for %s (%s: %s)", _waiting_for(e),
+                            type(e).__name__, e)
                 n = 0
                 delay = min(delay * 2, 10.0)
             if n == 0:
@@ -166,3 +167,11 @@ def build_system(settings: Settings, **overrides: Any) -> System:
     sync = SearchSync(search) if search.configured else None
     return System(settings=settings, app=app, db=db, keys=keys, runner=runner, search=search,
                   sync=sync)
+
+
+def _waiting_for(e: BaseException) -> str:
+    """Which service a failed search sync waits for (a PostgreSQL restart was logged as
+    Meilisearch's)."""
+    module = type(e).__module__.split(".")[0]
+    return "Meilisearch" if module in ("meilisearch", "httpx", "httpcore", "requests",
+                                       "urllib3", "search") else "the read database"
