@@ -249,7 +249,8 @@ class StaffDossierController(Controller):
                     "Hồ sơ đang do cơ quan khác giữ: bạn không được thao tác trên hồ sơ này.")
             if not holder_allows(me, d, action):
                 raise PermissionDeniedException(
-                    "Chỉ người đang giữ hồ sơ hoặc lãnh đạo đơn vị mới được chuyển bước.")
+                    "Chỉ người đang giữ hồ sơ hoặc lãnh đạo đơn vị mới được "
+                    + ("chuyển bước." if action == "hand_over" else "ghi nhận kết quả."))
             if not state_allows(d, action):
                 return Template("staff/dossier.html", status_code=HTTP_409_CONFLICT,  # type: ignore
                                 context=dossier_context(request, s, me, d, error=(
