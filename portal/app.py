@@ -25,7 +25,7 @@ from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.template.config import TemplateConfig
 
 from domain.errors import DomainError, NotFound
@@ -231,7 +231,36 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
         "Yêu cầu không thực hiện được (mã lỗi %(status)s).") % {"status": status})
 
 
+def store_unavailable(exc: BaseException) -> bool:
+    """A database that does not answer (a PostgreSQL restart, a pool with no connection left,
+    a locked SQLite file): an outage to wait out, not a fault of the portal's."""
+    import sqlite3
+
+    from eventsourcing.persistence import OperationalError as StoreOperationalError
+
+    kinds: list[type[BaseException]] = [sqlite3.OperationalError, StoreOperationalError]
+    try:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        kinds += [psycopg.OperationalError, PoolTimeout]
+    except ImportError:  # pragma: no cover (psycopg is a dependency)
+        pass
+    seen: BaseException | None = exc
+    while seen is not None:  # (wrapped by the library or by a projection's error)
+        if isinstance(seen, tuple(kinds)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if store_unavailable(exc):
+        request.logger.warning("database unavailable on %s: %s", request.url.path,
+                               type(exc).__name__)
+        return _error_page(request, HTTP_503_SERVICE_UNAVAILABLE, _("Tạm gián đoạn"),
+                           _("Cơ sở dữ liệu đang tạm gián đoạn. Vui lòng thử lại sau ít phút."),
+                           headers={"Retry-After": "30"})
     request.logger.exception("unhandled error on %s", request.url.path)
     return _error_page(request, HTTP_500_INTERNAL_SERVER_ERROR, _("Lỗi máy chủ"),
                        _("Hệ thống gặp sự cố. Vui lòng thử lại sau ít phút."))

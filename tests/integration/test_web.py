@@ -192,3 +192,29 @@ def test_healthz_answers_503_in_seconds_when_a_store_does_not_answer(sqlite_sett
         r = client.get("/healthz")  # (without the budget: 200 after the 5 s the store took)
     assert r.status_code == 503
     assert r.json()["checks"]["event_store"] == {"ok": False, "error": "TimeoutError"}
+
+
+def test_a_database_outage_is_a_503_to_wait_out_not_a_server_fault(sqlite_settings,
+                                                                    make_system, monkeypatch):
+    """An operator audit: with PostgreSQL stopped, dossier and statistics pages answered
+    500 "Lỗi máy chủ" after a minute or more; an outage is a 503 with Retry-After."""
+    import psycopg
+    from litestar.testing import TestClient
+
+    from portal.app import create_app
+    from projections import queries
+
+    system = make_system(sqlite_settings)
+
+    def down(*_a, **_k):
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(queries, "dossier", down)
+    with TestClient(app=create_app(sqlite_settings, system),
+                    raise_server_exceptions=False) as client:
+        r = client.get("/d/000.00.12.H60-250903-0001", headers={"accept": "text/html"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "30"
+        assert "Cơ sở dữ liệu đang tạm gián đoạn" in r.text
+        r = client.get("/d/000.00.12.H60-250903-0001", params={"lang": "en"},
+                       headers={"accept": "text/html"})
+        assert "The database is temporarily unavailable" in r.text
