@@ -238,7 +238,7 @@ def store_unavailable(exc: BaseException) -> bool:
 
     from eventsourcing.persistence import OperationalError as StoreOperationalError
 
-    kinds: list[type[BaseException]] = [sqlite3.OperationalError, StoreOperationalError]
+    kinds: list[type[BaseException]] = [StoreOperationalError]
     try:
         import psycopg
         from psycopg_pool import PoolTimeout
@@ -249,6 +249,10 @@ def store_unavailable(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:  # (wrapped by the library or by a projection's error)
         if isinstance(seen, tuple(kinds)):
+            return True
+        # SQLite's OperationalError is also "no such table" or a syntax error: a fault.
+        if isinstance(seen, sqlite3.OperationalError) and any(
+                m in str(seen) for m in ("locked", "unable to open", "disk I/O")):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
