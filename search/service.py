@@ -226,10 +226,11 @@ def rerank(query: str, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     phrase_words = phrase.split()
     accented = has_accents(query)
 
-    def score(hit: dict[str, Any]) -> tuple[int, int, int, float]:
+    def score(hit: dict[str, Any], fuzzy: bool = False) -> tuple[int, int, int, float]:
         forms = _forms(hit.get("name", ""), tuple(hit.get("keywords", ())),
                        tuple(sorted(hit.get("agencies", ()))))
-        in_name = _contains(forms.name_folded, phrase)
+        in_name = _contains(forms.name_folded, phrase) or (
+            fuzzy and _fuzzy_run(phrase_words, forms.name_folded.split()))
         if phrase == forms.name_folded or phrase in forms.keywords_folded:
             tier = 3
         elif in_name or any(_contains(k, phrase) for k in forms.keywords_folded) or any(
@@ -246,7 +247,39 @@ def rerank(query: str, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
         coverage = len(q_words) / len(forms.name_words) if in_name and forms.name_words else 0.0
         return (tier, exact, accent_phrase, coverage)
 
-    return sorted(hits, key=score, reverse=True)
+    scored = [score(h) for h in hits]
+    if len(phrase_words) >= 2 and scored and max(t[0] for t in scored) < 2:
+        # No name holds the phrase: a typo ("khai sinhh")? The same tiers with one letter off
+        # per word of 4 letters or more (Meilisearch found the hits with its own tolerance).
+        scored = [score(h, fuzzy=True) for h in hits]
+    order = sorted(range(len(hits)), key=lambda i: scored[i], reverse=True)
+    return [hits[i] for i in order]
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether two words differ by one letter added, dropped, changed or two swapped."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    i = next((k for k in range(len(short)) if short[k] != long_[k]), len(short))
+    return short[i:] == long_[i + 1:]
+
+
+def _fuzzy_run(wanted: list[str], found: list[str]) -> bool:
+    """Whether `wanted` is a run of words of `found`, each equal or (4 letters or more) one
+    edit off; the last may be a prefix (people stop typing mid-word)."""
+    def same(w: str, f: str, last: bool) -> bool:
+        return w == f or (len(w) >= 4 and _one_edit(w, f)) or (last and f.startswith(w))
+
+    n = len(wanted)
+    return any(all(same(w, found[start + k], k == n - 1) for k, w in enumerate(wanted))
+               for start in range(len(found) - n + 1))
 
 
 def accent_rerank(query: str, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:

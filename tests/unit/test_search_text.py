@@ -125,3 +125,20 @@ def test_essential_takes_fillers_off_the_ends_and_keeps_the_rest(query, asked):
     from search.text import essential
 
     assert essential(query) == asked
+
+
+def test_a_typo_in_the_query_still_puts_the_general_procedure_first():
+    """A search audit: 'khai sinhh' put Đăng ký khai sinh 5th (the phrase tiers need the exact
+    words); with no exact phrase anywhere, one letter off per word of 4 letters counts."""
+    from search.service import _fuzzy_run, _one_edit, rerank
+
+    assert _one_edit("sinhh", "sinh") and _one_edit("kehton", "kethon")
+    assert not _one_edit("abcd", "axyd") and not _one_edit("sinh", "sinhhh")
+    assert _fuzzy_run(["khai", "sinhh"], ["dang", "ky", "khai", "sinh"])
+    assert not _fuzzy_run(["hom"], ["hon"])  # 3 letters: no tolerance
+    hits = [{"name": "Đăng ký khai sinh lưu động", "keywords": []},
+            {"name": "Đăng ký khai tử", "keywords": []},
+            {"name": "Đăng ký khai sinh", "keywords": []}]
+    assert rerank("khai sinhh", hits)[0]["name"] == "Đăng ký khai sinh"
+    # An exact phrase somewhere: no tolerance at all.
+    assert rerank("khai tử", hits)[0]["name"] == "Đăng ký khai tử"
