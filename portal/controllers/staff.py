@@ -394,7 +394,7 @@ class StaffController(Controller):
             raise PermissionDeniedException("Chỉ lãnh đạo cơ quan, thanh tra xem được trang này.")
         s = system_of(request)
         return Template("staff/head.html", context={
-            **page_context(request), **head_view(s, me.agency), "agencies": agency_names(s)})
+            **page_context(request), **head_view(s, me.agency), "agencies": desk_directory(s)[1]})
 
     @get("/intake", sync_to_thread=True)
     def intake_form(self, request: HTMXRequest,

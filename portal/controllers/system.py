@@ -40,7 +40,7 @@ class SystemController(Controller):
             # Tables another rules version built (an upgrade before its rebuild) still serve
             # the pages as they stood: a degraded read model, not an outage (a load balancer
             # would otherwise take every web worker out until the rebuild).
-            stale = set(getattr(s.runner, "stale", ()))
+            stale = set(s.runner.stale)
             failed = any(p["error"] and p["name"].split("#")[0] not in stale
                          for p in projections)
             checks["read_models"] = {"ok": not failed, "projections": projections,
