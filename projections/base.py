@@ -69,6 +69,10 @@ class Projection:
     partitioned: bool = True
     # The tracking-row suffix of a rebuild partition ("#1", "#2", ...; "" for the first).
     partition: str = ""
+    # Event type (qualname) -> the only fields of its events this projection reads: a
+    # rebuild that feeds it in log order, without the partitioned projections, decodes just
+    # those (`projections.fastread.FastReader.decode_fields`).
+    fields_read: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix

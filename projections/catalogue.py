@@ -62,6 +62,10 @@ class CatalogueProjection(Projection):
         "CREATE INDEX IF NOT EXISTS {t_officers}_agency ON {t_officers}(agency)",
     )
 
+    # Of a dossier's reception, only which procedure it is for (a rebuild skips the rest of
+    # the province's largest events: 13.5 s -> x s of its one log-order pass).
+    fields_read = {"Dossier.Received": ("procedure_code",)}
+
     def reads(self, topic: str) -> bool:
         return topic.startswith((T + "Agency.", T + "Officer.", T + "Procedure.")) \
             or topic == T + "Dossier.Received"

@@ -212,6 +212,22 @@ def event_type(ev: Any) -> str:
     return type(ev).__qualname__
 
 
+def dossiers_to_load(events: Sequence[tuple[int, Any]], kinds: Any = None) -> set[str]:
+    """The ids of the dossiers whose stored rows a batch needs: those with events in it
+    (of `kinds` only, when given) but not their reception. A dossier received in the batch has
+    no row before it (a rebuild replays each dossier's events together, so in most batches
+    nothing is left to read)."""
+    wanted: set[str] = set()
+    received: set[str] = set()
+    for _, ev in events:
+        kind = type(ev).__qualname__
+        if kind == "Dossier.Received":
+            received.add(str(ev.originator_id))
+        elif kind.startswith("Dossier.") and (kinds is None or kind in kinds):
+            wanted.add(str(ev.originator_id))
+    return wanted - received
+
+
 RatingLookup = Callable[[str], "tuple[str, str] | None"]
 
 
@@ -298,7 +314,7 @@ class FeedProjection(Projection):
         """Compute the batch's rows (reads only: the ratings' dossiers)."""
         new_dossiers: list[tuple[str, str, str]] = []
         batch: dict[str, tuple[str, str]] = {}
-        wanted = [str(ev.originator_id) for _, ev in events if event_type(ev) == RATED]
+        wanted = sorted(dossiers_to_load(events, (RATED,)))
         if wanted:
             marks = ",".join("?" for _ in wanted)
             for row in cur.execute(f"SELECT id, agency, procedure_code FROM "

@@ -42,7 +42,7 @@ import msgspec
 
 from domain.model import T
 from projections.base import Projection
-from projections.feed import event_type, public_record, shared_records
+from projections.feed import dossiers_to_load, public_record, shared_records
 
 JSON_FIELDS = ("undigitised", "explanations", "handlers", "late_steps")
 DOSSIER_COLUMNS = (
@@ -508,9 +508,7 @@ class StatsProjection(Projection):
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Fold the batch's feed records into the touched dossiers' rows, in memory."""
         store = _BatchStore(self, cur)
-        store.load([str(ev.originator_id) for _, ev in events
-                    if event_type(ev).startswith("Dossier.")
-                    and event_type(ev) != "Dossier.Received"])
+        store.load(sorted(dossiers_to_load(events)))
 
         def rating_lookup(id_: str) -> tuple[str, str] | None:
             d = store.dossiers.get(id_)

@@ -18,7 +18,7 @@ from domain.calendar import vn_iso
 from domain.model import Dossier, T
 from projections.base import Projection
 from projections.db import utf8_text
-from projections.feed import json_ready
+from projections.feed import dossiers_to_load, json_ready
 
 CLOSED_STATUSES = ("processed", "returned", "refused", "stopped", "withdrawn")
 
@@ -136,9 +136,7 @@ class TrackerProjection(Projection):
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Load the touched dossiers (one SELECT per 500) and apply the events in memory."""
         self._docs, self._dirty, self._rows = {}, set(), []
-        ids = sorted({str(ev.originator_id) for _, ev in events
-                      if type(ev).__qualname__.startswith("Dossier.")
-                      and type(ev).__qualname__ != "Dossier.Received"})
+        ids = sorted(dossiers_to_load(events))
         cols = ", ".join(self.COLUMNS)
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
