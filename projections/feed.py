@@ -212,20 +212,29 @@ def event_type(ev: Any) -> str:
     return type(ev).__qualname__
 
 
-def dossiers_to_load(events: Sequence[tuple[int, Any]], kinds: Any = None) -> set[str]:
-    """The ids of the dossiers whose stored rows a batch needs: those with events in it
-    (of `kinds` only, when given) but not their reception. A dossier received in the batch has
-    no row before it (a rebuild replays each dossier's events together, so in most batches
-    nothing is left to read)."""
-    wanted: set[str] = set()
-    received: set[str] = set()
-    for _, ev in events:
-        kind = type(ev).__qualname__
-        if kind == "Dossier.Received":
-            received.add(str(ev.originator_id))
-        elif kind.startswith("Dossier.") and (kinds is None or kind in kinds):
-            wanted.add(str(ev.originator_id))
-    return wanted - received
+def dossiers_to_load(events: Sequence[tuple[int, Any]], shared: dict[str, Any] | None = None,
+                     rated: bool = False) -> list[str]:
+    """The ids of the dossiers whose stored rows a batch needs, sorted: those with events in
+    it (rated in it, with `rated`) but not their reception. A dossier received in the batch
+    has no row before it (a rebuild replays each dossier's events together, so in most batches
+    nothing is left to read). Found once per batch for the projections sharing `shared`."""
+    found = shared.get("to_load") if shared is not None else None
+    if found is None or found[0] is not events:
+        wanted: set[str] = set()
+        ratings: set[str] = set()
+        received: set[str] = set()
+        for _, ev in events:
+            kind = type(ev).__qualname__
+            if kind == "Dossier.Received":
+                received.add(str(ev.originator_id))
+            elif kind.startswith("Dossier."):
+                wanted.add(str(ev.originator_id))
+                if kind == RATED:
+                    ratings.add(str(ev.originator_id))
+        found = (events, sorted(wanted - received), sorted(ratings - received))
+        if shared is not None:
+            shared["to_load"] = found
+    return found[2] if rated else found[1]
 
 
 RatingLookup = Callable[[str], "tuple[str, str] | None"]
@@ -314,7 +323,7 @@ class FeedProjection(Projection):
         """Compute the batch's rows (reads only: the ratings' dossiers)."""
         new_dossiers: list[tuple[str, str, str]] = []
         batch: dict[str, tuple[str, str]] = {}
-        wanted = sorted(dossiers_to_load(events, (RATED,)))
+        wanted = dossiers_to_load(events, self.shared, rated=True)
         if wanted:
             marks = ",".join("?" for _ in wanted)
             for row in cur.execute(f"SELECT id, agency, procedure_code FROM "

@@ -508,7 +508,7 @@ class StatsProjection(Projection):
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Fold the batch's feed records into the touched dossiers' rows, in memory."""
         store = _BatchStore(self, cur)
-        store.load(sorted(dossiers_to_load(events)))
+        store.load(dossiers_to_load(events, self.shared))
 
         def rating_lookup(id_: str) -> tuple[str, str] | None:
             d = store.dossiers.get(id_)

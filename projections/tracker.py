@@ -136,7 +136,7 @@ class TrackerProjection(Projection):
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Load the touched dossiers (one SELECT per 500) and apply the events in memory."""
         self._docs, self._dirty, self._rows = {}, set(), []
-        ids = sorted(dossiers_to_load(events))
+        ids = dossiers_to_load(events, self.shared)
         cols = ", ".join(self.COLUMNS)
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]

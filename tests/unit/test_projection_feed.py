@@ -161,6 +161,13 @@ def test_a_batch_loads_the_rows_of_dossiers_received_before_it_only():
 
     batch = [(1, ev(HandedOver, "old")), (2, ev(Received, "new")), (3, ev(HandedOver, "new")),
              (4, ev(Rated, "new")), (5, ev(Rated, "older"))]
-    assert dossiers_to_load(batch) == {"old", "older"}
-    assert dossiers_to_load(batch, ("Dossier.Rated",)) == {"older"}
-    assert dossiers_to_load([]) == set()
+    assert dossiers_to_load(batch) == ["old", "older"]
+    assert dossiers_to_load(batch, rated=True) == ["older"]
+    assert dossiers_to_load([]) == []
+    # Found once per batch for the projections fed from it, never from another batch's.
+    shared: dict[str, object] = {}
+    assert dossiers_to_load(batch, shared) == ["old", "older"]
+    batch.pop(0)
+    assert dossiers_to_load(batch, shared) == ["old", "older"]  # the same batch object
+    assert dossiers_to_load(list(batch), shared, rated=True) == ["older"]
+    assert dossiers_to_load(list(batch), shared) == ["older"]
