@@ -61,6 +61,8 @@ class Projection:
     # a plain `rebuild` leaves it alone; `rebuild --only NAME` still rebuilds it.
     rebuildable: bool = True
     tables: dict[str, str] = {}
+    # Tables an earlier rules version had and this one has not: a rebuild's swap drops them.
+    retired: Sequence[str] = ()
     indexes: Sequence[str] = ()  # "CREATE INDEX IF NOT EXISTS {t_name}_x ON {t_name}(...)"
     # Parallel rebuilds (`projections.rebuild`): True when the state is per aggregate, or
     # counts that add up, so that each of several processes may feed it the events of its own
@@ -216,8 +218,6 @@ class Runner:
                 cur.execute(TRACKING_DDL)
                 cur.execute(VERSIONS_DDL)
             for p in self.projections:
-                if present is None or not p.objects(indexes) <= present:
-                    p.create(cur, indexes)
                 cur.execute(
                     self.db.q("INSERT INTO projection_tracking (name, position, updated_at) "
                               "VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING"),
@@ -229,6 +229,11 @@ class Runner:
                     " projection_versions v ON v.name=? WHERE t.name=?"),
                     (name, p.tracking_name)).fetchone()
                 position, built = row["position"], row["version"]
+                # Tables another rules version built keep their own indexes (this version's
+                # may name columns they lack) until a rebuild replaces them.
+                fed_by_other = int(position) > 0 and int(built or 1) != p.version
+                if present is None or not p.objects(indexes) <= present:
+                    p.create(cur, indexes and not fed_by_other)
                 if built is None and int(position) == 0:  # empty tables: built by this code
                     cur.execute(self.db.q(
                         "INSERT INTO projection_versions (name, version) VALUES (?, ?)"

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from projections.db import ReadDB
+from projections.tracker import timeline_rows
 
 PUBLIC_DOSSIER_COLUMNS = (
     "d.code, d.procedure_code, d.procedure_name, d.agency, d.holder_agency, d.channel,"
@@ -16,15 +17,20 @@ PUBLIC_DOSSIER_COLUMNS = (
 )
 
 
-def stopped_in_time(prefix: str = "") -> str:
+def stopped_in_time(prefix: str = "", db: ReadDB | None = None) -> str:
     """SQL condition on a row of the tracker's `{prefix}dossiers`: its clock is stopped
     (awaiting a supplement, paused) since before its appointment, so it is neither overdue nor
-    at risk while it waits (`domain.model.Dossier.stopped_before_deadline`; the stop's start is
-    the last such act of its timeline)."""
+    at risk while it waits (`domain.model.Dossier.stopped_before_deadline`; `stopped_at` is
+    when the stop began)."""
+    if db is not None and db.table_exists(f"{prefix}timeline"):
+        # Tables of tracker rules before version 4 (no `stopped_at`; snapshots stay so): the
+        # stop's start is the last such act of their timeline table.
+        return (f"({prefix}dossiers.status IN ('awaiting_supplement', 'paused') AND"
+                f" (SELECT MAX(t.at) FROM {prefix}timeline t WHERE t.code={prefix}dossiers.code"
+                " AND t.kind IN ('supplement_requested', 'paused'))"
+                f" <= {prefix}dossiers.appointment_at)")
     return (f"({prefix}dossiers.status IN ('awaiting_supplement', 'paused') AND"
-            f" (SELECT MAX(t.at) FROM {prefix}timeline t WHERE t.code={prefix}dossiers.code"
-            " AND t.kind IN ('supplement_requested', 'paused'))"
-            f" <= {prefix}dossiers.appointment_at)")
+            f" {prefix}dossiers.stopped_at <= {prefix}dossiers.appointment_at)")
 
 
 def procedure(db: ReadDB, code: str) -> dict[str, Any] | None:
@@ -44,17 +50,34 @@ def dossier(db: ReadDB, code: str) -> dict[str, Any] | None:
 
 
 def timeline(db: ReadDB, code: str) -> list[dict[str, Any]]:
+    """A dossier's acts, from its own records in the public feed (`projections.tracker.
+    timeline_rows`), with the officers' public names and titles and the units' names."""
+    if db.table_exists("timeline"):
+        return _legacy_timeline(db, code)
+    if int(db.scalar("SELECT version FROM projection_versions WHERE name='feed'") or 1) < 2:
+        return []  # a feed of rules version 1 marks no dossier: shown once it is rebuilt
+    rows = timeline_rows(json.loads(r["record"]) for r in db.fetchall(
+        "SELECT record FROM public_feed WHERE dossier=? ORDER BY position", (code,)))
+    officers = officer_names(db, sorted({r["officer"] for r in rows if r["officer"]}))
+    agencies = agency_names(db, sorted({r["agency"] for r in rows if r["agency"]}))
+    for r in rows:
+        o = officers.get(r["officer"]) or {}
+        r["officer_name"], r["officer_title"] = o.get("name"), o.get("title")
+        r["agency_name"] = agencies.get(r["agency"])
+    return rows
+
+
+def _legacy_timeline(db: ReadDB, code: str) -> list[dict[str, Any]]:
+    """The timeline table of tracker rules before version 4, until they are rebuilt."""
     rows = db.fetchall(
-        "SELECT t.position, t.at, t.kind, t.outcome, t.detail, t.agency,"
+        "SELECT t.position, t.at, t.kind, t.outcome, t.detail, t.agency, t.officer,"
         " o.name AS officer_name, o.title AS officer_title, a.name AS agency_name"
         " FROM timeline t LEFT JOIN officers o ON o.key = t.officer"
         " LEFT JOIN agencies a ON a.key = t.agency WHERE t.code=? AND t.kind <> 'rated'"
-        " ORDER BY t.position", (code,))  # (rows of tracker tables built before version 3)
+        " ORDER BY t.position", (code,))
     for r in rows:
         r["detail"] = json.loads(r["detail"])
-        if r["kind"] == "withdrawn":
-            # The citizen's own reason is never public; tracker tables built by rules version 1
-            # hold it until they are rebuilt, and stay live meanwhile.
+        if r["kind"] == "withdrawn":  # version 1 held the citizen's own reason
             r["detail"].pop("reason", None)
     return rows
 
@@ -65,6 +88,14 @@ def officer_names(db: ReadDB, keys: list[str]) -> dict[str, dict[str, Any]]:
     marks = ",".join("?" for _ in keys)
     return {r["key"]: r for r in db.fetchall(
         f"SELECT key, name, title, phone FROM officers WHERE key IN ({marks})", keys)}
+
+
+def agency_names(db: ReadDB, keys: list[str]) -> dict[str, str]:
+    if not keys:
+        return {}
+    marks = ",".join("?" for _ in keys)
+    return {r["key"]: r["name"] for r in db.fetchall(
+        f"SELECT key, name FROM agencies WHERE key IN ({marks})", keys)}
 
 
 def agencies_for_procedure(db: ReadDB, record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -62,7 +62,7 @@ REBUILD_CACHE_KIB = 131_072
 # 41.5-47.7 s in four interleaved pairs. Restored afterwards.
 REBUILD_WAL_PAGES = 20_000
 # Helper threads SQLite may sort with while the swap builds the indexes (the workers have ended,
-# the other cores are idle): the timeline's (code, position) index of the province, 4.5 million
+# the other cores are idle): the (code, position) index of the province's timeline, 4.5 million
 # rows, 3.3-3.5 s with 2 threads against 4.0-4.8 s with none.
 SORT_THREADS = min(4, os.cpu_count() or 1)
 # Projections that hold delivery state besides what the log says; never rebuilt unless named.
@@ -555,6 +555,18 @@ def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
                                     f' "{target_prefix}{index[len(p.prefix):]}"')
                     else:
                         cur.execute(f"DROP INDEX {index}")
+            for table in p.retired:  # an earlier version's table, now a copy of nothing
+                name = target.t(table)
+                if db.dialect == "sqlite" and cur.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                        (name,)).fetchone():
+                    for index in _indexes(db, cur, name):
+                        cur.execute(f"DROP INDEX {index}")
+                    cur.execute(f"DROP TABLE IF EXISTS {RETIRED}{name}")
+                    cur.execute(f"ALTER TABLE {name} RENAME TO {RETIRED}{name}")
+                    retired.append(f"{RETIRED}{name}")
+                else:
+                    cur.execute(f"DROP TABLE IF EXISTS {name}")
             target.create(cur)  # indexes under the target's names (SQLite cannot rename them)
             row = cur.execute("SELECT position, event_time FROM projection_tracking WHERE name=?",
                               (p.tracking_name,)).fetchone()

@@ -783,9 +783,11 @@ class Load:
             return elapsed, cookies
 
 
+# (A dossier's acts are its records in the public feed, where its page reads them.)
+ACTS = "('Dossier.HandedOver', 'Dossier.Transferred', 'Dossier.Digitised')"
 PROBE_SQL = ("SELECT code, 'received' FROM dossiers WHERE code = ANY(%s)"
-             " UNION ALL SELECT DISTINCT code, 'act' FROM timeline WHERE code = ANY(%s)"
-             " AND kind IN ('handed_over', 'transferred', 'digitised')")
+             " UNION ALL SELECT DISTINCT dossier, 'act' FROM public_feed WHERE dossier = ANY(%s)"
+             f" AND type IN {ACTS}")
 
 
 def _error_text(html: str) -> str:
@@ -804,8 +806,8 @@ async def verify(urls: list[str], stats: Stats, pg_url: str, schema: str,
         cur = await conn.execute("SELECT code FROM dossiers WHERE code = ANY(%s)", (codes,))
         in_model = {r[0] for r in await cur.fetchall()}
         cur = await conn.execute(
-            "SELECT code, COUNT(*) FROM timeline WHERE code = ANY(%s) AND kind IN"
-            " ('handed_over', 'transferred', 'digitised') GROUP BY code", (codes,))
+            "SELECT dossier, COUNT(*) FROM public_feed WHERE dossier = ANY(%s) AND type IN"
+            f" {ACTS} GROUP BY dossier", (codes,))
         acts = {r[0]: r[1] for r in await cur.fetchall()}
         cur = await conn.execute("SELECT COUNT(*) FROM dossiers")
         after = (await cur.fetchone())[0]

@@ -337,8 +337,8 @@ def head_view(system: System, agency: str | None) -> dict[str, Any]:
     now = now_vn()
     now_iso = now.isoformat(timespec="seconds")
     # Dossiers whose clock stopped before their deadline are neither overdue nor at risk
-    # (see `worklist_rows`); the stop's start is the last such act of the timeline.
-    running = f" AND NOT {queries.stopped_in_time()}"
+    # (see `worklist_rows`).
+    running = f" AND NOT {queries.stopped_in_time(db=system.db)}"
     late_open = system.db.fetchall(
         "SELECT code, procedure_name, status, appointment_at, apology_at FROM dossiers"
         f" WHERE closed=0{running} AND appointment_at<?{where} ORDER BY appointment_at",

@@ -113,8 +113,9 @@ class StaffAuditController(Controller):
         if status:
             where.append("status=?")
             params.append(clean(status, 30))
+        stopped = queries.stopped_in_time(prefix, s.db)
         sql = (f"SELECT code, procedure_name, agency, holder_agency, status, received_at,"
-               f" appointment_at, outcome, {queries.stopped_in_time(prefix)} AS stopped_in_time"
+               f" appointment_at, outcome, {stopped} AS stopped_in_time"
                f" FROM {prefix}dossiers"
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY received_at LIMIT 2000")

@@ -39,6 +39,7 @@ from portal.controllers.staff import (
     system_of,
 )
 from portal.system import System
+from projections.tracker import TIMELINE_KINDS
 
 
 @dataclass(frozen=True)
@@ -376,15 +377,10 @@ class StaffDossierController(Controller):
             if personal else None, "at": at})
 
 
-# The auditor's history names each event as the public timeline does.
-EVENT_LABELS = {"Created": "received", "Received": "received", "HandedOver": "handed_over",
-                "Transferred": "transferred", "SupplementRequested": "supplement_requested",
-                "SupplementReceived": "supplement_received", "Paused": "paused",
-                "Resumed": "resumed", "Apologised": "apologised", "LatenessExplained": "explained",
-                "ResultIssued": "result_issued", "ResultReturned": "returned",
-                "Refused": "refused", "Stopped": "stopped", "Withdrawn": "withdrawn",
-                "Digitised": "digitised", "DataReused": "data_reused", "FeePaid": "fee_paid",
-                "Synchronised": "synchronised", "Rated": "rated"}
+# The auditor's history names each event as the public timeline does (and a rating, which
+# the public timeline leaves out).
+EVENT_LABELS = {"Created": "received", "Rated": "rated",
+                **{kind.split(".", 1)[1]: found[0] for kind, found in TIMELINE_KINDS.items()}}
 
 
 HIDDEN_FIELDS = {"originator_id", "originator_version", "timestamp", "applicant_sealed",

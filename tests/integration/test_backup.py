@@ -28,7 +28,7 @@ def _populate(app):
 
 def _tables(db):
     return {t: db.fetchall(f"SELECT * FROM {t} ORDER BY 1")
-            for t in ("procedures", "agencies", "officers", "dossiers", "timeline")}
+            for t in ("procedures", "agencies", "officers", "dossiers", "public_feed")}
 
 
 def _strip(rows):

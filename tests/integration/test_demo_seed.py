@@ -10,6 +10,7 @@ import pytest
 from domain.calendar import VN_TZ
 from domain.demo import DATA, FATES, DemoData, Generator, seed_reference
 from domain.privacy import MemoryApplicantKeys
+from projections import queries
 
 END = datetime(2026, 11, 20, 16, 0, tzinfo=VN_TZ)  # a Friday afternoon
 START = END - timedelta(days=540)  # 18 months
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.skipif(not (DATA / "procedures.json").exists(),
 
 
 def public_dump(db) -> str:
-    return "\n".join(str(r) for t in ("dossiers", "timeline", "agencies", "officers")
+    return "\n".join(str(r) for t in ("dossiers", "public_feed", "agencies", "officers")
                      for r in db.fetchall(f"SELECT * FROM {t}"))
 
 
@@ -62,7 +63,7 @@ def test_seeding_is_idempotent_varied_and_accepted_by_the_rules(sqlite_settings,
     assert 0 < len(late) < len(rows) / 4
     assert sum(r["rated"] for r in rows) >= 5
     assert {"in_person", "online"} <= {r["channel"] for r in rows}
-    kinds = Counter(r["kind"] for r in system.db.fetchall("SELECT kind FROM timeline"))
+    kinds = Counter(r["kind"] for d in rows for r in queries.timeline(system.db, d["code"]))
     for kind in ("handed_over", "transferred", "supplement_requested", "paused", "apologised",
                  "explained", "result_issued", "returned", "fee_paid", "synchronised"):
         assert kinds[kind] > 0, (kind, kinds)

@@ -26,7 +26,7 @@ def later(app: OneStop, t: datetime, seconds: int) -> datetime:
 def public_dump(system) -> str:
     """Everything the public read models hold, as one text."""
     parts = []
-    for table in ("dossiers", "timeline", "agencies", "officers", "procedures"):
+    for table in ("dossiers", "public_feed", "agencies", "officers", "procedures"):
         parts.extend(str(r) for r in system.db.fetchall(f"SELECT * FROM {table}"))
     return "\n".join(parts)
 

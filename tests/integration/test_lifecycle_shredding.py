@@ -9,7 +9,8 @@ from projections import queries
 from projections.registry import public_projections
 from tests.factories import PERSONAL, applicant, at, small_province
 
-COMPARED = {"dossiers": "code", "timeline": "position", "agencies": "key", "officers": "key"}
+COMPARED = {"dossiers": "code", "public_feed": "position", "agencies": "key",
+            "officers": "key"}
 
 
 def rows(db, prefix: str = "") -> dict[str, list[dict]]:

@@ -189,7 +189,7 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
     system.catch_up()  # the live runner, batches of 7
     live = dump(system.db, outbox=True)
     assert len(live["public_feed"]) == system.runner.head()
-    assert live["national_outbox"] and live["timeline"] and live["stat_late"]
+    assert live["national_outbox"] and live["dossiers"] and live["stat_late"]
     head = system.runner.head()
     # Snapshots (no swap of live tables) with several batch sizes and worker counts.
     for label, batch, workers in (("b13", 13, 1), ("b10k", 10_000, 1), ("w2", 50, 2),
@@ -200,7 +200,7 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
         assert dump(system.db, f"asof_{label}_", outbox=True) == live, label
     # A full rebuild with workers swaps identical tables in; the outbox is left alone.
     with system.db.transaction() as cur:
-        cur.execute("DELETE FROM timeline WHERE position < 400")
+        cur.execute("DELETE FROM public_feed WHERE position < 400")
     seen: list[tuple[int, int]] = []
     result = rebuild(system.app, system.db, public_projections, workers=2, batch_size=50,
                      progress=lambda n, total: seen.append((n, total)))
@@ -211,16 +211,16 @@ def test_rebuilds_equal_the_live_tables_on_an_interleaved_log(backend_settings, 
     assert done == sorted(done) and len(set(done)) > 2
     assert seen[-1] == (head, head)
     assert dump(system.db, outbox=True) == live
-    assert not system.db.table_exists("rb_timeline")
+    assert not system.db.table_exists("rb_dossiers")
     # The replaced tables were dropped after the swap (SQLite renames them in the swap).
     if system.db.dialect == "sqlite":
         left = system.db.fetchall("SELECT name FROM sqlite_master WHERE name LIKE 'zz_%'")
         assert left == []
     # A rebuild stopped between its swap and its clean-up: the next one clears what it left.
     with system.db.transaction() as cur:
-        cur.execute("CREATE TABLE zz_retired_timeline (x INTEGER)")
+        cur.execute("CREATE TABLE zz_retired_dossiers (x INTEGER)")
     rebuild(system.app, system.db, public_projections, only=["tracker"], workers=2)
-    assert not system.db.table_exists("zz_retired_timeline")
+    assert not system.db.table_exists("zz_retired_dossiers")
     assert dump(system.db, outbox=True) == live
 
 

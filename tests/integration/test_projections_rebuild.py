@@ -55,7 +55,7 @@ def test_full_rebuild_swaps_in_identical_tables_and_the_runner_carries_on(backen
     assert seen and seen[-1][0] == seen[-1][1] == system.runner.head()
     assert dump(system.db) == before
     if system.db.dialect == "sqlite":  # JSON bound as UTF-8 bytes, stored as text (CAST)
-        for table, column in (("public_feed", "record"), ("timeline", "detail")):
+        for table, column in (("public_feed", "record"),):
             assert {r["t"] for r in system.db.fetchall(
                 f"SELECT DISTINCT typeof({column}) AS t FROM {table}")} == {"text"}
     # No shadow table is left behind, and a second rebuild works (index names were freed).
@@ -261,3 +261,48 @@ def test_stats_tables_of_the_old_rules_are_refused_then_rebuilt(sqlite_settings,
     assert rebuild_stale(again.app, again.db, runner) == ["stats"]
     assert runner.stale == set() and runner.catch_up() == 0
     assert dump(again.db) == before
+
+
+def test_tables_of_the_previous_rules_serve_until_rebuilt_then_their_timeline_goes(
+        sqlite_settings, make_system):
+    """An upgrade over a feed of rules version 1 (no `dossier` column) and a tracker of
+    version 3 (a timeline table, no `stopped_at`): the new code starts (it used to create an
+    index on the missing column and die), the dossier page and the desk's lists still read
+    the old tables, and the rebuild drops the old timeline table with the rest it replaces."""
+    from portal.system import build_system
+    from projections.rebuild import rebuild_stale
+
+    system = make_system(sqlite_settings)
+    scenario(system.app)
+    system.catch_up()
+    code = system.db.fetchone("SELECT code FROM dossiers WHERE status='returned'")["code"]
+    current = queries.timeline(system.db, code)
+    assert [t["kind"] for t in current][:2] == ["received", "handed_over"]
+    # What the previous rules left: their tables and versions.
+    with system.db.transaction() as cur:
+        cur.execute("DROP INDEX public_feed_dossier")
+        cur.execute("ALTER TABLE public_feed DROP COLUMN dossier")
+        cur.execute("ALTER TABLE dossiers DROP COLUMN stopped_at")
+        cur.execute("CREATE TABLE timeline (position BIGINT NOT NULL, code TEXT NOT NULL,"
+                    " at TEXT NOT NULL, kind TEXT NOT NULL, officer TEXT, agency TEXT,"
+                    " outcome TEXT, detail TEXT NOT NULL)")
+        cur.executemany("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?)", [
+            (t["position"], code, t["at"], t["kind"], t["officer"], t["agency"], t["outcome"],
+             '{"reason": "old rows"}') for t in current])
+        cur.execute("UPDATE projection_versions SET version=1 WHERE name='feed'")
+        cur.execute("UPDATE projection_versions SET version=3 WHERE name='tracker'")
+    upgraded = build_system(sqlite_settings)
+    try:
+        assert {"feed", "tracker"} <= upgraded.runner.stale
+        old = queries.timeline(upgraded.db, code)
+        assert [t["kind"] for t in old] == [t["kind"] for t in current]
+        assert old[0]["detail"] == {"reason": "old rows"} and old[0]["officer_name"]
+        assert upgraded.db.fetchall(
+            f"SELECT code FROM dossiers WHERE NOT {queries.stopped_in_time(db=upgraded.db)}")
+        assert sorted(rebuild_stale(upgraded.app, upgraded.db, upgraded.runner)) == \
+            ["feed", "tracker"]
+        assert not upgraded.db.table_exists("timeline")
+        assert not upgraded.db.table_exists("zz_retired_timeline")
+        assert queries.timeline(upgraded.db, code) == current
+    finally:
+        upgraded.close()

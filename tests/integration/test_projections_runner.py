@@ -272,7 +272,7 @@ def test_a_worker_starting_over_existing_tables_waits_for_no_batch(pg_url, make_
         # A batch being written by another worker: its transaction holds the tables it wrote.
         with psycopg.connect(pg_url) as batch:
             batch.execute(f'SET search_path TO "{schema}"')
-            batch.execute("UPDATE timeline SET kind=kind")
+            batch.execute("UPDATE dossiers SET status=status")
             batch.execute("INSERT INTO public_feed (position, type, record, sha256)"
                           " VALUES (999999, 'x', '{}', 'x')")
             db = ReadDB.open(settings.read_db_path, pg_url, schema)

@@ -99,31 +99,3 @@ def test_no_personal_data_anywhere_for_an_anonymous_visitor(backend_settings, ma
         assert must in seen, must
     assert f"/d/{withdrawn.code}" in seen
     assert len(seen) > 60
-
-
-def test_a_withdrawal_reason_left_by_the_old_tracker_rules_is_not_shown(sqlite_settings,
-                                                                         make_system):
-    """Tracker tables built by rules version 1 stored the citizen's reason and stay live until
-    rebuilt: the pages, the API, Open311 and the Atom feed leave it out all the same."""
-    import json
-
-    from tests.factories import small_province
-
-    system = make_system(sqlite_settings)
-    small_province(system.app)
-    r = system.app.receive_dossier(procedure_code="1.009994", agency="xa-b", channel="online",
-                                   applicant=applicant(), received_at=at(2025, 9, 26, 8),
-                                   officer=None)
-    system.app.withdraw(r.code, at=at(2025, 9, 26, 10), reason=WITHDRAW_REASON)
-    system.catch_up()
-    with system.db.transaction() as cur:  # as version 1 wrote it
-        cur.execute("UPDATE timeline SET detail=? WHERE code=? AND kind='withdrawn'",
-                    (json.dumps({"reason": WITHDRAW_REASON}, ensure_ascii=False), r.code))
-    assert WITHDRAW_REASON in system.db.fetchall(
-        "SELECT detail FROM timeline WHERE code=? AND kind='withdrawn'", (r.code,))[0]["detail"]
-    with TestClient(app=create_app(sqlite_settings, system)) as client:
-        for url in (f"/d/{r.code}", f"/d/{r.code}?lang=en", f"/api/dossiers/{r.code}",
-                    f"/open311/v2/requests/{r.code}.json", f"/d/{r.code}/feed.atom"):
-            page = client.get(url)
-            assert page.status_code == 200, url
-            assert WITHDRAW_REASON not in page.text, url
