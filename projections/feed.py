@@ -13,9 +13,6 @@ insert consumed, SQLite does not):
     type     TEXT NOT NULL        -- "Dossier.Received", ..., or "internal"
     record   TEXT NOT NULL        -- canonical JSON (see below), UTF-8 text
     sha256   TEXT NOT NULL        -- hex SHA-256 of the UTF-8 bytes of `record`
-    dossier  TEXT                 -- the public code of the dossier a Dossier.* record is about
-                                  -- (NULL for any other, and for a rating): the dossier
-                                  -- page's timeline is read from these records
 
 Canonical JSON: ``json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``.
 Times are ISO 8601: acts (``at``, ``received_at``, ``appointment_at`` ...) in Asia/Ho_Chi_Minh
@@ -300,21 +297,15 @@ class FeedProjection(Projection):
     """Writes `public_feed` (see the module docstring for the schema)."""
 
     name = "feed"
-    # 2: public_feed.dossier (the dossier page's timeline is read from the feed's own records:
-    # it shows nothing the signed feed does not hold, and the tracker keeps no copy of them).
-    version = 2
     tables = {
         "public_feed": """
             position BIGINT NOT NULL,
             type TEXT NOT NULL,
             record TEXT NOT NULL,
-            sha256 TEXT NOT NULL,
-            dossier TEXT""",
-        # dossier id -> public code, agency and procedure: the `dossier` column of its later
-        # records, and ratings published in aggregate form.
+            sha256 TEXT NOT NULL""",
+        # dossier id -> agency and procedure, to publish ratings in aggregate form.
         "feed_dossiers": """
             id TEXT PRIMARY KEY,
-            code TEXT NOT NULL,
             agency TEXT NOT NULL,
             procedure_code TEXT NOT NULL""",
     }
@@ -322,50 +313,39 @@ class FeedProjection(Projection):
     # dossier, appends its rows and builds the index once at the end, where a key would take
     # millions of positions in random order (each commit then wrote pages all over it).
     indexes = ("CREATE UNIQUE INDEX IF NOT EXISTS {t_public_feed}_position"
-               " ON {t_public_feed}(position)",
-               "CREATE INDEX IF NOT EXISTS {t_public_feed}_dossier ON {t_public_feed}"
-               "(dossier, position) WHERE dossier IS NOT NULL")
+               " ON {t_public_feed}(position)",)
 
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
-        self._ready: tuple[Any, list[tuple[Any, ...]], list[tuple[str, ...]]] | None = None
+        self._ready: tuple[Any, list[tuple[Any, ...]], list[tuple[str, str, str]]] | None = None
 
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
-        """Compute the batch's rows (reads only: the dossiers received before the batch)."""
-        new_dossiers: list[tuple[str, ...]] = []
-        places: dict[str, tuple[str, str]] = {}
-        codes: dict[str, str] = {}
-        wanted = dossiers_to_load(events, self.shared)
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
-            for row in cur.execute(
-                    f"SELECT id, code, agency, procedure_code FROM {self.t('feed_dossiers')}"
-                    f" WHERE id IN ({','.join('?' for _ in chunk)})", chunk).fetchall():
-                places[row["id"]] = (row["agency"], row["procedure_code"])
-                codes[row["id"]] = row["code"]
+        """Compute the batch's rows (reads only: the ratings' dossiers)."""
+        new_dossiers: list[tuple[str, str, str]] = []
+        batch: dict[str, tuple[str, str]] = {}
+        wanted = dossiers_to_load(events, self.shared, rated=True)
+        if wanted:
+            marks = ",".join("?" for _ in wanted)
+            for row in cur.execute(f"SELECT id, agency, procedure_code FROM "
+                                   f"{self.t('feed_dossiers')} WHERE id IN ({marks})",
+                                   wanted).fetchall():
+                batch[row["id"]] = (row["agency"], row["procedure_code"])
         rows = []
         records = shared_records(self.shared)
-        lookup = places.get
-        code_of = codes.get
+        lookup = batch.get
         plain = PLAIN.get
         for position, ev in events:
-            kind = type(ev).__qualname__
-            dossier = None
-            if kind.startswith("Dossier.") and kind != RATED:
+            if type(ev).__qualname__ == "Dossier.Received":
                 key = str(ev.originator_id)
-                if kind == "Dossier.Received":
-                    places[key] = (ev.agency, ev.procedure_code)
-                    codes[key] = ev.code
-                    new_dossiers.append((key, ev.code, ev.agency, ev.procedure_code))
-                dossier = code_of(key)
+                batch[key] = (ev.agency, ev.procedure_code)
+                new_dossiers.append((key, ev.agency, ev.procedure_code))
             record = records.get(position)
             if record is None:
                 record = records[position] = public_record(position, ev, lookup)
             # An event read from plain JSON (see projections.fastread.PLAIN) gives a record
             # of plain JSON values: public_record turned its times into text.
             data = _FAST_CANONICAL(record) if plain(id(ev)) is ev else canonical_bytes(record)
-            rows.append((position, record["type"], data, hashlib.sha256(data).hexdigest(),
-                         dossier))
+            rows.append((position, record["type"], data, hashlib.sha256(data).hexdigest()))
         self._ready = (events, rows, new_dossiers)
 
     def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
@@ -375,8 +355,8 @@ class FeedProjection(Projection):
         _, rows, new_dossiers = self._ready
         self._ready = None
         if new_dossiers:
-            cur.executemany(f"INSERT INTO {self.t('feed_dossiers')} (id, code, agency,"
-                            " procedure_code) VALUES (?,?,?,?)", new_dossiers)
+            cur.executemany(f"INSERT INTO {self.t('feed_dossiers')} (id, agency, procedure_code)"
+                            " VALUES (?,?,?)", new_dossiers)
         record, rows = utf8_text(cur, rows, 2)
-        cur.executemany(f"INSERT INTO {self.t('public_feed')} (position, type, record, sha256,"
-                        f" dossier) VALUES (?,?,{record},?,?)", rows)
+        cur.executemany(f"INSERT INTO {self.t('public_feed')} (position, type, record, sha256)"
+                        f" VALUES (?,?,{record},?)", rows)

@@ -50,14 +50,15 @@ def dossier(db: ReadDB, code: str) -> dict[str, Any] | None:
 
 
 def timeline(db: ReadDB, code: str) -> list[dict[str, Any]]:
-    """A dossier's acts, from its own records in the public feed (`projections.tracker.
+    """A dossier's acts, from their records in the public feed (`projections.tracker.
     timeline_rows`), with the officers' public names and titles and the units' names."""
     if db.table_exists("timeline"):
         return _legacy_timeline(db, code)
-    if int(db.scalar("SELECT version FROM projection_versions WHERE name='feed'") or 1) < 2:
-        return []  # a feed of rules version 1 marks no dossier: shown once it is rebuilt
+    acts = db.scalar("SELECT acts FROM dossiers WHERE code=?", (code,))
+    positions = [int(p) for p in (acts or "").split(",") if p]
     rows = timeline_rows(json.loads(r["record"]) for r in db.fetchall(
-        "SELECT record FROM public_feed WHERE dossier=? ORDER BY position", (code,)))
+        f"SELECT record FROM public_feed WHERE position IN ({','.join('?' for _ in positions)})"
+        " ORDER BY position", positions)) if positions else []
     officers = officer_names(db, sorted({r["officer"] for r in rows if r["officer"]}))
     agencies = agency_names(db, sorted({r["agency"] for r in rows if r["agency"]}))
     for r in rows:

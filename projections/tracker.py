@@ -3,10 +3,10 @@
 Public by design: the applicant appears only as the masked name; officers appear by key and
 are joined to the public directory when read.
 
-The timeline is not stored here: it is read from the dossier's own records in the public feed
-(`public_feed.dossier`, see `timeline_rows`), so the page shows nothing the signed feed does not
-hold, and a rebuild writes each act once (the province's timeline table was a gigabyte, a
-copy of what the feed holds).
+The timeline is not stored here: `dossiers.acts` lists the log positions of the dossier's acts,
+and the page reads their records in the public feed (`timeline_rows`), so it shows nothing the
+signed feed does not hold, and a rebuild writes each act once (the province's timeline table
+was a gigabyte, a copy of what the feed holds).
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ class TrackerProjection(Projection):
     # it on the dossier page); tables built by version 1 are refused until rebuilt.
     # 3: no timeline row for a rating (its position and time linked the dossier to the rating's
     # record in the public feed); an apology's after_deadline from its published times.
-    # 4: no timeline table (read from the public feed: `timeline_rows`); dossiers.stopped_at.
+    # 4: no timeline table (dossiers.acts: the positions of the dossier's records in the
+    # public feed, read by `timeline_rows`); dossiers.stopped_at.
     version = 4
     tables = {
         "dossiers": """
@@ -133,7 +134,8 @@ class TrackerProjection(Projection):
             return_channel TEXT,
             ended_at TEXT,
             rated INTEGER NOT NULL DEFAULT 0,
-            last_position BIGINT NOT NULL""",
+            last_position BIGINT NOT NULL,
+            acts TEXT NOT NULL""",
     }
     retired = ("timeline",)
     indexes = (
@@ -146,7 +148,7 @@ class TrackerProjection(Projection):
                "status", "closed", "masked_applicant", "supplements", "stopped_seconds",
                "stopped_at", "apology_at", "apology_new_appointment_at", "apology_timely",
                "apology_reason", "result_at", "result_electronic", "outcome", "outcome_766",
-               "returned_at", "return_channel", "ended_at", "rated", "last_position")
+               "returned_at", "return_channel", "ended_at", "rated", "last_position", "acts")
 
     _COLUMN_VALUES = operator.itemgetter(*COLUMNS)
 
@@ -201,9 +203,11 @@ class TrackerProjection(Projection):
             self._dirty = set()
 
     def _update(self, ev: Any, position: int, **columns: Any) -> None:
+        """An act of the dossier: its columns change, its position joins its timeline."""
         doc = self._doc(ev)
         doc.update(columns)
         doc["last_position"] = position
+        doc["acts"] += f",{position}"
         self._dirty.add(doc["id"])
 
     # events -------------------------------------------------------------------------------
@@ -215,7 +219,7 @@ class TrackerProjection(Projection):
                    appointment_at=iso(ev.appointment_at),
                    original_appointment_at=iso(ev.appointment_at), status="received",
                    closed=0, masked_applicant=ev.applicant_masked, supplements=0,
-                   stopped_seconds=0, rated=0, last_position=position)
+                   stopped_seconds=0, rated=0, last_position=position, acts=str(position))
         self._docs[doc["id"]] = doc
         self._dirty.add(doc["id"])
 
@@ -283,6 +287,10 @@ class TrackerProjection(Projection):
         self._update(ev, position)
 
     def on_Dossier_Rated(self, cur: Any, ev: Any, position: int) -> None:
-        # A rating is public in aggregate only (the feed names its agency, procedure and day).
-        # `rated` stays for the rating form's own check; it is on no public output.
-        self._update(ev, position, rated=1)
+        # A rating is public in aggregate only (the feed names its agency, procedure and day):
+        # no act of the timeline, whose positions would link the dossier to its record in the
+        # feed. `rated` stays for the rating form's own check; it is on no public output.
+        doc = self._doc(ev)
+        doc["rated"] = 1
+        doc["last_position"] = position
+        self._dirty.add(doc["id"])

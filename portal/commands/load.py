@@ -783,11 +783,13 @@ class Load:
             return elapsed, cookies
 
 
-# (A dossier's acts are its records in the public feed, where its page reads them.)
-ACTS = "('Dossier.HandedOver', 'Dossier.Transferred', 'Dossier.Digitised')"
+# A dossier's acts are the public feed's records at the positions its tracker row lists, as
+# its page reads them.
+ACTS = ("FROM dossiers d JOIN public_feed f ON f.position ="
+        " ANY(string_to_array(d.acts, ',')::bigint[]) WHERE d.code = ANY(%s) AND f.type IN"
+        " ('Dossier.HandedOver', 'Dossier.Transferred', 'Dossier.Digitised')")
 PROBE_SQL = ("SELECT code, 'received' FROM dossiers WHERE code = ANY(%s)"
-             " UNION ALL SELECT DISTINCT dossier, 'act' FROM public_feed WHERE dossier = ANY(%s)"
-             f" AND type IN {ACTS}")
+             f" UNION ALL SELECT DISTINCT d.code, 'act' {ACTS}")
 
 
 def _error_text(html: str) -> str:
@@ -806,8 +808,7 @@ async def verify(urls: list[str], stats: Stats, pg_url: str, schema: str,
         cur = await conn.execute("SELECT code FROM dossiers WHERE code = ANY(%s)", (codes,))
         in_model = {r[0] for r in await cur.fetchall()}
         cur = await conn.execute(
-            "SELECT dossier, COUNT(*) FROM public_feed WHERE dossier = ANY(%s) AND type IN"
-            f" {ACTS} GROUP BY dossier", (codes,))
+            f"SELECT d.code, COUNT(*) {ACTS} GROUP BY d.code", (codes,))
         acts = {r[0]: r[1] for r in await cur.fetchall()}
         cur = await conn.execute("SELECT COUNT(*) FROM dossiers")
         after = (await cur.fetchone())[0]

@@ -265,10 +265,9 @@ def test_stats_tables_of_the_old_rules_are_refused_then_rebuilt(sqlite_settings,
 
 def test_tables_of_the_previous_rules_serve_until_rebuilt_then_their_timeline_goes(
         sqlite_settings, make_system):
-    """An upgrade over a feed of rules version 1 (no `dossier` column) and a tracker of
-    version 3 (a timeline table, no `stopped_at`): the new code starts (it used to create an
-    index on the missing column and die), the dossier page and the desk's lists still read
-    the old tables, and the rebuild drops the old timeline table with the rest it replaces."""
+    """An upgrade over a tracker of rules version 3 (a timeline table; no `acts`, no
+    `stopped_at`): the new code starts, the dossier page and the desk's lists still read the
+    old tables, and the rebuild drops the old timeline table with the rest it replaces."""
     from portal.system import build_system
     from projections.rebuild import rebuild_stale
 
@@ -280,27 +279,24 @@ def test_tables_of_the_previous_rules_serve_until_rebuilt_then_their_timeline_go
     assert [t["kind"] for t in current][:2] == ["received", "handed_over"]
     # What the previous rules left: their tables and versions.
     with system.db.transaction() as cur:
-        cur.execute("DROP INDEX public_feed_dossier")
-        cur.execute("ALTER TABLE public_feed DROP COLUMN dossier")
         cur.execute("ALTER TABLE dossiers DROP COLUMN stopped_at")
+        cur.execute("ALTER TABLE dossiers DROP COLUMN acts")
         cur.execute("CREATE TABLE timeline (position BIGINT NOT NULL, code TEXT NOT NULL,"
                     " at TEXT NOT NULL, kind TEXT NOT NULL, officer TEXT, agency TEXT,"
                     " outcome TEXT, detail TEXT NOT NULL)")
         cur.executemany("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?)", [
             (t["position"], code, t["at"], t["kind"], t["officer"], t["agency"], t["outcome"],
              '{"reason": "old rows"}') for t in current])
-        cur.execute("UPDATE projection_versions SET version=1 WHERE name='feed'")
         cur.execute("UPDATE projection_versions SET version=3 WHERE name='tracker'")
     upgraded = build_system(sqlite_settings)
     try:
-        assert {"feed", "tracker"} <= upgraded.runner.stale
+        assert upgraded.runner.stale == {"tracker"}
         old = queries.timeline(upgraded.db, code)
         assert [t["kind"] for t in old] == [t["kind"] for t in current]
         assert old[0]["detail"] == {"reason": "old rows"} and old[0]["officer_name"]
         assert upgraded.db.fetchall(
             f"SELECT code FROM dossiers WHERE NOT {queries.stopped_in_time(db=upgraded.db)}")
-        assert sorted(rebuild_stale(upgraded.app, upgraded.db, upgraded.runner)) == \
-            ["feed", "tracker"]
+        assert rebuild_stale(upgraded.app, upgraded.db, upgraded.runner) == ["tracker"]
         assert not upgraded.db.table_exists("timeline")
         assert not upgraded.db.table_exists("zz_retired_timeline")
         assert queries.timeline(upgraded.db, code) == current
