@@ -523,6 +523,20 @@ def _indexes(db: ReadDB, cur: Any, table: str) -> list[str]:
     return [r["name"] for r in rows]
 
 
+def _retire(db: ReadDB, cur: Any, name: str, retired: list[str]) -> None:
+    """Take a live table out of the way in the swap's transaction: on SQLite renamed (its
+    indexes dropped) and listed in `retired` for `drop_retired`; elsewhere dropped."""
+    if db.dialect == "sqlite" and cur.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone():
+        for index in _indexes(db, cur, name):
+            cur.execute(f"DROP INDEX {index}")
+        cur.execute(f"DROP TABLE IF EXISTS {RETIRED}{name}")
+        cur.execute(f"ALTER TABLE {name} RENAME TO {RETIRED}{name}")
+        retired.append(f"{RETIRED}{name}")
+    else:
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
          snapshot_row: tuple[str | None, str, int] | None = None) -> list[str]:
     """Replace the target tables by the shadow ones, with their tracking rows, atomically.
@@ -536,16 +550,7 @@ def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
             target = type(p)(target_prefix)
             for table in p.tables:
                 name = target.t(table)
-                if db.dialect == "sqlite" and cur.execute(
-                        "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                        (name,)).fetchone():
-                    for index in _indexes(db, cur, name):
-                        cur.execute(f"DROP INDEX {index}")
-                    cur.execute(f"DROP TABLE IF EXISTS {RETIRED}{name}")
-                    cur.execute(f"ALTER TABLE {name} RENAME TO {RETIRED}{name}")
-                    retired.append(f"{RETIRED}{name}")
-                else:
-                    cur.execute(f"DROP TABLE IF EXISTS {name}")
+                _retire(db, cur, name, retired)
                 cur.execute(f"ALTER TABLE {p.t(table)} RENAME TO {name}")
                 for index in _indexes(db, cur, target.t(table)):
                     if not index.startswith(p.prefix):
@@ -556,17 +561,7 @@ def swap(db: ReadDB, shadows: Sequence[Projection], target_prefix: str,
                     else:
                         cur.execute(f"DROP INDEX {index}")
             for table in p.retired:  # an earlier version's table, now a copy of nothing
-                name = target.t(table)
-                if db.dialect == "sqlite" and cur.execute(
-                        "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                        (name,)).fetchone():
-                    for index in _indexes(db, cur, name):
-                        cur.execute(f"DROP INDEX {index}")
-                    cur.execute(f"DROP TABLE IF EXISTS {RETIRED}{name}")
-                    cur.execute(f"ALTER TABLE {name} RENAME TO {RETIRED}{name}")
-                    retired.append(f"{RETIRED}{name}")
-                else:
-                    cur.execute(f"DROP TABLE IF EXISTS {name}")
+                _retire(db, cur, target.t(table), retired)
             target.create(cur)  # indexes under the target's names (SQLite cannot rename them)
             row = cur.execute("SELECT position, event_time FROM projection_tracking WHERE name=?",
                               (p.tracking_name,)).fetchone()
