@@ -107,6 +107,16 @@ def warm_up(app: Any) -> None:
 
 
 # -- commands -----------------------------------------------------------------------------
+def demo_address(settings: Settings, port: int) -> Settings:
+    """The demo's public address (QR codes, posters, feeds) is where it serves, unless the
+    operator set one: on another port than the default, QR codes led to :8000."""
+    if settings.public_base_url != Settings.public_base_url:
+        return settings
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    host = f"[{host}]" if ":" in host else host
+    return settings.with_(public_base_url=f"http://{host}:{port}")
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -118,6 +128,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Xóa dữ liệu cũ trong {settings.var_dir} (--fresh)")
         shutil.rmtree(settings.var_dir)
     ensure_var_dir(settings)
+    settings = demo_address(settings, args.port or settings.port)
     meili = None
     if not settings.meili_url:
         key_file = settings.var_dir / "meili.key"

@@ -1,4 +1,5 @@
-"""`portal demo` as a service manager runs it: SIGTERM stops it and its managed Meilisearch."""
+"""`portal demo` as a service manager runs it: SIGTERM stops it and its managed Meilisearch; on
+another port, its public address follows."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def test_sigterm_stops_the_demo_and_its_meilisearch(tmp_path):
                 time.sleep(0.1)
         else:
             pytest.fail("the demo never answered: " + "".join(output))
+        # Its public address (QR codes, posters, feeds) is where it serves: the port asked.
+        listed = httpx.get(f"http://127.0.0.1:{port}/api/procedures", timeout=30).json()
+        assert listed and listed[0]["url"].startswith(f"http://127.0.0.1:{port}/p/"), listed[0]
         found = re.search(r"Meilisearch: \S+ \(pid (\d+)\)", "".join(output))
         assert found, "".join(output)
         meili = int(found.group(1))
