@@ -52,10 +52,12 @@ def dossier(db: ReadDB, code: str) -> dict[str, Any] | None:
 def timeline(db: ReadDB, code: str) -> list[dict[str, Any]]:
     """A dossier's acts, from their records in the public feed (`projections.tracker.
     timeline_rows`), with the officers' public names and titles and the units' names."""
-    if db.table_exists("timeline"):
+    # The dossier's own row says which rules built it: one query per view, where a look into
+    # the catalogue for the old timeline table cost another (information_schema on PostgreSQL).
+    row = db.fetchone("SELECT * FROM dossiers WHERE code=?", (code,))
+    if row is not None and "acts" not in row:
         return _legacy_timeline(db, code)
-    acts = db.scalar("SELECT acts FROM dossiers WHERE code=?", (code,))
-    positions = [int(p) for p in (acts or "").split(",") if p]
+    positions = [int(p) for p in (row or {}).get("acts", "").split(",") if p]
     rows = timeline_rows(json.loads(r["record"]) for r in db.fetchall(
         f"SELECT record FROM public_feed WHERE position IN ({','.join('?' for _ in positions)})"
         " ORDER BY position", positions)) if positions else []

@@ -62,8 +62,8 @@ REBUILD_CACHE_KIB = 131_072
 # 41.5-47.7 s in four interleaved pairs. Restored afterwards.
 REBUILD_WAL_PAGES = 20_000
 # Helper threads SQLite may sort with while the swap builds the indexes (the workers have ended,
-# the other cores are idle): the (code, position) index of the province's timeline, 4.5 million
-# rows, 3.3-3.5 s with 2 threads against 4.0-4.8 s with none.
+# the other cores are idle): measured on the province's former timeline index (code, position),
+# 4.5 million rows, 3.3-3.5 s with 2 threads against 4.0-4.8 s with none.
 SORT_THREADS = min(4, os.cpu_count() or 1)
 # Projections that hold delivery state besides what the log says; never rebuilt unless named.
 # (Kept here until they declare `rebuildable = False` themselves.)
