@@ -287,6 +287,11 @@ def test_tables_of_the_previous_rules_serve_until_rebuilt_then_their_timeline_go
         cur.executemany("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?)", [
             (t["position"], code, t["at"], t["kind"], t["officer"], t["agency"], t["outcome"],
              '{"reason": "old rows"}') for t in current])
+        # Version 1 wrote a withdrawing citizen's own reason into the timeline.
+        other = cur.execute("SELECT code FROM dossiers WHERE code<>? LIMIT 1",
+                            (code,)).fetchone()["code"]
+        cur.execute("INSERT INTO timeline VALUES (1, ?, '2025-09-03T09:00:00+07:00',"
+                    " 'withdrawn', NULL, 'xa-a', NULL, ?)", (other, '{"reason": "riêng tư"}'))
         cur.execute("UPDATE projection_versions SET version=3 WHERE name='tracker'")
     upgraded = build_system(sqlite_settings)
     try:
@@ -294,6 +299,8 @@ def test_tables_of_the_previous_rules_serve_until_rebuilt_then_their_timeline_go
         old = queries.timeline(upgraded.db, code)
         assert [t["kind"] for t in old] == [t["kind"] for t in current]
         assert old[0]["detail"] == {"reason": "old rows"} and old[0]["officer_name"]
+        withdrawn = queries.timeline(upgraded.db, other)
+        assert [(t["kind"], t["detail"]) for t in withdrawn] == [("withdrawn", {})]
         assert upgraded.db.fetchall(
             f"SELECT code FROM dossiers WHERE NOT {queries.stopped_in_time(db=upgraded.db)}")
         assert rebuild_stale(upgraded.app, upgraded.db, upgraded.runner) == ["tracker"]
