@@ -402,7 +402,7 @@ class StatsProjection(Projection):
     tables = {
         "stat_dossiers": """
             id TEXT PRIMARY KEY,
-            code TEXT NOT NULL UNIQUE,
+            code TEXT NOT NULL,
             procedure_code TEXT NOT NULL,
             procedure_name TEXT NOT NULL,
             agency TEXT NOT NULL,
@@ -481,7 +481,10 @@ class StatsProjection(Projection):
             fee INTEGER NOT NULL,
             payable INTEGER NOT NULL""",
     }
+    # The code is unique through an index built at the end of a rebuild, not a constraint of
+    # the table (see the tracker's `indexes`).
     indexes = (
+        "CREATE UNIQUE INDEX IF NOT EXISTS {t_stat_dossiers}_code ON {t_stat_dossiers}(code)",
         "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_recv ON {t_stat_dossiers}(received_at)",
         "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_end ON {t_stat_dossiers}(ended_at)",
         "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_open ON {t_stat_dossiers}"

@@ -105,8 +105,8 @@ class TrackerProjection(Projection):
     version = 4
     tables = {
         "dossiers": """
-            code TEXT PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
+            code TEXT NOT NULL,
+            id TEXT PRIMARY KEY,
             procedure_code TEXT NOT NULL,
             procedure_name TEXT NOT NULL,
             agency TEXT NOT NULL,
@@ -138,7 +138,13 @@ class TrackerProjection(Projection):
             acts TEXT NOT NULL""",
     }
     retired = ("timeline",)
+    # Keyed by id, the code unique through an index: a rebuild feeds dossier after dossier in
+    # id order, so the key grows at its end, and the code index (codes come in random order:
+    # each batch touched most of its pages, written again at every commit) is built once at
+    # the end. Province, two workers: 104 s against 122 s with the code as key (with stats').
+    # Tables made by the code-keyed DDL are fed as they are (their id is unique too).
     indexes = (
+        "CREATE UNIQUE INDEX IF NOT EXISTS {t_dossiers}_code ON {t_dossiers}(code)",
         "CREATE INDEX IF NOT EXISTS {t_dossiers}_agency ON {t_dossiers}(agency, received_at)",
         "CREATE INDEX IF NOT EXISTS {t_dossiers}_procedure ON {t_dossiers}(procedure_code)",
     )
@@ -197,8 +203,8 @@ class TrackerProjection(Projection):
             cols, values = self.COLUMNS, self._COLUMN_VALUES
             cur.executemany(
                 f"INSERT INTO {self.t('dossiers')} ({', '.join(cols)}) VALUES"
-                f" ({','.join('?' for _ in cols)}) ON CONFLICT (code) DO UPDATE SET "
-                + ", ".join(f"{c}=excluded.{c}" for c in cols[1:]),
+                f" ({','.join('?' for _ in cols)}) ON CONFLICT (id) DO UPDATE SET "
+                + ", ".join(f"{c}=excluded.{c}" for c in cols if c != "id"),
                 [values(self._docs[i]) for i in sorted(self._dirty)])
             self._dirty = set()
 

@@ -263,6 +263,48 @@ def test_stats_tables_of_the_old_rules_are_refused_then_rebuilt(sqlite_settings,
     assert dump(again.db) == before
 
 
+def test_dossier_tables_keyed_by_code_before_are_fed_on_and_codes_stay_unique(
+        sqlite_settings, make_system):
+    """Dossier rows are keyed by id, their code unique through an index built with the
+    others (a rebuild fed dossier after dossier appends ids in order, where codes come in
+    random order). Tables made before that, keyed by code, are still fed by the live runner
+    (the same rows as a rebuild gives); the rebuilt ones refuse a second dossier with a code."""
+    import sqlite3
+
+    from projections.stats import StatsProjection
+    from projections.tracker import TrackerProjection
+
+    system = make_system(sqlite_settings)
+    with system.db.transaction() as cur:  # the previous keys, before any row
+        for p in (TrackerProjection(), StatsProjection()):
+            table = next(iter(p.tables))
+            columns = p.tables[table]
+            if table == "dossiers":
+                columns = columns.replace(" code TEXT NOT NULL,", " code TEXT PRIMARY KEY,")
+                columns = columns.replace(" id TEXT PRIMARY KEY,", " id TEXT NOT NULL UNIQUE,")
+            else:
+                columns = columns.replace(" code TEXT NOT NULL,", " code TEXT NOT NULL UNIQUE,")
+            assert columns != p.tables[table]
+            cur.execute(f"DROP TABLE {table}")
+            cur.execute(f"CREATE TABLE {table} ({columns})")
+    scenario(system.app)
+    system.catch_up()
+    old = dump(system.db)
+    assert len(old["dossiers"]) == len(old["stat_dossiers"]) > 3
+    rebuild(system.app, system.db, public_projections)
+    assert dump(system.db) == old
+    ddl = system.db.scalar("SELECT sql FROM sqlite_master WHERE name='dossiers'")
+    assert "id TEXT PRIMARY KEY" in ddl and "code TEXT NOT NULL," in ddl
+    for table in ("dossiers", "stat_dossiers"):
+        row = system.db.fetchone(f"SELECT * FROM {table} LIMIT 1")
+        row["id"] = "another-id"
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"), \
+                system.db.transaction() as cur:
+            cur.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES"
+                        f" ({', '.join('?' for _ in row)})", tuple(row.values()))
+    assert dump(system.db) == old
+
+
 def test_tables_of_the_previous_rules_serve_until_rebuilt_then_their_timeline_goes(
         sqlite_settings, make_system):
     """An upgrade over a tracker of rules version 3 (a timeline table; no `acts`, no
