@@ -95,49 +95,13 @@ VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 _VN_FIXED = timezone(timedelta(hours=7))
 
 
-# Datetime objects whose `vn_iso` text is known already: a reader that decoded a datetime from
-# text of exactly that form (a rebuild's `projections.fastread`) files it here, and clears it.
-# Filed by id(at) -> (at, text): hashing a fresh aware datetime costs more than the filing
-# saves, an int does not; the entry holds `at`, so no other object takes its id while filed.
-KNOWN_VN_ISO: dict[int, tuple[datetime, str]] = {}
-_known = KNOWN_VN_ISO.get
-# The same for `utc_iso`'s text (record times: the event store's timestamps).
-KNOWN_UTC_ISO: dict[int, tuple[datetime, str]] = {}
-_known_utc = KNOWN_UTC_ISO.get
-
-
-def file_iso(at: datetime, text: str) -> None:
-    """File the ISO text a datetime was just parsed from, where it is (or, to the second,
-    holds) the text `vn_iso` or `utc_iso` would write for it."""
-    n = len(text)
-    if n == 25:
-        if text.endswith("+07:00") and text >= "1976":
-            KNOWN_VN_ISO[id(at)] = (at, text)
-    elif n == 32:  # microseconds
-        if text.endswith("+00:00"):
-            KNOWN_UTC_ISO[id(at)] = (at, text)
-        elif text.endswith("+07:00") and text >= "1976":
-            KNOWN_VN_ISO[id(at)] = (at, text[:19] + "+07:00")  # isoformat truncates
-
-
-def forget_iso() -> None:
-    KNOWN_VN_ISO.clear()
-    KNOWN_UTC_ISO.clear()
-
-
 def utc_iso(at: datetime) -> str:
     """`at` in UTC, ISO 8601 to the microsecond ("2025-09-03T10:00:00.000000+00:00")."""
-    found = _known_utc(id(at))
-    if found is not None and found[0] is at:
-        return found[1]
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def vn_iso(at: datetime) -> str:
     """`at` in Viet Nam's local time, ISO 8601 to the second ("2025-09-03T17:00:00+07:00")."""
-    found = _known(id(at))
-    if found is not None and found[0] is at:
-        return found[1]
     if at.year >= 1976:
         return at.astimezone(_VN_FIXED).isoformat(timespec="seconds")
     return at.astimezone(VN_TZ).isoformat(timespec="seconds")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from projections.db import ReadDB
+from projections.fastread import as_datetime
 
 log = logging.getLogger("portal.projections")
 
@@ -75,6 +76,10 @@ class Projection:
     # rebuild that feeds it in log order, without the partitioned projections, decodes just
     # those (`projections.fastread.FastReader.decode_fields`).
     fields_read: dict[str, tuple[str, ...]] = {}
+    # True when every handler takes the events' times as datetimes or as their stored text
+    # (`projections.fastread`'s `text_times`): a rebuild feeding only such projections then
+    # leaves the times it reads as text.
+    text_times: bool = False
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
@@ -281,7 +286,8 @@ class Runner:
         events = self.read(start, stop)
         if not events:
             return None
-        return events, events[-1][0], getattr(events[-1][1], "timestamp", None)
+        last = getattr(events[-1][1], "timestamp", None)
+        return events, events[-1][0], as_datetime(last) if last is not None else None
 
     def select(self, p: Projection, events: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
         """The events of a batch that projection `p` is fed (all of them here)."""

@@ -17,6 +17,7 @@ def usage_bucket(count: int) -> int:
 
 class CatalogueProjection(Projection):
     name = "catalogue"
+    text_times = True
     # Usage buckets, and the revision a crossing takes, follow every dossier received in log
     # order: one process feeds it in a parallel rebuild.
     partitioned = False

@@ -12,6 +12,14 @@ page; PostgreSQL: the recorder's own select) and decodes them the way the mapper
 - topic -> class, `originator_id` / `originator_version`, `class_version` upcasts, and
   `object.__new__(cls)` with the state as `__dict__`, as `Mapper.to_domain_event` does.
 
+With `text_times` (a rebuild of projections that declare `Projection.text_times`), a time is
+left as the text it was stored as where that text is what the projections would write for it:
+an act's local time to the second (`vn_iso`'s form, "2025-09-03T17:00:00+07:00") and the record
+time in UTC to the microsecond (`utc_iso`'s, for `timestamp` only); any other form is parsed
+into a datetime. Those projections take either (`act_text`, `stamp_text`, `as_datetime`):
+every time of a rebuild's millions of events was parsed, only to be written back as the same
+text.
+
 Events of the page last read whose state held nothing but JSON strings, integers, booleans,
 nulls, floats that `json.dumps` and msgspec write alike, and times at its top level are kept in
 `PLAIN` (id -> event): the public feed writes their records without looking for anything
@@ -36,7 +44,7 @@ import msgspec
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder
 from eventsourcing.utils import resolve_topic
 
-from domain.calendar import file_iso, forget_iso
+from domain.calendar import utc_iso, vn_iso
 
 _set = object.__setattr__
 # Events of the page last read whose state was plain JSON and top-level times (see above).
@@ -72,16 +80,40 @@ def id_uuid(value: str | UUID) -> UUID:
 
 
 def forget_page() -> None:
-    """Let go of what was kept about the last page read (the texts of its times, its plain
-    events): done before each page, and once a rebuild is over."""
-    forget_iso()
+    """Let go of what was kept about the last page read (its plain events): done before each
+    page, and once a rebuild is over."""
     PLAIN.clear()
+
+
+def is_act_text(text: str) -> bool:
+    """Whether a stored time's text is the one `vn_iso` writes for it (from 1976 on, when Viet
+    Nam's offset has been fixed)."""
+    return len(text) == 25 and text[19:] == "+07:00" and text[10] == "T" and text >= "1976"
+
+
+def is_stamp_text(text: str) -> bool:
+    """Whether a stored time's text is the one `utc_iso` writes for it."""
+    return len(text) == 32 and text[26:] == "+00:00" and text[10] == "T"
+
+
+def act_text(at: datetime | str) -> str:
+    """An act's time as `vn_iso` writes it, read as a datetime or (`text_times`) as that text."""
+    return at if isinstance(at, str) else vn_iso(at)
+
+
+def stamp_text(at: datetime | str) -> str:
+    """A record time as `utc_iso` writes it, read as a datetime or as that text."""
+    return at if isinstance(at, str) else utc_iso(at)
+
+
+def as_datetime(at: datetime | str) -> datetime:
+    return datetime.fromisoformat(at) if isinstance(at, str) else at
 
 
 class FastReader:
     """Reads (position, event) pages from the application's event store."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, text_times: bool = False) -> None:
         self.app = app
         self.mapper = app.mapper
         self.recorder = app.recorder
@@ -98,16 +130,16 @@ class FastReader:
             # The transcoding decode_json decodes without `hook` (None: the library's own).
             inline = None
 
-            def datetime_iso(text: str) -> datetime:
-                # Acts are stored in vn_iso's own form, record times in utc_iso's: the
-                # projections that write them back as text find it instead of formatting.
-                at = parse(text)
-                file_iso(at, text)
-                return at
+            def act_time(text: str) -> Any:
+                return text if is_act_text(text) else parse(text)
 
+            def stamp_time(text: str) -> Any:
+                return text if is_stamp_text(text) else parse(text)
+
+            act, stamp = (act_time, stamp_time) if text_times else (parse, parse)
             if "datetime_iso" in decoders and type(names["datetime_iso"]) is DatetimeAsISO:
                 inline = "datetime_iso"
-                decoders["datetime_iso"] = datetime_iso
+                decoders["datetime_iso"] = act  # nested times are acts' (attributions)
 
             def hook(d: dict[str, Any]) -> Any:
                 # The library's rule: a two-key object with _type_ and _data_ is a transcoding.
@@ -176,7 +208,7 @@ class FastReader:
                         left -= 1
                         # Most transcodings are times: decoded without the hook's checks.
                         if v["_type_"] == inline:
-                            found[k] = datetime_iso(text)
+                            found[k] = stamp(text) if k == "timestamp" else act(text)
                         else:
                             odd[0] = True
                             found[k] = hook(v)

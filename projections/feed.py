@@ -73,10 +73,10 @@ from typing import Any
 
 import msgspec
 
-from domain.calendar import VN_TZ, utc_iso, vn_iso
+from domain.calendar import vn_iso
 from projections.base import Projection
 from projections.db import utf8_text
-from projections.fastread import PLAIN
+from projections.fastread import PLAIN, act_text, stamp_text
 
 INTERNAL = "internal"
 
@@ -253,7 +253,7 @@ def public_record(position: int, ev: Any, rating_lookup: RatingLookup | None = N
         agency, procedure_code = found if found else (None, None)
         return {"position": position, "type": kind, "agency": agency,
                 "procedure_code": procedure_code,
-                "date": ev.at.astimezone(VN_TZ).date().isoformat(),
+                "date": act_text(ev.at)[:10],  # the local day
                 "level": ev.level, "criteria": json_ready(dict(ev.criteria)),
                 "apology_received": ev.apology_received}
     fields = PUBLIC_FIELDS.get(kind)
@@ -266,7 +266,7 @@ def public_record(position: int, ev: Any, rating_lookup: RatingLookup | None = N
     record: dict[str, Any] = {
         "position": position, "type": kind, "id": str(ev.originator_id),
         "version": ev.originator_version,
-        "recorded_at": utc_iso(ev.timestamp),
+        "recorded_at": stamp_text(ev.timestamp),
     }
     state = ev.__dict__
     for f in fields:
@@ -297,6 +297,7 @@ class FeedProjection(Projection):
     """Writes `public_feed` (see the module docstring for the schema)."""
 
     name = "feed"
+    text_times = True
     tables = {
         "public_feed": """
             position BIGINT NOT NULL,

@@ -45,7 +45,7 @@ from typing import Any
 from domain.calendar import VN_TZ, vn_iso
 from projections.base import VERSIONS_DDL, Projection, ProjectionFailed, Runner, log, now_iso
 from projections.db import ReadDB, SQLiteReadDB
-from projections.fastread import FastReader, forget_page
+from projections.fastread import FastReader, as_datetime, forget_page
 from projections.gctune import fewer_collections
 from projections.queries import SNAPSHOTS_DDL
 
@@ -103,6 +103,8 @@ def act_time(ev: Any) -> datetime | None:
     value = getattr(ev, "at", None)
     if value is None:
         value = getattr(ev, "received_at", None)
+    if isinstance(value, str):  # read as its text (`Projection.text_times`)
+        value = as_datetime(value)
     return value if isinstance(value, datetime) else None
 
 
@@ -273,7 +275,7 @@ class RebuildRunner(Runner):
             if all(kind in p.fields_read for p in self.projections):
                 self.fields[kind] = tuple(sorted({f for p in self.projections
                                                   for f in p.fields_read[kind]}))
-        reader = FastReader(app)
+        reader = FastReader(app, text_times=all(p.text_times for p in self.projections))
         self.reader = reader if reader.usable() else None
         self.prepare_outside = True
         self.topics = topics
@@ -292,10 +294,16 @@ class RebuildRunner(Runner):
         events = self.reader.read(start, self.batch_size, stop, topics=self.topics,
                                   fields=self.fields)
         if len(events) == self.batch_size:
-            return events, events[-1][0], events[-1][1].timestamp
+            return events, events[-1][0], as_datetime(events[-1][1].timestamp)
         # No event of these topics is left up to `stop`: the tracking row goes there.
-        last = self.reader.event_at(stop)
-        return events, stop, getattr(last, "timestamp", None)
+        return events, stop, self._record_time(stop)
+
+    def _record_time(self, position: int) -> datetime | None:
+        """When the event at `position` was recorded (None: no event there)."""
+        assert self.reader is not None
+        last = self.reader.event_at(position)
+        found = getattr(last, "timestamp", None)
+        return as_datetime(found) if found is not None else None
 
     def by_aggregate(self) -> bool:
         """Whether this store can be replayed in aggregate order (`replay_aggregates`)."""
@@ -335,8 +343,7 @@ class RebuildRunner(Runner):
             total += rows
             if counted is not None:
                 counted(total)
-        last = self.reader.event_at(stop)
-        last_time = getattr(last, "timestamp", None)
+        last_time = self._record_time(stop)
         with self.db.transaction() as cur:
             for p in projections:
                 cur.execute(self.db.q(

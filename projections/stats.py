@@ -391,6 +391,7 @@ class _BatchStore(MemoryStore):
 
 class StatsProjection(Projection):
     name = "stats"
+    text_times = True
     # 2: stat_dossiers.undigitised replaced components and digitised; 3: an "overall"
     # criterion is not counted besides the level; stat_dossiers.stopped_at (when the clock
     # stopped, while it is): a dossier ended or judged while stopped is late only if its

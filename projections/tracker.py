@@ -16,16 +16,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from domain.calendar import vn_iso
 from domain.model import Dossier, T
 from projections.base import Projection
+from projections.fastread import act_text
 from projections.feed import dossiers_to_load
 
 CLOSED_STATUSES = ("processed", "returned", "refused", "stopped", "withdrawn")
 
 
-def iso(at: datetime | None) -> str | None:
-    return None if at is None else vn_iso(at)
+def iso(at: datetime | str | None) -> str | None:
+    return None if at is None else act_text(at)
 
 
 # Public feed record type -> (timeline kind, the record's field naming the officer who acted,
@@ -96,6 +96,7 @@ def timeline_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class TrackerProjection(Projection):
     name = "tracker"
+    text_times = True
     # 2: a withdrawal's timeline row no longer holds the citizen's reason (version 1 published
     # it on the dossier page); tables built by version 1 are refused until rebuilt.
     # 3: no timeline row for a rating (its position and time linked the dossier to the rating's

@@ -5,18 +5,19 @@ dossiers interleave (their events spread over many batches)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
 from eventsourcing.cryptography import AESCipher
 
-from domain.calendar import KNOWN_UTC_ISO, KNOWN_VN_ISO, VN_TZ, file_iso, utc_iso, vn_iso
+from domain.calendar import VN_TZ, utc_iso, vn_iso
 from domain.demo import DemoData, Generator, seed_reference
 from domain.model import T
 from portal.commands.bench import run_interleaved
-from projections.fastread import FastReader, IdUUID
+from projections.fastread import FastReader, IdUUID, act_text, as_datetime, stamp_text
+from projections.feed import json_ready, public_record
 from projections.rebuild import RebuildRunner, aggregate_bounds, rebuild
 from projections.registry import public_projections
 from tests.integration.test_projections_rebuild import dump
@@ -57,54 +58,65 @@ def test_fast_reader_decodes_the_same_events_as_the_mapper(backend_settings, mak
     assert [p for p, _ in reader.read(3, 4, stop=5)] == [4, 5]
 
 
-def test_times_read_from_the_log_keep_their_local_text(sqlite_settings, make_system):
+def test_text_times_leave_the_texts_projections_write_and_parse_the_others(
+        sqlite_settings, make_system):
+    """With `text_times`, a time stays the text it was stored as where that text is what
+    `vn_iso` (acts) or `utc_iso` (the record time) writes for it; any other form is a datetime.
+    Either way the projections' helpers give the same texts, and the public records are the
+    ones of the library's events."""
     system = make_system(sqlite_settings)
     scenario(system.app)
-    reader = FastReader(system.app)
-    fast = reader.read(0, system.runner.head() + 10)
-
-    def datetimes(value):  # every datetime in an event's state, nested ones too
-        if isinstance(value, datetime):
-            yield value
-        elif isinstance(value, dict | list | tuple):
-            for v in value.values() if isinstance(value, dict) else value:
-                yield from datetimes(v)
-
-    times = [at for _, ev in fast for at in datetimes(ev.__dict__)]
-    known, known_utc = dict(KNOWN_VN_ISO), dict(KNOWN_UTC_ISO)
-    ids = {id(at) for at in times}
-    assert known and set(known) <= ids and known_utc and set(known_utc) <= ids
-    assert all(known[id(at)][0] is at for at in times if id(at) in known)
-    # Record times (UTC, to the microsecond) and times of day to the microsecond (receptions)
-    # are filed too.
-    assert all(id(ev.timestamp) in known_utc for _, ev in fast)
-    for text in ("2026-01-21T15:05:52.622395+07:00", "2026-01-21T08:05:52.622395+00:00",
-                 "2026-01-21T15:05:52+07:00", "1975-01-21T15:05:52.622395+07:00"):
-        at = datetime.fromisoformat(text)
-        file_iso(at, text)
-        local = at.astimezone(VN_TZ).isoformat(timespec="seconds")
-        assert vn_iso(at) == local and utc_iso(at) == at.astimezone(UTC).isoformat(
-            timespec="microseconds")
-        assert (id(at) in KNOWN_VN_ISO) == (text.endswith("+07:00") and text >= "1976")
-    for at in times:  # the UTC text utc_iso finds is the one it would compute
-        KNOWN_UTC_ISO.clear()
-        computed = utc_iso(at)
-        KNOWN_UTC_ISO.update(known_utc)
-        assert utc_iso(at) == computed == at.astimezone(UTC).isoformat(timespec="microseconds")
-    # Filed by the object: an entry under an id whose object is another is not used.
-    some = next(entry[0] for entry in known.values())
-    other = some + timedelta(0)
-    assert other == some and other is not some
-    KNOWN_VN_ISO[id(other)] = (some, "not other's text")
-    assert vn_iso(other) == other.astimezone(VN_TZ).isoformat(timespec="seconds")
-    for at in times:  # the text vn_iso finds is the one it would compute
-        KNOWN_VN_ISO.clear()
-        computed = vn_iso(at)
-        KNOWN_VN_ISO.update(known)
-        assert vn_iso(at) == computed
-    # The next page clears the last one's texts.
-    reader.read(system.runner.head() + 10, 10)
-    assert not KNOWN_VN_ISO and not KNOWN_UTC_ISO
+    head = system.runner.head()
+    texts = FastReader(system.app, text_times=True).read(0, head + 10)
+    slow = system.runner._decode(system.app.recorder.select_notifications(
+        start=0, limit=head + 10, inclusive_of_start=False))
+    assert len(texts) == len(slow) == head
+    kept = 0
+    for (position, fast), (_, ev) in zip(texts, slow, strict=True):
+        assert type(fast) is type(ev) and fast.__dict__.keys() == ev.__dict__.keys()
+        for name, value in ev.__dict__.items():
+            got = fast.__dict__[name]
+            if isinstance(value, datetime):
+                assert as_datetime(got) == value
+                if name == "timestamp":
+                    assert stamp_text(got) == utc_iso(value)
+                else:
+                    assert act_text(got) == vn_iso(value)
+                kept += isinstance(got, str)
+            elif name != "originator_id":  # nested times (attributions) are acts' texts too
+                assert json_ready(got) == json_ready(value)
+                assert got == value or name == "attribution"
+        assert public_record(position, fast, lambda _: ("a", "p")) == \
+            public_record(position, ev, lambda _: ("a", "p"))
+    assert kept > head  # record times and acts alike
+    # Other forms of the same moments are parsed: to the microsecond in local time, a record
+    # time without microseconds, an act in UTC, a local time before 1976 (the zone's rules).
+    reader = FastReader(system.app, text_times=True)
+    uid = "00000000-0000-4000-8000-000000000001"
+    cases = {
+        "timestamp": ("2026-01-21T08:05:52+00:00", "2026-01-21T08:05:52.622395+00:00"),
+        "at": ("2026-01-21T15:05:52.622395+07:00", "2026-01-21T15:05:52+07:00"),
+        "step_due_at": ("2026-01-21T08:05:52.622395+00:00", "2026-01-21T15:05:52+07:00"),
+        "next_step_due_at": ("1975-01-21T15:05:52+07:00", "2026-01-21T15:05:52+07:00"),
+    }
+    for form in (0, 1):
+        state = {k: {"_type_": "datetime_iso", "_data_": v[form]} for k, v in cases.items()}
+        state.update(step=1, from_officer="o-1", to_officer="o-2", to_unit="leader",
+                     outcome="on_time", note="")
+        ev = reader.decode(uid, 2, T + "Dossier.HandedOver", msgspec.json.encode(state))
+        for k, v in cases.items():
+            got = ev.__dict__[k]
+            assert isinstance(got, str) == (form == 1) and as_datetime(got) == \
+                datetime.fromisoformat(v[form])
+        assert ev.at.__class__ is (str if form else datetime)
+        record = public_record(9, ev)
+        assert record["recorded_at"] == utc_iso(datetime.fromisoformat(cases["timestamp"][form]))
+        assert record["step_due_at"] == vn_iso(datetime.fromisoformat(cases["step_due_at"][form]))
+        assert record["next_step_due_at"] == \
+            datetime.fromisoformat(cases["next_step_due_at"][form]).astimezone(VN_TZ).isoformat()
+    # Without `text_times`, every time is a datetime, as the mapper gives.
+    plain = FastReader(system.app).read(0, head + 10)
+    assert all(isinstance(ev.timestamp, datetime) for _, ev in plain)
 
 
 def test_fast_reader_on_an_encrypted_store(sqlite_settings, make_system):
