@@ -62,18 +62,27 @@ def drop_schema(url: str, *schemas: str) -> None:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def _postgres(settings: Settings, url: str) -> Iterator[Settings]:
+    """`settings` on a fresh PostgreSQL schema, dropped afterwards (with its keys' schema)."""
+    schema = "t_" + uuid.uuid4().hex[:12]
+    yield settings.with_(postgres_url=url, postgres_schema=schema)
+    drop_schema(url, schema, schema + "_keys")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """The same test on both stores: SQLite files, and a fresh PostgreSQL schema."""
     settings = Settings(var_dir=tmp_path / "var", secret_key="test-secret")
     if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-        schema = "t_" + uuid.uuid4().hex[:12]
-        settings = settings.with_(postgres_url=url, postgres_schema=schema)
-        yield settings
-        drop_schema(url, schema, schema + "_keys")
+        yield from _postgres(settings, request.getfixturevalue("pg_url"))
     else:
         yield settings
+
+
+@pytest.fixture
+def pg_settings(pg_url: str, tmp_path: Path) -> Iterator[Settings]:
+    """A PostgreSQL-only test's settings: a fresh schema, files under tmp_path."""
+    yield from _postgres(Settings(var_dir=tmp_path / "var", secret_key="test-secret"), pg_url)
 
 
 @pytest.fixture

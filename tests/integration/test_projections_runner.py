@@ -255,21 +255,17 @@ def test_killed_projection_process_ends_identical_to_a_clean_rebuild(backend_set
 
 
 
-def test_a_worker_starting_over_existing_tables_waits_for_no_batch(pg_url, make_system):
+def test_a_worker_starting_over_existing_tables_waits_for_no_batch(pg_settings, make_system):
     """An operator audit: web and projection workers started at once (systemd at boot) died of
     'deadlock detected' / 'tuple concurrently updated': each one's setup ran CREATE INDEX IF
     NOT EXISTS, which PostgreSQL locks the table for even when the index exists, against the
     batches other workers were writing. Over existing tables, a setup now locks no table."""
-    import uuid
-
     import psycopg
 
     from projections.db import ReadDB
-    from tests.conftest import drop_schema
 
-    schema = "t_" + uuid.uuid4().hex[:12]
-    settings = Settings(var_dir=Path(os.environ.get("TMPDIR", "/tmp")) / schema,
-                        secret_key="test-secret", postgres_url=pg_url, postgres_schema=schema)
+    settings = pg_settings
+    schema, pg_url = settings.postgres_schema, settings.postgres_url
     system = make_system(settings)
     try:
         small_province(system.app)
@@ -288,7 +284,6 @@ def test_a_worker_starting_over_existing_tables_waits_for_no_batch(pg_url, make_
             batch.rollback()
     finally:
         system.close()
-        drop_schema(pg_url, schema, schema + "_keys")
 
 
 class _LockBound:
