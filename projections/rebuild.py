@@ -219,7 +219,7 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
             events = _run_by_aggregate(runner, factory, parts, stop, bar)
         else:
             events = runner.catch_up(stop=stop, progress=bar)
-    forget_page()  # the last page's events and times (a demo keeps running in this process)
+    forget_page()  # the last page's events (a demo keeps running in this process)
     swapping = time.perf_counter()
     if db.dialect != "sqlite":
         with db.transaction() as cur:
@@ -268,9 +268,11 @@ class RebuildRunner(Runner):
     def __init__(self, app: Any, db: ReadDB, projections: Sequence[Projection],
                  topics: Sequence[str] | None = None, **kwargs: Any) -> None:
         super().__init__(app, db, projections, **kwargs)
-        # Event types of which every projection fed here reads only some fields: those.
+        # Event types of which every projection fed here reads only some fields: those. (Not
+        # with an event filter: "as of" by act time reads every event's own time.)
         self.fields: dict[str, tuple[str, ...]] = {}
-        kinds = {k for p in self.projections for k in p.fields_read}
+        kinds = {k for p in self.projections for k in p.fields_read} \
+            if self.event_filter is None else set()
         for kind in kinds:
             if all(kind in p.fields_read for p in self.projections):
                 self.fields[kind] = tuple(sorted({f for p in self.projections

@@ -79,10 +79,17 @@ def test_as_of_act_time_shows_the_list_as_it_stood_before_the_dossier_became_lat
     system.catch_up()
     live = queries.late_list(system.db, "2025-09", now="2025-10-01T00:00:00+07:00")
     assert [(e["code"], e["kind"]) for e in live["dossiers"]] == [(r.code, "late_result")]
+    procedure = queries.dossier(system.db, r.code)["procedure_code"]
+    rcv(system.app, at(2025, 9, 5, 9, 0), procedure=procedure)  # after every snapshot below
+    system.catch_up()
+    assert queries.procedure(system.db, procedure)["usage_count"] == 2
 
     noon = rebuild(system.app, system.db, public_projections, as_of=at(2025, 9, 3, 12, 0),
                    by="act", label="noon")
     assert noon.prefix == "asof_noon_"
+    # The catalogue counts only the receptions before the moment (it reads their times too).
+    assert system.db.fetchone("SELECT usage_count FROM asof_noon_procedures WHERE code=?",
+                              (procedure,))["usage_count"] == 1
     assert queries.late_list(system.db, "2025-09", prefix=noon.prefix)["dossiers"] == []
     snap = queries.dossier(system.db, r.code)  # live tables untouched
     assert snap["status"] == "processed"
