@@ -372,8 +372,8 @@ class FastReader:
         return out
 
     def event_at(self, position: int) -> Any | None:
-        """The event stored at a position (None: none there). Unlike `read`, it keeps the
-        texts filed for the page just read, whose events may still be written out."""
+        """The event stored at a position (None: none there). Unlike `read`, it keeps what
+        was kept of the page just read (`PLAIN`), whose events may still be written out."""
         rows = self._rows(position - 1, 1, position) if position > 0 else []
         return self.decode(*rows[0][1:]) if rows else None
 

@@ -271,18 +271,17 @@ def test_stats_tables_of_the_old_rules_are_refused_then_rebuilt(sqlite_settings,
 
 
 def test_dossier_tables_keyed_by_code_before_are_fed_on_and_codes_stay_unique(
-        sqlite_settings, make_system):
+        backend_settings, make_system):
     """Dossier rows are keyed by id, their code unique through an index built with the
     others (a rebuild fed dossier after dossier appends ids in order, where codes come in
     random order). Tables made before that, keyed by code, are still fed by the live runner
     (the same rows as a rebuild gives); the rebuilt tracker refuses a second dossier with a
     code."""
-    import sqlite3
-
     from projections.stats import StatsProjection
     from projections.tracker import TrackerProjection
 
-    system = make_system(sqlite_settings)
+    # Small batches: rows of the old tables are updated, not only inserted.
+    system = make_system(backend_settings.with_(projection_batch_size=7))
     with system.db.transaction() as cur:  # the previous keys, before any row
         for p in (TrackerProjection(), StatsProjection()):
             table = next(iter(p.tables))
@@ -301,11 +300,12 @@ def test_dossier_tables_keyed_by_code_before_are_fed_on_and_codes_stay_unique(
     assert len(old["dossiers"]) == len(old["stat_dossiers"]) > 3
     rebuild(system.app, system.db, public_projections)
     assert dump(system.db) == old
-    ddl = system.db.scalar("SELECT sql FROM sqlite_master WHERE name='dossiers'")
-    assert "id TEXT PRIMARY KEY" in ddl and "code TEXT NOT NULL," in ddl
+    if system.db.dialect == "sqlite":
+        ddl = system.db.scalar("SELECT sql FROM sqlite_master WHERE name='dossiers'")
+        assert "id TEXT PRIMARY KEY" in ddl and "code TEXT NOT NULL," in ddl
     row = system.db.fetchone("SELECT * FROM dossiers LIMIT 1")
     row["id"] = "another-id"
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"), system.db.transaction() as cur:
+    with pytest.raises(Exception, match=r"(?i)unique"), system.db.transaction() as cur:
         cur.execute(f"INSERT INTO dossiers ({', '.join(row)}) VALUES"
                     f" ({', '.join('?' for _ in row)})", tuple(row.values()))
     assert dump(system.db) == old
