@@ -117,7 +117,7 @@ class FastReader:
         self.app = app
         self.mapper = app.mapper
         self.recorder = app.recorder
-        self._classes: dict[str, tuple[type, int, Callable[..., Any] | None]] = {}
+        self._classes: dict[str, tuple[type, int]] = {}
         self._fields: dict[tuple[str, ...], Callable[[bytes], Any]] = {}
         self._walk: Callable[[Any], Any] = lambda value: value
         transcoder = self.mapper.transcoder
@@ -246,22 +246,27 @@ class FastReader:
     def usable(self) -> bool:
         return self._decode_json is not None
 
-    def _class(self, topic: str) -> tuple[type, int, Callable[..., Any] | None]:
+    def _class(self, topic: str) -> tuple[type, int]:
+        """The event class of a stored topic and its class version."""
         found = self._classes.get(topic)
         if found is None:
             cls = resolve_topic(topic)
-            found = self._classes[topic] = (cls, getattr(cls, "class_version", 1), None)
+            found = self._classes[topic] = (cls, getattr(cls, "class_version", 1))
         return found
 
-    def decode(self, originator_id: Any, version: int, topic: str, state: bytes) -> Any:
-        cls, class_version, _ = self._class(topic)
+    def _json(self, state: bytes) -> bytes:
+        """A stored state as JSON: through the mapper's cipher and compressor, if any."""
         mapper = self.mapper
         if mapper.cipher:
             state = mapper.cipher.decrypt(state)
         if mapper.compressor:
             state = mapper.compressor.decompress(state)
+        return state
+
+    def decode(self, originator_id: Any, version: int, topic: str, state: bytes) -> Any:
+        cls, class_version = self._class(topic)
         assert self._decode_json is not None
-        event_state = self._decode_json(state)
+        event_state = self._decode_json(self._json(state))
         event_state["originator_id"] = id_uuid(originator_id)
         event_state["originator_version"] = version
         from_version = event_state.pop("class_version", 1)
@@ -288,15 +293,10 @@ class FastReader:
         """The event with only the fields `names` of its state, and its record time: the JSON
         decoder skips the rest without building it (`Projection.fields_read`). An event stored
         by an older class version (upcasts take the whole state) is decoded whole."""
-        cls, class_version, _ = self._class(topic)
-        mapper = self.mapper
+        cls, class_version = self._class(topic)
         stored = state
-        if mapper.cipher:
-            state = mapper.cipher.decrypt(state)
-        if mapper.compressor:
-            state = mapper.compressor.decompress(state)
         try:
-            found = self._fields_decoder(names)(state)
+            found = self._fields_decoder(names)(self._json(state))
         except msgspec.DecodeError:  # what msgspec refuses and json accepts (NaN)
             return self.decode(originator_id, version, topic, stored)
         stored_version = found.class_version
