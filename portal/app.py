@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, pass_context
 from litestar import Litestar, Request, Response
+from litestar.concurrency import sync_to_thread
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import (
     ClientException,
@@ -31,6 +32,7 @@ from litestar.template.config import TemplateConfig
 from domain.errors import DomainError, NotFound
 from portal import i18n, labels, public_data
 from portal.controllers import discover_routes
+from portal.controllers.system import HealthProbes
 from portal.i18n import gettext as _
 from portal.middleware import (
     HttpCacheMiddleware,
@@ -278,8 +280,10 @@ def create_app(settings: Settings, system: System | None = None, *,
     # sent to Meilisearch (and per national-portal call), noise that costs CPU under load.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     sys_ = system or build_system(settings)
+    probes = HealthProbes()
 
     async def on_shutdown(app: Litestar) -> None:
+        await sync_to_thread(probes.close)  # before the stores close under a probe
         await sys_.search.aclose()
         if owned:
             sys_.close()
@@ -296,7 +300,7 @@ def create_app(settings: Settings, system: System | None = None, *,
                                        cache_control=None, send_as_attachment=False),
         ],
         response_headers=[ResponseHeader(name=k, value=v) for k, v in SECURITY_HEADERS.items()],
-        state={"system": sys_, "settings": settings},  # type: ignore[dict-item]
+        state={"system": sys_, "settings": settings, "probes": probes},  # type: ignore[dict-item]
         template_config=TemplateConfig(directory=TEMPLATES, engine=PortalTemplates,
                                        engine_callback=_configure_engine),
         plugins=[HTMXPlugin()],

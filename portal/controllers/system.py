@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, get
+
+log = logging.getLogger(__name__)
 
 
 class SystemController(Controller):
@@ -22,10 +26,11 @@ class SystemController(Controller):
     @get("/healthz", sync_to_thread=True)
     def healthz(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         s = request.app.state["system"]
+        within = request.app.state["probes"].within
         checks: dict[str, Any] = {}
         ok = True
         try:
-            head = _within(s.runner.head)
+            head = within(s.runner.head)
             checks["event_store"] = {"ok": True, "backend": s.settings.backend, "head": head}
         except Exception as e:
             ok = False
@@ -35,7 +40,7 @@ class SystemController(Controller):
             projections = [
                 {"name": st.name, "position": st.position, "lag_events": st.lag_events,
                  "lag_seconds": st.lag_seconds, "error": st.error}
-                for st in _within(s.runner.status)
+                for st in within(s.runner.status)
             ]
             # Tables another rules version built (an upgrade before its rebuild) still serve
             # the pages as they stood: a degraded read model, not an outage (a load balancer
@@ -69,14 +74,45 @@ class SystemController(Controller):
 # retries a lost PostgreSQL ten times, and a load balancer's probe would wait minutes for the
 # 503 (the probe thread goes on and ends on its own).
 HEALTH_SECONDS = 3.0
-_PROBES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="healthz")
+# How long the app's shutdown waits for a probe still running before the stores close.
+DRAIN_SECONDS = 10.0
 
 
-def _within(check: Callable[[], Any]) -> Any:
-    try:
-        return _PROBES.submit(check).result(timeout=HEALTH_SECONDS)
-    except FuturesTimeout:
-        raise TimeoutError(f"no answer within {HEALTH_SECONDS:g} s") from None
+class HealthProbes:
+    """The app's own threads for store checks with a time budget. Its shutdown waits for the
+    probes still running before the stores close under them: a probe that had timed out went
+    on reading SQLite while the connection closed, and CPython's sqlite3 module crashed the
+    whole process (a segmentation fault in CI, a test after the one that timed out)."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="healthz")
+        self._running: set[Future[Any]] = set()
+        self._lock = threading.Lock()
+
+    def within(self, check: Callable[[], Any]) -> Any:
+        future = self._pool.submit(check)
+        with self._lock:
+            self._running.add(future)
+        future.add_done_callback(self._forget)
+        try:
+            return future.result(timeout=HEALTH_SECONDS)
+        except FuturesTimeout:
+            raise TimeoutError(f"no answer within {HEALTH_SECONDS:g} s") from None
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._running.discard(future)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Wait (at most `timeout`, default DRAIN_SECONDS) for the running probes; True when
+        none is left. Later checks are refused."""
+        with self._lock:
+            running = list(self._running)
+        _done, left = wait(running, timeout=DRAIN_SECONDS if timeout is None else timeout)
+        if left:
+            log.warning("%d health probe(s) still running at shutdown", len(left))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return not left
 
 
 ROUTES = [SystemController]
