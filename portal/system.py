@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class System:
     sync: SearchSync | None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    # Seconds `close` waits for each background thread to end.
+    close_wait: float = 5.0
 
     def catch_up(self) -> int:
         """Bring every projection (and the search index when configured) up to date."""
@@ -132,7 +135,15 @@ class System:
         self._stop.set()
         self.runner.wakeup.set()
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=self.close_wait)
+        busy = [t.name for t in self._threads if t.is_alive()]
+        if busy:
+            # Closing the stores under a thread still reading SQLite can crash the process
+            # (CPython's sqlite3 module): leave them to the process's exit.
+            logging.getLogger(__name__).warning(
+                "stores left open: %s still running after %g s", ", ".join(busy),
+                self.close_wait)
+            return
         self.app.close()
         self.db.close()
         self.keys.db.close()

@@ -305,3 +305,29 @@ class _LockBound:
                 yield cur
 
         return bounded()
+
+
+def test_close_leaves_the_stores_to_a_thread_still_reading_them(sqlite_settings, caplog):
+    """A background thread still running when the system closes (a batch longer than the
+    wait): closing the event store under it could crash the process (CPython's sqlite3 module
+    does not survive a close racing a query), so the stores are left to the process's exit."""
+    from portal.system import build_system
+
+    system = build_system(sqlite_settings)
+    system.close_wait = 0.2
+    release = threading.Event()
+    stuck = threading.Thread(target=release.wait, args=(30,), name="projections", daemon=True)
+    stuck.start()
+    system._threads.append(stuck)
+    try:
+        with caplog.at_level(logging.WARNING, logger="portal.system"):
+            system.close()
+        assert "stores left open: projections still running" in caplog.text
+        small_province(system.app)  # the event store still takes events
+        assert system.runner.head() > 0
+    finally:
+        release.set()
+        stuck.join()
+        system.close()
+    with pytest.raises(Exception):  # closed now
+        system.runner.head()
