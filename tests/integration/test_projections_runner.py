@@ -329,5 +329,7 @@ def test_close_leaves_the_stores_to_a_thread_still_reading_them(sqlite_settings,
         release.set()
         stuck.join()
         system.close()
-    with pytest.raises(Exception):  # closed now
+    from eventsourcing.persistence import ConnectionPoolClosedError
+
+    with pytest.raises(ConnectionPoolClosedError):  # closed now
         system.runner.head()
