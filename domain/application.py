@@ -46,6 +46,8 @@ from domain.model import (
     Officer,
     Procedure,
     ReceptionGuidance,
+    StaffAccount,
+    account_id,
     agency_id,
     command_id,
     counter_id,
@@ -423,6 +425,52 @@ class OneStop(Application):
 
     def agency(self, key: str) -> Agency:
         return self._get(agency_id(key), lambda: AgencyNotFound(key))
+
+    # -- staff accounts (domain.model.StaffAccount: the desk's sign-ins, no secrets) ---------
+    def account_opened(self, username: str, role: str, officer_key: str | None,
+                       agency: str | None, display_name: str, by: str) -> None:
+        """Log a new account (before the account table has it: an account that could sign
+        in is never missing from the log). A name the log already knew (an account table
+        lost, or an earlier attempt that failed after logging) is opened again."""
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            try:
+                account = self.repository.get(account_id(username))
+            except AggregateNotFoundError:
+                account = StaffAccount(username=username, role=role, officer_key=officer_key,
+                                       agency=agency, display_name=display_name, by=by)
+            else:
+                account.reopen(role=role, officer_key=officer_key, agency=agency,
+                               display_name=display_name, by=by)
+            return [account], {}
+
+        self._run(None, "account_opened", build, attempts=3)
+
+    def account_changed(self, username: str, change: str, by: str,
+                        table_row: Mapping[str, Any], **facts: Any) -> None:
+        """Log a change of an account (`change`: "disable", "reset_password" or
+        "change_agency", with its `facts`). An account made before the log kept accounts is
+        first logged as it stands in the table (`table_row`), opened since its creation."""
+
+        def build() -> tuple[list[Aggregate], dict[str, Any]]:
+            try:
+                account = self.repository.get(account_id(username))
+            except AggregateNotFoundError:
+                account = StaffAccount(
+                    username=username, role=table_row["role"],
+                    officer_key=table_row.get("officer_key"), agency=table_row.get("agency"),
+                    display_name=table_row.get("display_name") or username, by=by,
+                    existed_since=table_row.get("created_at"))
+            getattr(account, change)(by=by, **facts)
+            return [account], {}
+
+        if change not in ("disable", "reset_password", "change_agency"):
+            raise ValueError(f"unknown account change {change!r}")
+        self._run(None, "account_changed", build, attempts=3)
+
+    def account_history(self, username: str) -> list[Any]:
+        """The account's events, oldest first (empty: the log has none)."""
+        return list(self.repository.event_store.get(account_id(username)))
 
     # -- procedures -------------------------------------------------------------------------
     @staticmethod

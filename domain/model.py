@@ -44,6 +44,10 @@ def command_id(key: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"/commands/{key}")
 
 
+def account_id(username: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"/staff-accounts/{username}")
+
+
 def guidance_id(reference: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"/guidance/{reference}")
 
@@ -352,6 +356,59 @@ class CommandRecord(Aggregate):
     @staticmethod
     def create_id(key: str) -> UUID:
         return command_id(key)
+
+
+# ---------------------------------------------------------------------------------------------
+class StaffAccount(Aggregate):
+    """Who could sign in to the desk, with which role and scope, from when to when: an
+    auditor replays it beside the acts. The log holds no secret (the password's hash and the
+    sessions stay in the account table) and none of it is public (the feed's record of each
+    event is "internal"). `by` says who made the change: "cli:<system user>" for the
+    `portal users` command, "directory" when the officer directory moved or retired the
+    officer, "demo" for the demo's accounts."""
+
+    TOPIC = T + "StaffAccount"
+
+    class Created(Aggregate.Created):
+        TOPIC = T + "StaffAccount.Created"
+
+    @event("Opened", topic=T + "StaffAccount.Opened")
+    def __init__(self, username: str, role: str, officer_key: str | None, agency: str | None,
+                 display_name: str, by: str, existed_since: str | None = None) -> None:
+        # existed_since: an account made before the log kept accounts, recorded at its first
+        # change since (the table's creation time, UTC ISO 8601).
+        self.username = username
+        self.role = role
+        self.officer_key = officer_key
+        self.agency = agency
+        self.display_name = display_name
+        self.disabled = False
+
+    @staticmethod
+    def create_id(username: str) -> UUID:
+        return account_id(username)
+
+    @event("Reopened", topic=T + "StaffAccount.Reopened")
+    def reopen(self, role: str, officer_key: str | None, agency: str | None,
+               display_name: str, by: str) -> None:
+        # A name the log knew, made an account again (the account table lost it).
+        self.role = role
+        self.officer_key = officer_key
+        self.agency = agency
+        self.display_name = display_name
+        self.disabled = False
+
+    @event("Disabled", topic=T + "StaffAccount.Disabled")
+    def disable(self, by: str, reason: str = "") -> None:
+        self.disabled = True
+
+    @event("PasswordReset", topic=T + "StaffAccount.PasswordReset")
+    def reset_password(self, by: str) -> None:
+        self.disabled = False  # a reset opens a disabled account again
+
+    @event("AgencyChanged", topic=T + "StaffAccount.AgencyChanged")
+    def change_agency(self, agency: str, by: str) -> None:
+        self.agency = agency
 
 
 # ---------------------------------------------------------------------------------------------

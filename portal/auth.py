@@ -90,6 +90,7 @@ PAGE_ROLES: dict[str, frozenset[Role]] = {
     "history": _OVERSIGHT,  # /staff/dossiers/{code}/history: every event, state at any moment
     "asof_read": _OVERSIGHT,  # /staff/asof, /staff/asof/{label}: read models "as of" a day
     "asof_build": frozenset({Role.AUDITOR, Role.ADMIN}),  # POST /staff/asof: build a snapshot
+    "accounts": frozenset({Role.AUDITOR, Role.ADMIN}),  # /staff/accounts: accounts, their log
 }
 
 
@@ -165,10 +166,13 @@ class StaffSession:
 
 
 class AccountStore:
-    """Accounts, sessions and login attempts in tables of the read-model database."""
+    """Accounts, sessions and login attempts in tables of the read-model database; every
+    change of an account is also an event of the log (`domain.model.StaffAccount`), logged
+    before the table changes. `by` names who made a change (see there)."""
 
-    def __init__(self, db: ReadDB) -> None:
+    def __init__(self, db: ReadDB, app: Any) -> None:
         self.db = db
+        self.app = app
         with db.transaction() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS staff_accounts (username TEXT PRIMARY KEY,"
                         " role TEXT NOT NULL, officer_key TEXT UNIQUE, agency TEXT,"
@@ -187,7 +191,8 @@ class AccountStore:
     # -- accounts ---------------------------------------------------------------------------
     def create(self, app: Any, username: str, password: str, role: str,
                officer_key: str | None = None, agency: str | None = None,
-               display_name: str = "", password_hash: str | None = None) -> Account:
+               display_name: str = "", password_hash: str | None = None,
+               by: str = "cli") -> Account:
         """An account; officer roles must name an officer of the directory (its agency is used)."""
         username = clean_username(username)
         password = check_password(password)
@@ -213,12 +218,13 @@ class AccountStore:
                                             " officer_key=?", (officer_key,)):
             raise InvalidCommand("officer already has an account",
                                  f"Cán bộ {officer_key} đã có tài khoản.")
+        display_name = unicodedata.normalize("NFC", display_name or username)
+        app.account_opened(username, role_.value, officer_key, agency or None, display_name, by)
         with self.db.transaction() as cur:
             cur.execute("INSERT INTO staff_accounts (username, role, officer_key, agency,"
                         " display_name, password_hash, created_at, password_changed_at)"
                         " VALUES (?,?,?,?,?,?,?,?)",
-                        (username, role_.value, officer_key, agency or None,
-                         unicodedata.normalize("NFC", display_name or username),
+                        (username, role_.value, officer_key, agency or None, display_name,
                          password_hash or _hasher.hash(password), _iso(now_utc()),
                          _iso(now_utc())))
         account = self.get(username)
@@ -238,20 +244,26 @@ class AccountStore:
             "SELECT username FROM staff_accounts ORDER BY username")]
         return [a for a in (self.get(n) for n in names) if a is not None]
 
-    def disable(self, username: str) -> None:
-        username = clean_username(username)
-        if self.get(username) is None:
+    def _row(self, username: str) -> dict[str, Any]:
+        row = self.db.fetchone("SELECT * FROM staff_accounts WHERE username=?", (username,))
+        if row is None:
             raise NotFound(f"no account {username}", f"Không có tài khoản {username}.")
+        return row
+
+    def disable(self, username: str, by: str = "cli", reason: str = "") -> None:
+        username = clean_username(username)
+        row = self._row(username)
+        self.app.account_changed(username, "disable", by, row, reason=reason)
         with self.db.transaction() as cur:
             cur.execute("UPDATE staff_accounts SET disabled_at=? WHERE username=?",
                         (_iso(now_utc()), username))
             cur.execute("DELETE FROM staff_sessions WHERE username=?", (username,))
 
-    def reset_password(self, username: str, password: str) -> None:
+    def reset_password(self, username: str, password: str, by: str = "cli") -> None:
         username = clean_username(username)
         password = check_password(password)
-        if self.get(username) is None:
-            raise NotFound(f"no account {username}", f"Không có tài khoản {username}.")
+        row = self._row(username)
+        self.app.account_changed(username, "reset_password", by, row)
         with self.db.transaction() as cur:
             cur.execute("UPDATE staff_accounts SET password_hash=?, password_changed_at=?,"
                         " disabled_at=NULL WHERE username=?",
@@ -269,8 +281,11 @@ class AccountStore:
         except DomainError:
             return
         if officer.left_on is not None and officer.left_on <= now_utc().date().isoformat():
-            self.disable(username)
+            if not account.disabled:
+                self.disable(username, by="directory", reason="officer_left")
         elif officer.agency != account.agency:
+            self.app.account_changed(username, "change_agency", "directory",
+                                     self._row(username), agency=officer.agency)
             with self.db.transaction() as cur:
                 cur.execute("UPDATE staff_accounts SET agency=? WHERE username=?",
                             (officer.agency, username))
@@ -372,7 +387,7 @@ def accounts(system: Any) -> AccountStore:
     """The account store of a System (built once, on the system's read-model database)."""
     store = getattr(system, "_staff_accounts", None)
     if store is None:
-        store = AccountStore(system.db)
+        store = AccountStore(system.db, system.app)
         system._staff_accounts = store
     return store
 
@@ -404,12 +419,12 @@ def seed_demo_accounts(system: Any, password: str = DEMO_PASSWORD) -> list[tuple
                 "SELECT 1 AS x FROM staff_accounts WHERE officer_key=?", (o["key"],)):
             try:
                 store.create(system.app, username, password, role, officer_key=o["key"],
-                             password_hash=shared_hash)
+                             password_hash=shared_hash, by="demo")
             except DomainError:
                 continue
         out.append((username, role, password))
     if store.get("thanhtra") is None:
         store.create(system.app, "thanhtra", password, Role.AUDITOR.value,
-                     display_name="Thanh tra tỉnh", password_hash=shared_hash)
+                     display_name="Thanh tra tỉnh", password_hash=shared_hash, by="demo")
     out.append(("thanhtra", Role.AUDITOR.value, password))
     return out

@@ -58,9 +58,10 @@ fields below. Anything not listed is left out.
   note is left out (it is about the citizen).
 - An event type not classified here becomes ``{"position", "type": "unclassified", "event"}``
   (nothing of its content) until someone decides; a unit test fails meanwhile.
-- CommandRecord.* and DayCounter.* (idempotency results and code counters, internal bookkeeping)
-  become ``{"position": n, "type": "internal"}``: nothing of their content is published, but
-  every log position has a record, so anyone can check that no event was left out.
+- CommandRecord.*, DayCounter.* and StaffAccount.* (idempotency results, code counters and the
+  desk's sign-in accounts: internal bookkeeping) become ``{"position": n, "type": "internal"}``:
+  nothing of their content is published, but every log position has a record, so anyone can
+  check that no event was left out.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
                                  "extra_items", "extra_paperwork"),
 }
 # Event types kept out of the feed (their record is {"position", "type": "internal"}).
-INTERNAL_TYPES = ("CommandRecord.", "DayCounter.")
+INTERNAL_TYPES = ("CommandRecord.", "DayCounter.", "StaffAccount.")
 # Fields holding datetimes below the top level (everything else is JSON-ready as stored).
 NESTED_TIMES = frozenset({"attribution"})
 # Only the component's official name and whether it was digitised are published.

@@ -29,6 +29,14 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
     return secrets.token_urlsafe(12), True
 
 
+def operator() -> str:
+    """Who ran the command, for the account's log: "cli:<system user>"."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in the environment nor the password database
+        return f"cli:uid-{os.getuid()}"
+
+
 def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     from domain.errors import DomainError
     from portal import auth
@@ -44,18 +52,18 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
                              ensure_ascii=False, indent=1))
             return 0
         if args.action == "disable":
-            store.disable(args.username)
+            store.disable(args.username, by=operator())
             print(f"Đã khóa tài khoản {args.username}; các phiên đăng nhập đã bị hủy.")
             return 0
         password, generated = _password(args)
         if args.action == "create":
             account = store.create(system.app, args.username, password, args.role,
                                    officer_key=args.officer, agency=args.agency,
-                                   display_name=args.name or "")
+                                   display_name=args.name or "", by=operator())
             print(f"Đã tạo tài khoản {account.username} ({account.role.label}"
                   f"{', ' + account.agency if account.agency else ''}).")
         else:
-            store.reset_password(args.username, password)
+            store.reset_password(args.username, password, by=operator())
             print(f"Đã đặt lại mật khẩu cho {args.username}; các phiên cũ đã bị hủy.")
         if generated:
             print(f"Mật khẩu: {password}")

@@ -143,6 +143,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/staff/asof/{label:str}"): lambda p, _: page(p, opens(p, "asof_read")),
     # A malformed day: a role that may build snapshots gets 400, nothing is built.
     ("POST", "/staff/asof"): lambda p, _: {403} if not opens(p, "asof_build") else {400},
+    ("GET", "/staff/accounts"): lambda p, _: page(p, opens(p, "accounts")),
+    ("GET", "/staff/accounts/{username:str}"): lambda p, _: page(p, opens(p, "accounts")),
 }
 
 # The parameters each route is tried with ("fresh": a new dossier for each cell that may act).
@@ -153,6 +155,7 @@ PARAMS: dict[str, list[dict]] = {
                                                     "refusal", "stop")],
     "/staff/asof/{label:str}": [{"label": LABEL}],
     "/staff/guidance/{reference:str}": [{"reference": GUIDANCE}],
+    "/staff/accounts/{username:str}": [{"username": "tiepnhan"}],
 }
 
 

@@ -72,7 +72,8 @@ def form_fields(html: str, action: str) -> dict[str, str]:
 STAFF_PAGES = ["/staff", "/staff/intake", "/staff/head", "/staff/dossiers/{code}",
                "/staff/dossiers/{code}/receipt", "/staff/dossiers/{code}/history",
                "/staff/dossiers/{code}/form/control", "/staff/dossiers/{code}/qr.svg",
-               "/staff/asof", "/staff/asof/d20250904a"]
+               "/staff/asof", "/staff/asof/d20250904a", "/staff/accounts",
+               "/staff/accounts/tiepnhan"]
 
 
 @pytest.mark.parametrize("path", STAFF_PAGES)
@@ -82,6 +83,30 @@ def test_anonymous_visitors_get_no_staff_page(desk, path):
     if r.status_code != 403:
         assert r.headers.get("location", "").startswith("/staff/login")
     assert "Nguyễn" not in r.text
+
+
+def test_auditors_and_administrators_see_the_accounts_and_their_log_officers_do_not(desk):
+    auth.accounts(desk.system).disable("khac", by="cli:root")
+    login(desk, "thanhtra")
+    page = desk.get("/staff")
+    assert 'href="/staff/accounts"' in page.text
+    r = desk.get("/staff/accounts")
+    assert r.status_code == 200
+    assert "tiepnhan" in r.text and "Cán bộ tiếp nhận (một cửa)" in r.text
+    assert "đã khóa" in r.text and "argon2" not in r.text
+    r = desk.get("/staff/accounts/khac")
+    assert r.status_code == 200
+    assert "Tạo tài khoản" in r.text and "Khóa tài khoản" in r.text
+    assert "người chạy: root" in r.text and "argon2" not in r.text
+    assert desk.get("/staff/accounts/khong-co-ai").status_code == 404
+    assert desk.get("/staff/accounts/%E2%80%AEx").status_code == 404
+    login(desk, "quantri")
+    assert desk.get("/staff/accounts/tiepnhan").status_code == 200
+    for user in ("tiepnhan", "lanhdao"):
+        login(desk, user)
+        assert 'href="/staff/accounts"' not in desk.get("/staff").text
+        assert desk.get("/staff/accounts").status_code == 403
+        assert desk.get("/staff/accounts/tiepnhan").status_code == 403
 
 
 def test_anonymous_posts_are_refused(desk_any):

@@ -93,3 +93,68 @@ def test_account_follows_the_officer_directory(env, make_system):
     system.app.officer_left("cv-1", "2025-01-01")
     store.follow_directory(system.app, "chuyenvien")
     assert store.get("chuyenvien").disabled
+    store.follow_directory(system.app, "chuyenvien")  # nothing more to log
+    history = system.app.account_history("chuyenvien")
+    assert [type(e).__name__ for e in history] == ["Opened", "AgencyChanged", "Disabled"]
+    assert history[0].agency == "xa-a" and history[1].agency == "xa-b"
+    assert [e.by for e in history[1:]] == ["directory", "directory"]
+    assert history[2].reason == "officer_left"
+
+
+def test_every_account_change_is_in_the_log_with_no_secret_and_nothing_public(env, make_system):
+    """An auditor replays who could sign in, when, with which role: each change is an event
+    (the log has no password or hash), published in the feed only as an internal record."""
+    assert portal_main(["users", "create", "tiepnhan", "--role", "receiving", "--officer",
+                        "tn-1", "--password-env", "NEW_PASSWORD"]) == 0
+    assert portal_main(["users", "disable", "tiepnhan"]) == 0
+    assert portal_main(["users", "reset-password", "tiepnhan", "--password-env",
+                        "NEW_PASSWORD"]) == 0
+    system = make_system(env)
+    history = system.app.account_history("tiepnhan")
+    assert [type(e).__name__ for e in history] == ["Opened", "Disabled", "PasswordReset"]
+    opened = history[0]
+    assert (opened.role, opened.officer_key, opened.agency) == ("receiving", "tn-1", "xa-a")
+    assert all(e.by.startswith("cli:") for e in history)
+    stored = system.app.recorder.select_events(history[0].originator_id)
+    assert len(stored) == 3
+    row = system.db.fetchone("SELECT password_hash FROM staff_accounts WHERE"
+                             " username='tiepnhan'")
+    for st in stored:
+        state = bytes(st.state)
+        assert b"mot-mat-khau-dai-du" not in state and b"argon2" not in state
+        assert row["password_hash"].encode() not in state
+    system.catch_up()
+    feed = system.db.fetchall("SELECT type, record FROM public_feed")
+    assert not [r for r in feed if "tiepnhan" in r["record"]]
+    head = system.runner.head()
+    assert [r["type"] for r in system.db.fetchall(
+        "SELECT type FROM public_feed WHERE position > ?", (head - 3,))] == ["internal"] * 3
+
+
+def test_an_account_made_before_the_log_kept_accounts_is_logged_at_its_first_change(
+        env, make_system):
+    system = make_system(env)
+    store = auth.accounts(system)
+    with system.db.transaction() as cur:  # as an earlier version left it: a row, no event
+        cur.execute("INSERT INTO staff_accounts (username, role, officer_key, agency,"
+                    " display_name, password_hash, created_at, password_changed_at) VALUES"
+                    " ('lanhdaocu', 'head', 'ld-1', 'xa-a', 'Lãnh đạo xã A', 'x',"
+                    " '2025-03-01T02:00:00+00:00', '2025-03-01T02:00:00+00:00')")
+    assert system.app.account_history("lanhdaocu") == []
+    store.disable("lanhdaocu", by="cli:root")
+    opened, disabled = system.app.account_history("lanhdaocu")
+    assert type(opened).__name__ == "Opened" and type(disabled).__name__ == "Disabled"
+    assert opened.existed_since == "2025-03-01T02:00:00+00:00"
+    assert (opened.role, opened.agency, opened.display_name) == ("head", "xa-a", "Lãnh đạo xã A")
+
+
+def test_a_name_the_log_knew_is_opened_again_when_its_table_row_is_gone(env, make_system):
+    system = make_system(env)
+    store = auth.accounts(system)
+    store.create(system.app, "thanhtra2", "du-dai-roi-day", "auditor")
+    with system.db.transaction() as cur:  # the account table lost (a read database rebuilt)
+        cur.execute("DELETE FROM staff_accounts")
+    store.create(system.app, "thanhtra2", "du-dai-roi-day", "admin")
+    history = system.app.account_history("thanhtra2")
+    assert [type(e).__name__ for e in history] == ["Opened", "Reopened"]
+    assert history[1].role == "admin" and store.get("thanhtra2").role is auth.Role.ADMIN
