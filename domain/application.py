@@ -461,6 +461,9 @@ class OneStop(Application):
                     officer_key=table_row.get("officer_key"), agency=table_row.get("agency"),
                     display_name=table_row.get("display_name") or username, by=by,
                     existed_since=table_row.get("created_at"))
+            if (change == "change_agency" and account.agency == facts["agency"]) or (
+                    change == "disable" and by == "directory" and account.disabled):
+                return [], {}  # a twin request logged it just now
             getattr(account, change)(by=by, **facts)
             return [account], {}
 
