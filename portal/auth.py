@@ -91,6 +91,8 @@ PAGE_ROLES: dict[str, frozenset[Role]] = {
     "asof_read": _OVERSIGHT,  # /staff/asof, /staff/asof/{label}: read models "as of" a day
     "asof_build": frozenset({Role.AUDITOR, Role.ADMIN}),  # POST /staff/asof: build a snapshot
     "accounts": frozenset({Role.AUDITOR, Role.ADMIN}),  # /staff/accounts: accounts, their log
+    # /staff/logbook: the agency's dossier log book (Sổ theo dõi hồ sơ)
+    "logbook": frozenset({Role.RECEIVING, Role.HEAD, Role.AUDITOR, Role.ADMIN}),
 }
 
 

@@ -57,7 +57,7 @@ def test_public_page_fits_a_phone(phone, busy, path):
 
 @pytest.mark.parametrize("path", [
     "/staff", "/staff/intake", "/staff/dossiers/{code}", "/staff/dossiers/{code}/receipt",
-    "/staff/dossiers/{code}/form/control"])
+    "/staff/dossiers/{code}/form/control", "/staff/logbook?from=2025-01-01&to=2025-12-31"])
 def test_staff_page_fits_a_phone(phone, busy, path):
     base = busy["base"]
     phone.goto(base + "/staff/login")

@@ -144,6 +144,8 @@ RULES: dict[tuple[str, str], Rule] = {
     # A malformed day: a role that may build snapshots gets 400, nothing is built.
     ("POST", "/staff/asof"): lambda p, _: {403} if not opens(p, "asof_build") else {400},
     ("GET", "/staff/accounts"): lambda p, _: page(p, opens(p, "accounts")),
+    # Without an agency: an agency's staff get their own book, province-wide roles the form.
+    ("GET", "/staff/logbook"): lambda p, _: page(p, opens(p, "logbook")),
     ("GET", "/staff/accounts/{username:str}"): lambda p, _: page(p, opens(p, "accounts")),
 }
 

@@ -73,7 +73,7 @@ STAFF_PAGES = ["/staff", "/staff/intake", "/staff/head", "/staff/dossiers/{code}
                "/staff/dossiers/{code}/receipt", "/staff/dossiers/{code}/history",
                "/staff/dossiers/{code}/form/control", "/staff/dossiers/{code}/qr.svg",
                "/staff/asof", "/staff/asof/d20250904a", "/staff/accounts",
-               "/staff/accounts/tiepnhan"]
+               "/staff/accounts/tiepnhan", "/staff/logbook"]
 
 
 @pytest.mark.parametrize("path", STAFF_PAGES)
@@ -107,6 +107,56 @@ def test_auditors_and_administrators_see_the_accounts_and_their_log_officers_do_
         assert 'href="/staff/accounts"' not in desk.get("/staff").text
         assert desk.get("/staff/accounts").status_code == 403
         assert desk.get("/staff/accounts/tiepnhan").status_code == 403
+
+
+def test_the_log_book_lists_an_agencys_receptions_and_names_applicants_to_its_staff(desk):
+    """Sổ theo dõi hồ sơ: the dossiers the agency received in the period, numbered, with the
+    applicant for the agency's staff and auditors, masked for administrators."""
+    app = desk.system.app
+    other = app.receive_dossier(procedure_code="1.009994", agency="xa-b", channel="in_person",
+                                applicant=applicant("Trần Thị Lan"), received_at=at(2025, 9, 4),
+                                officer="cv-b").code
+    later = app.receive_dossier(procedure_code="1.009994", agency="xa-a", channel="online",
+                                applicant=applicant("Lê Văn Tám"), received_at=at(2025, 10, 2),
+                                officer="tn-1").code
+    desk.system.catch_up()
+    september = {"from": "2025-09-01", "to": "2025-09-30"}
+    login(desk, "tiepnhan")
+    assert 'href="/staff/logbook"' in desk.get("/staff").text
+    r = desk.get("/staff/logbook", params=september)
+    assert r.status_code == 200
+    assert "SỔ THEO DÕI HỒ SƠ" in r.text and "1 hồ sơ" in r.text
+    assert desk.code in r.text and all(p in r.text for p in ("Nguyễn Văn Bình", "Số 7, ngõ 3",
+                                                             "0912345678"))
+    assert other not in r.text and later not in r.text and "Lê Văn Tám" not in r.text
+    october = desk.get("/staff/logbook", params={"from": "2025-10-01", "to": "2025-10-31"})
+    assert later in october.text and desk.code not in october.text
+    assert desk.get("/staff/logbook", params={**september, "agency": "xa-b"}
+                    ).status_code == 403
+    # An administrator reads the book with the masked names only.
+    login(desk, "quantri")
+    r = desk.get("/staff/logbook", params={**september, "agency": "xa-a"})
+    assert r.status_code == 200 and desk.code in r.text
+    assert not [p for p in PERSONAL if p in r.text]
+    masked = desk.system.db.scalar("SELECT masked_applicant FROM dossiers WHERE code=?",
+                                   (desk.code,))
+    assert masked in r.text
+    # An auditor chooses the agency; an erased applicant's line says so.
+    login(desk, "thanhtra")
+    assert "Chọn cơ quan" in desk.get("/staff/logbook").text
+    app.erase_applicant(other)
+    r = desk.get("/staff/logbook", params={**september, "agency": "xa-b"})
+    assert other in r.text and "Trần Thị Lan" not in r.text and "đã xóa dữ liệu cá nhân" in r.text
+    for params, message in (({"from": "2025-13-01"}, "ngày không hợp lệ"),
+                            ({"from": "2025-09-30", "to": "2025-09-01"}, "phải trước"),
+                            ({"from": "2024-01-01", "to": "2025-09-01"}, "tối đa 366 ngày"),
+                            ({"from": "9999-12-30", "to": "9999-12-31"}, "nằm ngoài sổ"),
+                            ({"from": "2025-09-01", "to": "30/09/2025"}, "ngày không hợp lệ"),
+                            ({"agency": "khong-co"}, "Không có cơ quan")):
+        r = desk.get("/staff/logbook", params=params)
+        assert r.status_code == 400 and message in r.text, params
+    login(desk, "chuyenvien")  # a specialist does not keep the book
+    assert desk.get("/staff/logbook").status_code == 403
 
 
 def test_anonymous_posts_are_refused(desk_any):
