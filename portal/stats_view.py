@@ -179,6 +179,11 @@ def scoreboard(db: ReadDB, period: str, agency: str | None, province: str) -> di
                    lambda: queries.scoreboard(db, period, agency or None, province_name=province))
 
 
+def handling_report(db: ReadDB, period: str, agency: str | None) -> dict[str, Any]:
+    return _cached(("report", period, agency), db,
+                   lambda: queries.handling_report(db, period, agency or None))
+
+
 def trend(db: ReadDB, month: str, agency: str | None, province: str, count: int = 12
           ) -> list[tuple[str, float | None]]:
     """Total score of a node for the `count` months up to `month` (None before any dossier)."""

@@ -242,6 +242,22 @@ def scoreboard(db: ReadDB, period: str, agency: str | None = None, *, now: str |
     return statistics.scoreboard(per, agencies, period, start, end, cut, province_name, agency)
 
 
+def handling_report(db: ReadDB, period: str, agency: str | None = None, *,
+                    now: str | None = None, prefix: str = "") -> dict[str, Any]:
+    """The handling report of a period ('2025-09', '2025-Q3', '2025'): see
+    statistics.handling_report."""
+    from projections import index766, statistics
+
+    start, end = index766.period_bounds(period)
+    cut = statistics.cut_of(end, judgement_moment(db, prefix, now))
+    where, params = "received_at < ? AND (ended_at IS NULL OR ended_at >= ?)", [cut, start]
+    if agency is not None:
+        where, params = where + " AND agency = ?", [*params, agency]
+    report = statistics.handling_report(_facts(db, prefix, where, params).values(), start, cut,
+                                        agency)
+    return {"period": period, "start": start, "end": end, "judged_at": cut, **report}
+
+
 def stat_months(db: ReadDB, prefix: str = "") -> list[str]:
     """Months that have dossiers, newest first (for period pickers)."""
     rows = db.fetchall(f"SELECT DISTINCT substr(received_at, 1, 7) AS m FROM {prefix}stat_dossiers"

@@ -68,3 +68,11 @@ def scoreboard(store: MemoryStore, period: str, agency: str | None = None, *,
                                    store.counts["stat_satisfaction"], start, end, cut)
     return statistics.scoreboard(per, store.agencies, period, start, end, cut, province_name,
                                  agency)
+
+
+def handling_report(store: MemoryStore, period: str, agency: str | None = None, *,
+                    now: str | None = None) -> dict[str, Any]:
+    start, end = index766.period_bounds(period)
+    cut = statistics.cut_of(end, now)
+    report = statistics.handling_report(store.dossiers.values(), start, cut, agency)
+    return {"period": period, "start": start, "end": end, "judged_at": cut, **report}

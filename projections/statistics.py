@@ -117,6 +117,59 @@ def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str
     return per
 
 
+# The columns of the handling report, in the order of the reporting form.
+REPORT_COLUMNS = ("carried_over", "received_online", "received_direct", "resolved_early",
+                  "resolved_on_time", "resolved_late", "ended_otherwise", "open_in_time",
+                  "open_overdue")
+
+
+def handling_report(dossiers: Iterable[Mapping[str, Any]], start: str, cut: str,
+                    agency: str | None = None) -> dict[str, Any]:
+    """The handling report of a period (tình hình, kết quả giải quyết thủ tục hành chính, as
+    agencies report it to the provincial office): for each procedure of a receiving agency
+    (`agency`), or each receiving agency of the province (None), the dossiers to handle, new
+    in [start, cut) online or directly (in person, post) or carried over from before `start`
+    and not ended by then, and what became of them by `cut`: resolved (a result: early, on
+    time or late by its legal outcome), ended otherwise (refused, stopped, withdrawn), or still
+    open, in time or overdue (an open dossier whose clock was stopped before its deadline is in
+    time). Each row adds up: carried over + received = resolved + ended otherwise + open."""
+    rows: dict[str, dict[str, Any]] = {}
+    for d in dossiers:
+        if agency is not None and d["agency"] != agency:
+            continue
+        received, ended = d["received_at"], d["ended_at"]
+        if received >= cut or (ended is not None and ended < start):
+            continue
+        key = d["agency"] if agency is None else d["procedure_code"]
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = {"key": key, "procedure_name": None, **dict.fromkeys(
+                REPORT_COLUMNS, 0)}
+        if agency is not None:  # a procedure's name as its dossiers recorded it (the least)
+            name = d["procedure_name"]
+            row["procedure_name"] = name if row["procedure_name"] is None else min(
+                name, row["procedure_name"])
+        if received < start:
+            row["carried_over"] += 1
+        elif d["channel"] == "online":
+            row["received_online"] += 1
+        else:
+            row["received_direct"] += 1
+        if ended is not None and ended < cut:
+            if d["end_kind"] == "processed":
+                outcome = d["outcome"] if d["outcome"] in ("early", "late") else "on_time"
+                row[f"resolved_{outcome}"] += 1
+            else:
+                row["ended_otherwise"] += 1
+        elif d["appointment_at"] < cut and not stopped_in_time(d, cut):
+            row["open_overdue"] += 1
+        else:
+            row["open_in_time"] += 1
+    total = {c: sum(r[c] for r in rows.values()) for c in REPORT_COLUMNS}
+    return {"by": "agency" if agency is None else "procedure", "agency": agency,
+            "rows": [rows[k] for k in sorted(rows)], "total": total}
+
+
 def scoreboard(per_agency: Mapping[str, dict[str, Any]], agencies: Mapping[str, Mapping],
                period: str, start: str, end: str, cut: str, province_name: str = "",
                agency: str | None = None) -> dict[str, Any]:

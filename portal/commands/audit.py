@@ -68,8 +68,8 @@ def feed_against_checkpoint(feed_path: Path, cp: Any, signed: bool) -> dict[str,
 def reproduce(feed_path: Path, db: Any, period: str, now: str, province: str,
               min_group_size: int) -> dict[str, Any]:
     """Recompute from the feed file alone, then compare with the portal's published figures:
-    for a month its late lists, satisfaction and scoreboard; for a quarter (YYYY-Qn) or a year
-    its satisfaction and scoreboard (late lists are monthly)."""
+    for a month its late lists, satisfaction, scoreboard and handling reports; for a quarter
+    (YYYY-Qn) or a year the same but the late lists (they are monthly)."""
     from projections import queries, recompute
 
     with feed_path.open(encoding="utf-8") as f:
@@ -89,6 +89,10 @@ def reproduce(feed_path: Path, db: Any, period: str, now: str, province: str,
                 queries.satisfaction(db, scope, period, min_group_size))
     compare("scoreboard", recompute.scoreboard(store, period, now=now, province_name=province),
             queries.scoreboard(db, period, now=now, province_name=province))
+    for agency in [None, *sorted(store.agencies)]:
+        compare(f"handling_report:{agency or 'province'}",
+                recompute.handling_report(store, period, agency, now=now),
+                queries.handling_report(db, period, agency, now=now))
     mismatched = [f["figure"] for f in figures if not f["match"]]
     return {"period": period, "judged_at": now, "feed": str(feed_path),
             "figures_compared": len(figures), "mismatched": mismatched, "ok": not mismatched}

@@ -3,6 +3,7 @@ drill-down and trends; each as a page, as JSON, as CSV, and the late list also a
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -20,6 +21,7 @@ from portal.controllers.feeds import ATOM_TYPE, atom_document
 from portal.controllers.public import clean, system_of
 from portal.i18n import N_
 from portal.i18n import gettext as _
+from projections.statistics import REPORT_COLUMNS
 
 register(Download("/data/late.csv", N_("Danh sách trễ hạn"),
                   N_("Mỗi dòng một bước trễ hạn của một hồ sơ trong tháng (?month=YYYY-MM):"
@@ -40,6 +42,13 @@ register(Download("/data/scoreboard.csv", N_("Bộ chỉ số 766"),
                   "CSV"))
 register(Download("/api/scoreboard", N_("Bộ chỉ số 766 (JSON)"),
                   N_("Cây tỉnh → cơ quan → xã với mọi chỉ số, đầu vào và công thức."), "JSON"))
+register(Download("/data/report.csv", N_("Tình hình, kết quả giải quyết thủ tục hành chính"),
+                  N_("Mỗi dòng một cơ quan (hoặc một thủ tục của ?agency=) trong kỳ"
+                     " (?period=YYYY-MM, YYYY-Qn, YYYY): hồ sơ kỳ trước chuyển qua, mới tiếp nhận"
+                     " trực tuyến và trực tiếp, đã giải quyết trước hạn, đúng hạn, quá hạn, từ"
+                     " chối/dừng/rút, đang giải quyết trong hạn và quá hạn."), "CSV"))
+register(Download("/api/report", N_("Tình hình, kết quả giải quyết (JSON)"),
+                  N_("Cùng số liệu ở dạng JSON."), "JSON"))
 
 
 class LateStep(msgspec.Struct, kw_only=True):
@@ -162,6 +171,35 @@ class Scoreboard(msgspec.Struct, kw_only=True):
     tree: ScoreNode
 
 
+class ReportRow(msgspec.Struct, kw_only=True):
+    key: str  # the agency's key, or the procedure's code in one agency's report
+    name: str
+    received: int  # carried_over + received_online + received_direct
+    carried_over: int
+    received_online: int
+    received_direct: int  # in person or by post
+    resolved: int  # resolved_early + resolved_on_time + resolved_late
+    resolved_early: int
+    resolved_on_time: int
+    resolved_late: int
+    ended_otherwise: int  # refused, stopped, withdrawn
+    open: int  # open_in_time + open_overdue
+    open_in_time: int
+    open_overdue: int
+
+
+class HandlingReport(msgspec.Struct, kw_only=True):
+    period: str
+    start: str
+    end: str
+    judged_at: str
+    by: str  # "agency" (the province) or "procedure" (one agency)
+    agency: str | None
+    agency_name: str | None
+    rows: list[ReportRow]
+    total: ReportRow
+
+
 METHOD_VI = N_(
     "Danh sách gồm: hồ sơ có kết quả trong tháng nhưng sau ngày hẹn trả, và hồ sơ chưa kết thúc"
     " mà đã quá ngày hẹn vào cuối tháng (hoặc đến hôm nay với tháng hiện tại). Ngày hẹn đã lùi"
@@ -277,6 +315,31 @@ def scoreboard_data(request: Request[Any, Any, Any], period: str, agency: str) -
                       judged_at=raw["judged_at"], tree=_node(raw["tree"]))
 
 
+def _report_row(raw: dict[str, Any], key: str, name: str) -> ReportRow:
+    return ReportRow(
+        key=key, name=name,
+        received=raw["carried_over"] + raw["received_online"] + raw["received_direct"],
+        resolved=raw["resolved_early"] + raw["resolved_on_time"] + raw["resolved_late"],
+        open=raw["open_in_time"] + raw["open_overdue"],
+        **{c: raw[c] for c in REPORT_COLUMNS})
+
+
+def report_data(request: Request[Any, Any, Any], period: str, agency: str) -> HandlingReport:
+    s = system_of(request)
+    _require(s.db)
+    period = _period(s.db, period)
+    agencies, _officers = stats_view.names(s.db)
+    key = _agency(agencies, agency)
+    raw = stats_view.handling_report(s.db, period, key)
+    rows = [_report_row(r, r["key"], r["procedure_name"] if key else agencies.get(r["key"],
+                                                                                   r["key"]))
+            for r in raw["rows"]]
+    return HandlingReport(period=raw["period"], start=raw["start"], end=raw["end"],
+                          judged_at=raw["judged_at"], by=raw["by"], agency=key,
+                          agency_name=agencies.get(key) if key else None, rows=rows,
+                          total=_report_row(raw["total"], "", _("Tổng cộng")))
+
+
 def ancestors(db: Any, key: str | None) -> list[dict[str, Any]]:
     """Breadcrumbs from the province down to (not including) `key`."""
     parents = {r["key"]: r for r in db.fetchall("SELECT key, name, parent FROM agencies")}
@@ -365,6 +428,19 @@ class StatisticsPages(Controller):
             "months": stats_view.months(s.db) or [board.period]})
 
 
+    @get("/report", sync_to_thread=True)
+    def report(self, request: Request[Any, Any, Any],
+                     period: str = Parameter(default="", max_length=20),
+                     agency: str = Parameter(default="", max_length=64)) -> Template:
+        s = system_of(request)
+        if not stats_view.available(s.db):
+            return Template("stats_pending.html", context={
+                "title": N_("Tình hình, kết quả giải quyết thủ tục hành chính")})
+        return Template("report.html", context={
+            "report": report_data(request, period, agency),
+            "months": stats_view.months(s.db), "agencies": stats_view.agency_choices(s.db)})
+
+
 class StatisticsApi(Controller):
     path = "/"
     tags = ["Thống kê công khai"]
@@ -396,6 +472,16 @@ class StatisticsApi(Controller):
                                                      description="YYYY-MM, YYYY-Qn hoặc YYYY"),
                              agency: str = Parameter(default="", max_length=64)) -> Scoreboard:
         return scoreboard_data(request, period, agency)
+
+    @get("/api/report", sync_to_thread=True, responses=error_responses(404),
+         summary=N_("Tình hình, kết quả giải quyết thủ tục hành chính của một kỳ: theo cơ quan"
+         " tiếp nhận, hoặc theo thủ tục của một cơ quan"))
+    def report_api(self, request: Request[Any, Any, Any],
+                         period: str = Parameter(default="", max_length=20,
+                                                 description="YYYY-MM, YYYY-Qn hoặc YYYY"),
+                         agency: str = Parameter(default="", max_length=64)
+                         ) -> HandlingReport:
+        return report_data(request, period, agency)
 
     @get("/data/late.csv", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Danh sách trễ hạn (CSV)"), media_type="text/csv")
@@ -467,5 +553,20 @@ class StatisticsApi(Controller):
                    "formula", "measured"]
         return csv_response(rows, columns, f"bo-chi-so-766-{board.period}.csv")
 
+
+    @get("/data/report.csv", sync_to_thread=True, responses=error_responses(404),
+         summary=N_("Tình hình, kết quả giải quyết thủ tục hành chính (CSV)"),
+         media_type="text/csv")
+    def report_csv(self, request: Request[Any, Any, Any],
+                         period: str = Parameter(default="", max_length=20),
+                         agency: str = Parameter(default="", max_length=64)
+                         ) -> Response[bytes]:
+        data = report_data(request, period, agency)
+        columns = ["period", "by", "key", "name", *ReportRow.__struct_fields__[2:]]
+        rows = [{"period": data.period, "by": data.by, **msgspec.structs.asdict(r)}
+                for r in [*data.rows, data.total]]
+        unit = re.sub(r"[^a-z0-9-]", "", data.agency or "")
+        name = f"ket-qua-giai-quyet-{data.period}" + (f"-{unit}" if unit else "")
+        return csv_response(rows, columns, f"{name}.csv")
 
 ROUTES = [StatisticsPages, StatisticsApi]

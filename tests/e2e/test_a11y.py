@@ -12,7 +12,8 @@ from tests.e2e.portal_live import serve_busy_portal
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 PAGES = ["/", "/search?q=khai+sinh", "/p/1.001193", "/officers", "/data", "/about", "/api/docs",
          "/late?month=2025-09", "/satisfaction?period=2025-09", "/scoreboard?period=2025-09",
-         "/scoreboard?period=2025-09&agency=xa-a", "/d/{late}", "/khong-co-trang"]
+         "/scoreboard?period=2025-09&agency=xa-a", "/d/{late}", "/khong-co-trang",
+         "/report?period=2025-09", "/report?period=2025-09&agency=xa-a"]
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def rating_path(busy: dict[str, Any], lang: str) -> str:
 
 @pytest.mark.parametrize("path", [
     "/transparency", "/transparency/dossiers/{late}", "/api/docs", "/o/xa-a/poster",
-    "/o/xa-a/poster?by=procedure"])
+    "/o/xa-a/poster?by=procedure", "/report?period=2025-09&agency=xa-a"])
 def test_public_page_fits_a_phone(phone, busy, path):
     phone.goto(busy["base"] + path.format(late=busy["codes"]["late"]))
     assert scroll_width(phone) <= PHONE["width"], path

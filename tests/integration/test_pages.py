@@ -21,7 +21,8 @@ from tests.factories import applicant, at, hand_over_on_each_deadline
 from tests.integration.portal_data import busy_client, busy_month
 
 PAGES = ["/", "/search?q=khai+sinh", "/p/1.001193", "/officers", "/data", "/about", "/api/docs",
-         "/late?month=2025-09", "/satisfaction?period=2025-09", "/scoreboard?period=2025-09", "/o"]
+         "/late?month=2025-09", "/satisfaction?period=2025-09", "/scoreboard?period=2025-09", "/o",
+         "/report?period=2025-09"]
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,8 @@ def test_data_page_lists_every_download_and_each_answers(site):
     links = re.findall(r'<li><a href="([^"]+)">', r.text)
     for path in ["/data/procedures.csv", "/data/agencies.csv", "/data/officers.csv",
                  "/data/feed.jsonl", "/data/late.csv", "/data/satisfaction.csv",
-                 "/data/scoreboard.csv", "/api/procedures", "/api/schema/openapi.json",
+                 "/data/scoreboard.csv", "/data/report.csv", "/api/report", "/api/procedures",
+                 "/api/schema/openapi.json",
                  "/open311/v2/services.json"]:
         assert path in links
     for path in links:
@@ -211,6 +213,37 @@ def test_scoreboard_drill_down_formulas_and_svg_trend(site):
     assert year.status_code == 200
 
 
+def test_handling_report_by_agency_then_by_procedure_with_its_downloads(site):
+    r = site.get("/report", params={"period": "2025-09"})
+    assert r.status_code == 200
+    text = visible_text(r.text)
+    assert "Tình hình, kết quả giải quyết thủ tục hành chính" in text
+    assert "Kỳ trước chuyển qua" in text and "Từ chối, dừng, rút" in text
+    assert 'href="/report?period=2025-09&amp;agency=xa-a"' in r.text
+    data = site.get("/api/report", params={"period": "2025-09"}).json()
+    assert data["by"] == "agency" and data["agency"] is None and data["rows"]
+    for row in [*data["rows"], data["total"]]:
+        assert row["received"] == row["carried_over"] + row["received_online"] + \
+            row["received_direct"] == row["resolved"] + row["ended_otherwise"] + row["open"]
+    assert data["total"]["received"] == sum(row["received"] for row in data["rows"])
+    xa_a = next(row for row in data["rows"] if row["key"] == "xa-a")
+    one = site.get("/api/report", params={"period": "2025-09", "agency": "xa-a"}).json()
+    assert one["by"] == "procedure" and one["agency_name"] == xa_a["name"]
+    assert {k: v for k, v in one["total"].items() if k not in ("key", "name")} == \
+        {k: v for k, v in xa_a.items() if k not in ("key", "name")}
+    page = site.get("/report", params={"period": "2025-09", "agency": "xa-a"})
+    assert 'href="/p/1.001193"' in page.text
+    csv = site.get("/data/report.csv", params={"period": "2025-Q3", "agency": "xa-a"})
+    assert csv.status_code == 200 and "ket-qua-giai-quyet-2025-Q3-xa-a.csv" in \
+        csv.headers["content-disposition"]
+    lines = csv.content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("period,by,key,name,received,carried_over")
+    assert lines[-1].split(",")[3] == "Tổng cộng"
+    en = visible_text(site.get("/report", params={"period": "2025-09", "lang": "en"}).text)
+    site.cookies.clear()
+    assert "Dossier handling report" in en and "Carried over" in en
+
+
 def test_indicators_the_portal_cannot_measure_are_named_and_their_points_shown(site):
     """By the rule they count as full points; the page says which they are, how many points
     they make of the total, and the measured part apart (not 'does not apply')."""
@@ -257,7 +290,9 @@ def test_home_has_scoreboard_headline_and_freshness(site):
 
 @pytest.mark.parametrize("path,status", [("/late?month=2025-13", 400), ("/scoreboard?period=x", 400),
                                          ("/scoreboard?agency=khong-co", 404),
-                                         ("/api/satisfaction?by=xa", 400)])
+                                         ("/api/satisfaction?by=xa", 400),
+                                         ("/report?period=2025-Q5", 400),
+                                         ("/api/report?agency=khong-co", 404)])
 def test_bad_statistics_input_is_a_vietnamese_4xx(site, path, status):
     r = site.get(path)
     assert r.status_code == status

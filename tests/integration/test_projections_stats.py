@@ -181,6 +181,47 @@ def test_scoreboard_indicators_rollup_and_band(backend_settings, make_system):
     assert codes  # scenario ran
 
 
+def test_handling_report_counts_what_was_received_carried_over_resolved_and_open(
+        backend_settings, make_system):
+    """Tình hình, kết quả giải quyết TTHC: each row adds up, per procedure of an agency and
+    per agency of the province; what is open at a month's end is carried into the next."""
+    from projections.statistics import REPORT_COLUMNS
+
+    system = make_system(backend_settings)
+    scenario(system.app)
+    system.catch_up()
+    report = queries.handling_report(system.db, "2025-09", "xa-a", now=NOW)
+    assert report["by"] == "procedure" and report["judged_at"] == "2025-10-01T00:00:00+07:00"
+    rows = {r["key"]: r for r in report["rows"]}
+    birth = rows["1.001193"]
+    assert birth["procedure_name"] == "Đăng ký khai sinh"
+    # One online and seven at the counter; six results (the apologised one late), the
+    # refusal, and the one overdue at the month's end.
+    assert (birth["received_online"], birth["received_direct"], birth["carried_over"]) == (1, 7, 0)
+    assert birth["resolved_early"] + birth["resolved_on_time"] == 5
+    assert (birth["resolved_late"], birth["ended_otherwise"]) == (1, 1)
+    assert (birth["open_in_time"], birth["open_overdue"]) == (0, 1)
+    permit = rows["1.009994"]
+    assert (permit["received_online"], permit["open_in_time"]) == (1, 1)
+    for r in [*report["rows"], report["total"]]:
+        assert r["carried_over"] + r["received_online"] + r["received_direct"] == sum(
+            r[c] for c in REPORT_COLUMNS[3:])
+    assert report["total"]["received_online"] == 2
+    # The province, by receiving agency: xa-c's dossier is overdue at the month's end.
+    province = queries.handling_report(system.db, "2025-09", now=NOW)
+    assert [r["key"] for r in province["rows"]] == ["xa-a", "xa-c"]
+    assert province["rows"][0] == {**report["total"], "key": "xa-a", "procedure_name": None}
+    assert province["rows"][1]["open_overdue"] == 1
+    # October: both open dossiers carried over, judged at "now" (the permit still in time).
+    october = queries.handling_report(system.db, "2025-10", "xa-a", now=NOW)
+    assert october["judged_at"] == NOW
+    assert {k: v for k, v in october["total"].items() if v} == {
+        "carried_over": 2, "open_in_time": 1, "open_overdue": 1}
+    # Mid-September: only what was received by then.
+    mid = queries.handling_report(system.db, "2025-09", "xa-a", now="2025-09-10T12:00:00+07:00")
+    assert mid["total"]["received_online"] + mid["total"]["received_direct"] == 5
+
+
 def test_feed_and_statistics_recompute_from_exported_feed(backend_settings, make_system):
     system = make_system(backend_settings)
     scenario(system.app)
@@ -207,6 +248,9 @@ def test_feed_and_statistics_recompute_from_exported_feed(backend_settings, make
                 queries.satisfaction(system.db, scope, month, 5)
     for period in ("2025-09", "2025-Q3", "2025", "2025-10"):
         for now in (NOW, "2025-09-20T12:00:00+07:00"):
+            for agency_key in (None, "xa-a", "xa-c"):
+                assert recompute.handling_report(store, period, agency_key, now=now) == \
+                    queries.handling_report(system.db, period, agency_key, now=now)
             assert recompute.scoreboard(store, period, now=now, province_name="T") == \
                 queries.scoreboard(system.db, period, now=now, province_name="T")
 

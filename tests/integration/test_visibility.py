@@ -60,7 +60,8 @@ def test_no_personal_data_anywhere_for_an_anonymous_visitor(backend_settings, ma
     with TestClient(app=app) as client:
         queue = deque(u + q for u in route_urls(app, codes) for q in QUERIES[:1])
         queue.extend(f"/{p}{q}" for p in ("late", "satisfaction", "scoreboard", "api/late",
-                                          "api/scoreboard", "data/late.csv") for q in QUERIES)
+                                          "api/scoreboard", "data/late.csv", "report",
+                                          "data/report.csv") for q in QUERIES)
         # Searching for an applicant's name or phone finds nothing about them either.
         queue.extend(f"/{p}?q={v}" for p in ("search", "api/search")
                      for v in ("Nguyễn Văn Bình", "0912345678", "khai sinh"))
