@@ -219,6 +219,15 @@ def procedure_options(s: System, selected: str | None) -> Markup:
 
 
 # -- login ----------------------------------------------------------------------------------
+class StaffArea(Controller):
+    """The desk's pages: a session required (`require_session`), never cached, left out of the
+    public API's schema. Each area sets its `path`."""
+
+    include_in_schema = False
+    cache_control = NO_STORE
+    before_request = require_session
+
+
 class StaffLoginController(Controller):
     cache_control = NO_STORE
     path = "/staff"
@@ -372,11 +381,8 @@ def head_view(system: System, agency: str | None) -> dict[str, Any]:
             "officers": officers}
 
 
-class StaffController(Controller):
-    cache_control = NO_STORE
+class StaffController(StaffArea):
     path = "/staff"
-    include_in_schema = False
-    before_request = require_session
 
     @get("/", sync_to_thread=True)
     def worklist(self, request: Request[Any, Any, Any]) -> Template:

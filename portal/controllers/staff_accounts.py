@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Request, get
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath
 from litestar.response import Template
@@ -14,11 +14,10 @@ from litestar.response import Template
 from portal import auth
 from portal.auth import ROLE_LABELS, Role
 from portal.controllers.staff import (
-    NO_STORE,
+    StaffArea,
     agency_names,
     current,
     page_context,
-    require_session,
     system_of,
     vn,
 )
@@ -60,11 +59,8 @@ def _utc_text(value: str | None) -> str | None:
     return vn(datetime.fromisoformat(value)) if value else None
 
 
-class StaffAccountsController(Controller):
+class StaffAccountsController(StaffArea):
     path = "/staff/accounts"
-    include_in_schema = False
-    cache_control = NO_STORE
-    before_request = require_session
 
     @get("/", sync_to_thread=True)
     def index(self, request: Request[Any, Any, Any]) -> Template:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
@@ -13,12 +13,11 @@ from litestar.response import Redirect, Template
 from domain.calendar import SUPPORTED_YEARS, VN_TZ, supported_year
 from domain.errors import InvalidCommand
 from portal.controllers.staff import (
-    NO_STORE,
+    StaffArea,
     checked_form,
     clean,
     current,
     page_context,
-    require_session,
     system_of,
 )
 from projections import queries
@@ -37,11 +36,8 @@ def _reader(request: Request[Any, Any, Any]) -> Any:
     return me
 
 
-class StaffAuditController(Controller):
+class StaffAuditController(StaffArea):
     path = "/staff/asof"
-    include_in_schema = False
-    cache_control = NO_STORE
-    before_request = require_session
 
     @get("/", sync_to_thread=True)
     def index(self, request: Request[Any, Any, Any]) -> Template:

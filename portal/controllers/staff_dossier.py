@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from eventsourcing.application import AggregateNotFoundError
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
@@ -26,7 +26,7 @@ from domain.regimes import REGIMES
 from portal.auth import Account, Role
 from portal.controllers.staff import (
     DOSSIER_CODE,
-    NO_STORE,
+    StaffArea,
     checked_form,
     clean,
     current,
@@ -35,7 +35,6 @@ from portal.controllers.staff import (
     op_key,
     page_context,
     procedure_record,
-    require_session,
     system_of,
 )
 from portal.system import System
@@ -215,11 +214,8 @@ def dossier_context(request: Request[Any, Any, Any], s: System, me: Account, d: 
     }
 
 
-class StaffDossierController(Controller):
-    cache_control = NO_STORE
+class StaffDossierController(StaffArea):
     path = "/staff/dossiers"
-    include_in_schema = False
-    before_request = require_session
 
     @get("/{code:str}", sync_to_thread=True)
     def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:

@@ -10,7 +10,7 @@ import contextlib
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get
+from litestar import Request, get
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import QueryParameter
 from litestar.response import Template
@@ -20,12 +20,11 @@ from domain.errors import DomainError, InvalidCommand
 from domain.regimes import regime_at
 from portal.auth import Role
 from portal.controllers.staff import (
-    NO_STORE,
+    StaffArea,
     agency_names,
     current,
     page_context,
     procedure_record,
-    require_session,
     system_of,
 )
 
@@ -44,11 +43,8 @@ def _day(value: str, name: str) -> date:
     return day
 
 
-class StaffLogBookController(Controller):
+class StaffLogBookController(StaffArea):
     path = "/staff/logbook"
-    include_in_schema = False
-    cache_control = NO_STORE
-    before_request = require_session
 
     @get("/", sync_to_thread=True)
     def book(self, request: Request[Any, Any, Any],

@@ -4,7 +4,7 @@ drill-down and trends; each as a page, as JSON, as CSV, and the late list also a
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar import Controller, Request, Response, get
@@ -243,12 +243,28 @@ def _require(db: Any) -> None:
         raise NotFoundException(_("Số liệu thống kê chưa được tạo trên máy chủ này."))
 
 
-def late_data(request: Request[Any, Any, Any], month: str, agency: str) -> LateList:
+class _Scope(NamedTuple):
+    """What a statistic is asked for, checked: the period (a month for late lists), the
+    agency's key (None: the province) and the public names."""
+
+    system: Any
+    period: str
+    agency: str | None
+    agencies: dict[str, str]
+    officers: dict[str, Any]
+
+
+def _scope(request: Request[Any, Any, Any], period: str, agency: str, *,
+           month: bool = False) -> _Scope:
     s = system_of(request)
     _require(s.db)
-    month = _month(s.db, month)
+    period = _month(s.db, period) if month else _period(s.db, period)
     agencies, officers = stats_view.names(s.db)
-    key = _agency(agencies, agency)
+    return _Scope(s, period, _agency(agencies, agency), agencies, officers)
+
+
+def late_data(request: Request[Any, Any, Any], month: str, agency: str) -> LateList:
+    s, month, key, agencies, officers = _scope(request, month, agency, month=True)
     raw = stats_view.late_list(s.db, month, key)
 
     def oname(k: str | None) -> str | None:
@@ -305,12 +321,9 @@ def _node(raw: dict[str, Any]) -> ScoreNode:
 
 
 def scoreboard_data(request: Request[Any, Any, Any], period: str, agency: str) -> Scoreboard:
-    s = system_of(request)
-    _require(s.db)
-    period = _period(s.db, period)
-    agencies, _officers = stats_view.names(s.db)
-    key = _agency(agencies, agency)
-    raw = stats_view.scoreboard(s.db, period, key, s.settings.province_name)
+    scope = _scope(request, period, agency)
+    s = scope.system
+    raw = stats_view.scoreboard(s.db, scope.period, scope.agency, s.settings.province_name)
     return Scoreboard(period=raw["period"], kind=raw["kind"], start=raw["start"], end=raw["end"],
                       judged_at=raw["judged_at"], tree=_node(raw["tree"]))
 
@@ -325,12 +338,9 @@ def _report_row(raw: dict[str, Any], key: str, name: str) -> ReportRow:
 
 
 def report_data(request: Request[Any, Any, Any], period: str, agency: str) -> HandlingReport:
-    s = system_of(request)
-    _require(s.db)
-    period = _period(s.db, period)
-    agencies, _officers = stats_view.names(s.db)
-    key = _agency(agencies, agency)
-    raw = stats_view.handling_report(s.db, period, key)
+    scope = _scope(request, period, agency)
+    agencies, key = scope.agencies, scope.agency
+    raw = stats_view.handling_report(scope.system.db, scope.period, key)
     rows = [_report_row(r, r["key"], r["procedure_name"] if key else agencies.get(r["key"],
                                                                                    r["key"]))
             for r in raw["rows"]]
