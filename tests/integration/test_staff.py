@@ -85,67 +85,67 @@ def test_anonymous_visitors_get_no_staff_page(desk, path):
     assert "Nguyễn" not in r.text
 
 
-def test_auditors_and_administrators_see_the_accounts_and_their_log_officers_do_not(desk):
-    auth.accounts(desk.system).disable("khac", by="cli:root")
-    login(desk, "thanhtra")
-    page = desk.get("/staff")
+def test_auditors_and_administrators_see_the_accounts_and_their_log_officers_do_not(desk_any):
+    auth.accounts(desk_any.system).disable("khac", by="cli:root")
+    login(desk_any, "thanhtra")
+    page = desk_any.get("/staff")
     assert 'href="/staff/accounts"' in page.text
-    r = desk.get("/staff/accounts")
+    r = desk_any.get("/staff/accounts")
     assert r.status_code == 200
     assert "tiepnhan" in r.text and "Cán bộ tiếp nhận (một cửa)" in r.text
     assert "đã khóa" in r.text and "argon2" not in r.text
-    r = desk.get("/staff/accounts/khac")
+    r = desk_any.get("/staff/accounts/khac")
     assert r.status_code == 200
     assert "Tạo tài khoản" in r.text and "Khóa tài khoản" in r.text
     assert "người chạy: root" in r.text and "argon2" not in r.text
-    assert desk.get("/staff/accounts/khong-co-ai").status_code == 404
-    assert desk.get("/staff/accounts/%E2%80%AEx").status_code == 404
-    login(desk, "quantri")
-    assert desk.get("/staff/accounts/tiepnhan").status_code == 200
+    assert desk_any.get("/staff/accounts/khong-co-ai").status_code == 404
+    assert desk_any.get("/staff/accounts/%E2%80%AEx").status_code == 404
+    login(desk_any, "quantri")
+    assert desk_any.get("/staff/accounts/tiepnhan").status_code == 200
     for user in ("tiepnhan", "lanhdao"):
-        login(desk, user)
-        assert 'href="/staff/accounts"' not in desk.get("/staff").text
-        assert desk.get("/staff/accounts").status_code == 403
-        assert desk.get("/staff/accounts/tiepnhan").status_code == 403
+        login(desk_any, user)
+        assert 'href="/staff/accounts"' not in desk_any.get("/staff").text
+        assert desk_any.get("/staff/accounts").status_code == 403
+        assert desk_any.get("/staff/accounts/tiepnhan").status_code == 403
 
 
-def test_the_log_book_lists_an_agencys_receptions_and_names_applicants_to_its_staff(desk):
+def test_the_log_book_lists_an_agencys_receptions_and_names_applicants_to_its_staff(desk_any):
     """Sổ theo dõi hồ sơ: the dossiers the agency received in the period, numbered, with the
     applicant for the agency's staff and auditors, masked for administrators."""
-    app = desk.system.app
+    app = desk_any.system.app
     other = app.receive_dossier(procedure_code="1.009994", agency="xa-b", channel="in_person",
                                 applicant=applicant("Trần Thị Lan"), received_at=at(2025, 9, 4),
                                 officer="cv-b").code
     later = app.receive_dossier(procedure_code="1.009994", agency="xa-a", channel="online",
                                 applicant=applicant("Lê Văn Tám"), received_at=at(2025, 10, 2),
                                 officer="tn-1").code
-    desk.system.catch_up()
+    desk_any.system.catch_up()
     september = {"from": "2025-09-01", "to": "2025-09-30"}
-    login(desk, "tiepnhan")
-    assert 'href="/staff/logbook"' in desk.get("/staff").text
-    r = desk.get("/staff/logbook", params=september)
+    login(desk_any, "tiepnhan")
+    assert 'href="/staff/logbook"' in desk_any.get("/staff").text
+    r = desk_any.get("/staff/logbook", params=september)
     assert r.status_code == 200
     assert "SỔ THEO DÕI HỒ SƠ" in r.text and "1 hồ sơ" in r.text
-    assert desk.code in r.text and all(p in r.text for p in ("Nguyễn Văn Bình", "Số 7, ngõ 3",
+    assert desk_any.code in r.text and all(p in r.text for p in ("Nguyễn Văn Bình", "Số 7, ngõ 3",
                                                              "0912345678"))
     assert other not in r.text and later not in r.text and "Lê Văn Tám" not in r.text
-    october = desk.get("/staff/logbook", params={"from": "2025-10-01", "to": "2025-10-31"})
-    assert later in october.text and desk.code not in october.text
-    assert desk.get("/staff/logbook", params={**september, "agency": "xa-b"}
+    october = desk_any.get("/staff/logbook", params={"from": "2025-10-01", "to": "2025-10-31"})
+    assert later in october.text and desk_any.code not in october.text
+    assert desk_any.get("/staff/logbook", params={**september, "agency": "xa-b"}
                     ).status_code == 403
     # An administrator reads the book with the masked names only.
-    login(desk, "quantri")
-    r = desk.get("/staff/logbook", params={**september, "agency": "xa-a"})
-    assert r.status_code == 200 and desk.code in r.text
+    login(desk_any, "quantri")
+    r = desk_any.get("/staff/logbook", params={**september, "agency": "xa-a"})
+    assert r.status_code == 200 and desk_any.code in r.text
     assert not [p for p in PERSONAL if p in r.text]
-    masked = desk.system.db.scalar("SELECT masked_applicant FROM dossiers WHERE code=?",
-                                   (desk.code,))
+    masked = desk_any.system.db.scalar("SELECT masked_applicant FROM dossiers WHERE code=?",
+                                   (desk_any.code,))
     assert masked in r.text
     # An auditor chooses the agency; an erased applicant's line says so.
-    login(desk, "thanhtra")
-    assert "Chọn cơ quan" in desk.get("/staff/logbook").text
+    login(desk_any, "thanhtra")
+    assert "Chọn cơ quan" in desk_any.get("/staff/logbook").text
     app.erase_applicant(other)
-    r = desk.get("/staff/logbook", params={**september, "agency": "xa-b"})
+    r = desk_any.get("/staff/logbook", params={**september, "agency": "xa-b"})
     assert other in r.text and "Trần Thị Lan" not in r.text and "đã xóa dữ liệu cá nhân" in r.text
     for params, message in (({"from": "2025-13-01"}, "ngày không hợp lệ"),
                             ({"from": "2025-09-30", "to": "2025-09-01"}, "phải trước"),
@@ -153,10 +153,10 @@ def test_the_log_book_lists_an_agencys_receptions_and_names_applicants_to_its_st
                             ({"from": "9999-12-30", "to": "9999-12-31"}, "nằm ngoài sổ"),
                             ({"from": "2025-09-01", "to": "30/09/2025"}, "ngày không hợp lệ"),
                             ({"agency": "khong-co"}, "Không có cơ quan")):
-        r = desk.get("/staff/logbook", params=params)
+        r = desk_any.get("/staff/logbook", params=params)
         assert r.status_code == 400 and message in r.text, params
-    login(desk, "chuyenvien")  # a specialist does not keep the book
-    assert desk.get("/staff/logbook").status_code == 403
+    login(desk_any, "chuyenvien")  # a specialist does not keep the book
+    assert desk_any.get("/staff/logbook").status_code == 403
 
 
 def test_anonymous_posts_are_refused(desk_any):
