@@ -220,6 +220,13 @@ def test_handling_report_counts_what_was_received_carried_over_resolved_and_open
     # Mid-September: only what was received by then.
     mid = queries.handling_report(system.db, "2025-09", "xa-a", now="2025-09-10T12:00:00+07:00")
     assert mid["total"]["received_online"] + mid["total"]["received_direct"] == 5
+    # The same dossiers as the 766 scoreboard's: received, received online, results.
+    board = queries.scoreboard(system.db, "2025-09", now=NOW)["tree"]
+    inputs = next(c for c in board["children"] if c["agency"] == "xa-a")["inputs"]
+    row = province["rows"][0]
+    assert row["received_online"] + row["received_direct"] == inputs["received"] == 9
+    assert row["resolved_early"] + row["resolved_on_time"] + row["resolved_late"] == \
+        inputs["results"]
 
 
 def test_feed_and_statistics_recompute_from_exported_feed(backend_settings, make_system):
