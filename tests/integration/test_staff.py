@@ -454,6 +454,7 @@ def test_worklist_sorted_by_deadline_and_head_view(desk):
     head = desk.get("/staff/head")
     assert head.status_code == 200
     assert desk.code in head.text and "chưa có văn bản xin lỗi" in head.text
+    assert 'href="/report?agency=xa-a"' in head.text  # the agency's public figures
     login(desk, "chuyenvien")
     assert desk.get("/staff/head").status_code == 403
 
