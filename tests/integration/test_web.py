@@ -187,8 +187,8 @@ def test_healthz_answers_503_in_seconds_when_a_store_does_not_answer(sqlite_sett
     monkeypatch.setattr(health, "HEALTH_SECONDS", 0.5)
     finished: list[str] = []
 
-    def slow_head() -> int:  # a store that answers after 2.5 s
-        time.sleep(2.5)
+    def slow_head() -> int:  # a store that answers after 4 s
+        time.sleep(4.0)
         finished.append(threading.current_thread().name)
         return 0
 
