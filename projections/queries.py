@@ -253,9 +253,8 @@ def handling_report(db: ReadDB, period: str, agency: str | None = None, *,
     where, params = "received_at < ? AND (ended_at IS NULL OR ended_at >= ?)", [cut, start]
     if agency is not None:
         where, params = where + " AND agency = ?", [*params, agency]
-    report = statistics.handling_report(_facts(db, prefix, where, params).values(), start, cut,
-                                        agency)
-    return {"period": period, "start": start, "end": end, "judged_at": cut, **report}
+    return statistics.handling_report(_facts(db, prefix, where, params).values(), period,
+                                      start, end, cut, agency)
 
 
 def stat_months(db: ReadDB, prefix: str = "") -> list[str]:

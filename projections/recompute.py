@@ -73,6 +73,5 @@ def scoreboard(store: MemoryStore, period: str, agency: str | None = None, *,
 def handling_report(store: MemoryStore, period: str, agency: str | None = None, *,
                     now: str | None = None) -> dict[str, Any]:
     start, end = index766.period_bounds(period)
-    cut = statistics.cut_of(end, now)
-    report = statistics.handling_report(store.dossiers.values(), start, cut, agency)
-    return {"period": period, "start": start, "end": end, "judged_at": cut, **report}
+    return statistics.handling_report(store.dossiers.values(), period, start, end,
+                                      statistics.cut_of(end, now), agency)

@@ -123,8 +123,8 @@ REPORT_COLUMNS = ("carried_over", "received_online", "received_direct", "resolve
                   "open_overdue")
 
 
-def handling_report(dossiers: Iterable[Mapping[str, Any]], start: str, cut: str,
-                    agency: str | None = None) -> dict[str, Any]:
+def handling_report(dossiers: Iterable[Mapping[str, Any]], period: str, start: str, end: str,
+                    cut: str, agency: str | None = None) -> dict[str, Any]:
     """The handling report of a period (tình hình, kết quả giải quyết thủ tục hành chính, as
     agencies report it to the provincial office): for each procedure of a receiving agency
     (`agency`), or each receiving agency of the province (None), the dossiers to handle, new
@@ -166,7 +166,8 @@ def handling_report(dossiers: Iterable[Mapping[str, Any]], start: str, cut: str,
         else:
             row["open_in_time"] += 1
     total = {c: sum(r[c] for r in rows.values()) for c in REPORT_COLUMNS}
-    return {"by": "agency" if agency is None else "procedure", "agency": agency,
+    return {"period": period, "start": start, "end": end, "judged_at": cut,
+            "by": "agency" if agency is None else "procedure", "agency": agency,
             "rows": [rows[k] for k in sorted(rows)], "total": total}
 
 

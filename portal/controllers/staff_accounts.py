@@ -87,8 +87,9 @@ class StaffAccountsController(StaffArea):
         s = system_of(request)
         store = auth.accounts(s)
         name = username.strip().lower()
-        account = store.get(name) if auth.USERNAME.match(name) else None
-        events = s.app.account_history(name) if auth.USERNAME.match(name) else []
+        valid = auth.USERNAME.match(name) is not None
+        account = store.get(name) if valid else None
+        events = s.app.account_history(name) if valid else []
         if account is None and not events:
             raise NotFoundException(f"Không có tài khoản {username[:60]}.")
         scope = {account.agency if account else None,

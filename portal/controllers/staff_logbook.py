@@ -15,7 +15,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from domain.calendar import VN_TZ
+from domain.calendar import VN_TZ, supported_year
 from domain.errors import DomainError, InvalidCommand
 from domain.regimes import regime_at
 from portal.auth import Role
@@ -38,7 +38,7 @@ def _day(value: str, name: str) -> date:
     except ValueError:
         raise InvalidCommand("bad day", f"{name}: ngày không hợp lệ “{value[:20]}”"
                                         " (dạng YYYY-MM-DD).") from None
-    if not 1990 <= day.year <= 2100:
+    if not supported_year(day.year):
         raise InvalidCommand("day out of range", f"{name}: năm {day.year} nằm ngoài sổ.")
     return day
 

@@ -437,7 +437,6 @@ class StatisticsPages(Controller):
             "crumbs": ancestors(s.db, board.tree.agency),
             "months": stats_view.months(s.db) or [board.period]})
 
-
     @get("/report", sync_to_thread=True)
     def report(self, request: Request[Any, Any, Any],
                      period: str = Parameter(default="", max_length=20),
@@ -563,7 +562,6 @@ class StatisticsApi(Controller):
                    "formula", "measured"]
         return csv_response(rows, columns, f"bo-chi-so-766-{board.period}.csv")
 
-
     @get("/data/report.csv", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Tình hình, kết quả giải quyết thủ tục hành chính (CSV)"),
          media_type="text/csv")
@@ -578,5 +576,6 @@ class StatisticsApi(Controller):
         unit = re.sub(r"[^a-z0-9-]", "", data.agency or "")
         name = f"ket-qua-giai-quyet-{data.period}" + (f"-{unit}" if unit else "")
         return csv_response(rows, columns, f"{name}.csv")
+
 
 ROUTES = [StatisticsPages, StatisticsApi]
