@@ -206,6 +206,18 @@ def late_list(db: ReadDB, month: str, agency: str | None = None, *, now: str | N
     return statistics.late_list(dossiers, late_rows, officer_month, month, agency, cut)
 
 
+def officer_handled(db: ReadDB, officer: str, months: list[str], prefix: str = ""
+                    ) -> dict[str, int]:
+    """Dossiers `officer` handled (closed a step of) in each of `months`, in every agency:
+    the late list's denominator before the late dossiers it adds (statistics.late_list)."""
+    if not months:
+        return {}
+    rows = db.fetchall(f"SELECT month, SUM(handled) AS n FROM {prefix}stat_officer_month"
+                       f" WHERE officer=? AND month IN ({','.join('?' for _ in months)})"
+                       " GROUP BY month", [officer, *months])
+    return {r["month"]: int(r["n"]) for r in rows}
+
+
 def satisfaction_counts(db: ReadDB, prefix: str = "", scope: str | None = None
                         ) -> dict[tuple[str, ...], int]:
     sql = f"SELECT scope, grp, month, criterion, level, n FROM {prefix}stat_satisfaction"

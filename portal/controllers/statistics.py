@@ -21,6 +21,7 @@ from portal.controllers.feeds import ATOM_TYPE, atom_document
 from portal.controllers.public import clean, system_of
 from portal.i18n import N_
 from portal.i18n import gettext as _
+from projections import queries
 from projections.statistics import REPORT_COLUMNS
 
 register(Download("/data/late.csv", N_("Danh sách trễ hạn"),
@@ -106,6 +107,35 @@ class LateList(msgspec.Struct, kw_only=True):
     method_vi: str
     dossiers: list[LateDossier]
     officers: list[LateOfficer]
+
+
+class OfficerMonth(msgspec.Struct, kw_only=True):
+    month: str
+    # As in that month's late list: dossiers handled in the month, plus late dossiers listed
+    # in it that the officer handled before it (or holds).
+    handled: int
+    late: int
+    # late / handled (None: nothing handled).
+    share: float | None
+
+
+class OfficerRecord(msgspec.Struct, kw_only=True):
+    """An officer's public record: the directory entry, twelve months of the late list's
+    figures for the officer, and the late dossiers attributed to the officer in one month."""
+
+    officer: str
+    name: str
+    title: str | None
+    agency: str | None
+    agency_name: str | None
+    role: str | None
+    phone: str | None
+    active: bool
+    month: str
+    judged_at: str
+    method_vi: str
+    months: list[OfficerMonth]
+    dossiers: list[LateDossier]
 
 
 class CriterionResult(msgspec.Struct, kw_only=True):
@@ -293,6 +323,42 @@ def late_data(request: Request[Any, Any, Any], month: str, agency: str) -> LateL
                   for o in raw["officers"]])
 
 
+# Months of an officer's record: the one asked for (the latest with data by default) and the
+# eleven before it.
+OFFICER_MONTHS = 12
+
+
+def officer_data(request: Request[Any, Any, Any], key: str, month: str) -> OfficerRecord:
+    """An officer's record, month by month, from the province's late lists (the same figures
+    as the officer's row on /late, so the two never disagree)."""
+    s = system_of(request)
+    _require(s.db)
+    key = clean(key, 64)
+    agencies, officers = stats_view.names(s.db)
+    person = officers.get(key)
+    if person is None:
+        raise NotFoundException(_("Không tìm thấy cán bộ mã %(key)s.") % {"key": key})
+    month = _month(s.db, month)
+    first = min(stats_view.months(s.db) or [month])
+    window = [m for m in stats_view.previous_months(month, OFFICER_MONTHS) if m >= first]
+    handled = queries.officer_handled(s.db, key, window)
+    months = []
+    for m in window:
+        row = next((o for o in stats_view.late_list(s.db, m, None)["officers"]
+                    if o["officer"] == key), None)
+        n, late = (int(row["handled"]), int(row["late"])) if row else (handled.get(m, 0), 0)
+        months.append(OfficerMonth(month=m, handled=n, late=late,
+                                   share=round(late / n, 4) if n else None))
+    listed = late_data(request, month, "")
+    return OfficerRecord(
+        officer=key, name=person["name"], title=person["title"], agency=person["agency"],
+        agency_name=person["agency_name"] or agencies.get(person["agency"]),
+        role=person["role"], phone=person["phone"], active=bool(person["active"]),
+        month=listed.month, judged_at=listed.judged_at, method_vi=METHOD_VI,
+        months=list(reversed(months)),
+        dossiers=[d for d in listed.dossiers if any(a.officer == key for a in d.attribution)])
+
+
 def satisfaction_data(request: Request[Any, Any, Any], scope: str, period: str
                       ) -> list[SatisfactionGroup]:
     s = system_of(request)
@@ -379,6 +445,15 @@ class StatisticsPages(Controller):
             "data": data, "months": stats_view.months(s.db) or [data.month],
             "agencies": stats_view.agency_choices(s.db)})
 
+    @get("/officers/{key:str}", sync_to_thread=True)
+    def officer(self, request: Request[Any, Any, Any], key: FromPath[str],
+                month: str = Parameter(default="", max_length=20)) -> Template:
+        s = system_of(request)
+        if not stats_view.available(s.db):
+            return Template("stats_pending.html", context={"title": N_("Hồ sơ trễ hạn của cán bộ")})
+        data = officer_data(request, key, month)
+        return Template("officer.html", context={"data": data})
+
     @get("/late/{month:str}/feed.atom", sync_to_thread=True, media_type=ATOM_TYPE)
     def late_feed(self, request: Request[Any, Any, Any],
                         month: FromPath[str]) -> Response[bytes]:
@@ -462,6 +537,15 @@ class StatisticsApi(Controller):
                                               description="YYYY-MM; mặc định tháng mới nhất"),
                        agency: str = Parameter(default="", max_length=64)) -> LateList:
         return late_data(request, month, agency)
+
+    @get("/api/officers/{key:str}", sync_to_thread=True, responses=error_responses(404),
+         summary=N_("Một cán bộ: hồ sơ đã xử lý và hồ sơ trễ hạn quy cho cán bộ theo tháng"
+         " (12 tháng đến tháng chọn), các hồ sơ trễ hạn của tháng chọn"))
+    def officer_api(self, request: Request[Any, Any, Any], key: FromPath[str],
+                    month: str = Parameter(default="", max_length=20,
+                                           description="YYYY-MM; mặc định tháng mới nhất")
+                    ) -> OfficerRecord:
+        return officer_data(request, key, month)
 
     @get("/api/satisfaction", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Mức độ hài lòng theo cơ quan hoặc thủ tục; nhóm dưới"

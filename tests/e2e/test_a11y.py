@@ -13,7 +13,8 @@ AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 PAGES = ["/", "/search?q=khai+sinh", "/p/1.001193", "/officers", "/data", "/about", "/api/docs",
          "/late?month=2025-09", "/satisfaction?period=2025-09", "/scoreboard?period=2025-09",
          "/scoreboard?period=2025-09&agency=xa-a", "/d/{late}", "/khong-co-trang",
-         "/report?period=2025-09", "/report?period=2025-09&agency=xa-a"]
+         "/report?period=2025-09", "/report?period=2025-09&agency=xa-a",
+         "/officers/cv-1?month=2025-09"]
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,8 @@ def rating_path(busy: dict[str, Any], lang: str) -> str:
 
 @pytest.mark.parametrize("path", [
     "/transparency", "/transparency/dossiers/{late}", "/api/docs", "/o/xa-a/poster",
-    "/o/xa-a/poster?by=procedure", "/report?period=2025-09&agency=xa-a"])
+    "/o/xa-a/poster?by=procedure", "/report?period=2025-09&agency=xa-a",
+    "/officers/cv-1?month=2025-09"])
 def test_public_page_fits_a_phone(phone, busy, path):
     phone.goto(busy["base"] + path.format(late=busy["codes"]["late"]))
     assert scroll_width(phone) <= PHONE["width"], path

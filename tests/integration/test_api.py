@@ -25,13 +25,14 @@ def test_openapi_document_is_valid(api):
     validate(api.spec)
     assert api.spec["openapi"].startswith("3.1")
     for path in ["/api/procedures", "/api/procedures/{code}", "/api/dossiers/{code}",
-                 "/api/agencies", "/api/officers", "/api/late", "/api/satisfaction",
+                 "/api/agencies", "/api/officers", "/api/officers/{key}", "/api/late", "/api/satisfaction",
                  "/api/scoreboard", "/open311/v2/services.json", "/open311/v2/requests/{spec}",
                  "/d/{code}/feed.atom", "/data/procedures.csv"]:
         assert path in api.spec["paths"], path
     # Typed responses: the document carries the schemas, not bare objects.
     for name in ("ProcedureSummary", "ProcedureDetail", "DossierStatus", "LateList",
-                 "Scoreboard", "ScoreNode", "SatisfactionGroup", "Open311Request"):
+                 "Scoreboard", "ScoreNode", "SatisfactionGroup", "Open311Request",
+                 "OfficerRecord"):
         assert name in api.spec["components"]["schemas"], name
 
 
@@ -50,6 +51,7 @@ def response_schema(spec: dict, path: str) -> dict:
     ("/api/officers", "/api/officers?agency=xa-a"),
     ("/api/dossiers/{code}", "/api/dossiers/{late}"),
     ("/api/late", "/api/late?month=2025-09"),
+    ("/api/officers/{key}", "/api/officers/cv-1?month=2025-09"),
     ("/api/satisfaction", "/api/satisfaction?period=2025-09&by=procedure"),
     ("/api/scoreboard", "/api/scoreboard?period=2025-09"),
     ("/open311/v2/services.json", "/open311/v2/services.json"),

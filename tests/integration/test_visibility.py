@@ -96,7 +96,8 @@ def test_no_personal_data_anywhere_for_an_anonymous_visitor(backend_settings, ma
     # The crawl really reached the dossier pages, downloads, feeds, Open311 and the API.
     for must in (f"/d/{codes['late']}", f"/d/{codes['late']}/feed.atom", "/data/feed.jsonl",
                  "/data/officers.csv", f"/open311/v2/requests/{codes['late']}.json",
-                 f"/api/dossiers/{codes['late']}", "/late/2025-09/feed.atom"):
+                 f"/api/dossiers/{codes['late']}", "/late/2025-09/feed.atom",
+                 "/officers/cv-1?month=2025-09", "/api/officers/cv-1?month=2025-09"):
         assert must in seen, must
     assert f"/d/{withdrawn.code}" in seen
     assert len(seen) > 60
