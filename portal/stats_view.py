@@ -169,6 +169,11 @@ def late_list(db: ReadDB, month: str, agency: str | None) -> dict[str, Any]:
                    lambda: queries.late_list(db, month, agency or None))
 
 
+def officer_late_lists(db: ReadDB, officer: str, months: list[str]) -> dict[str, Any]:
+    return _cached(("officer", officer, tuple(months)), db,
+                   lambda: queries.officer_late_lists(db, officer, months))
+
+
 def satisfaction(db: ReadDB, scope: str, period: str, min_group: int) -> list[dict[str, Any]]:
     return _cached(("sat", scope, period, min_group), db,
                    lambda: queries.satisfaction(db, scope, period, min_group))

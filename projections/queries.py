@@ -206,16 +206,49 @@ def late_list(db: ReadDB, month: str, agency: str | None = None, *, now: str | N
     return statistics.late_list(dossiers, late_rows, officer_month, month, agency, cut)
 
 
-def officer_handled(db: ReadDB, officer: str, months: list[str], prefix: str = ""
-                    ) -> dict[str, int]:
-    """Dossiers `officer` handled (closed a step of) in each of `months`, in every agency:
-    the late list's denominator before the late dossiers it adds (statistics.late_list)."""
+def officer_late_lists(db: ReadDB, officer: str, months: list[str], *, now: str | None = None,
+                       prefix: str = "") -> dict[str, dict[str, Any]]:
+    """`officer`'s part of each month's late list of the province: month -> {"officer": the
+    officer's row (late, handled, share), "dossiers": the entries attributed to the officer,
+    "judged_at"}. The same as picking them out of `late_list(db, month)`, from one read.
+
+    A dossier can be attributed to the officer only through its late steps (`stat_late`, or
+    `late_steps` while open or for an end) or as its holder (`statistics._steps_late_by`), and
+    only if it is still open or ended late or after its appointment: every such dossier is
+    read once (a superset: `late_steps` is searched for the key as text), and
+    statistics.late_list does the rest, month by month, over them alone."""
+    from projections import index766, statistics
+
     if not months:
         return {}
-    rows = db.fetchall(f"SELECT month, SUM(handled) AS n FROM {prefix}stat_officer_month"
-                       f" WHERE officer=? AND month IN ({','.join('?' for _ in months)})"
-                       " GROUP BY month", [officer, *months])
-    return {r["month"]: int(r["n"]) for r in rows}
+    late_ids = [r["id"] for r in db.fetchall(
+        f"SELECT DISTINCT id FROM {prefix}stat_late WHERE officer=?", (officer,))]
+    dossiers = _facts(db, prefix, "(holder_officer = ? OR late_steps LIKE ?) AND (ended_at IS"
+                      " NULL OR ended_at >= appointment_at OR verdict = 'late')",
+                      [officer, f"%{officer}%"])
+    dossiers.update(_facts_by_ids(db, prefix, [i for i in late_ids if i not in dossiers]))
+    ids = sorted(dossiers)
+    late_rows: list[dict[str, Any]] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        late_rows += db.fetchall(f"SELECT * FROM {prefix}stat_late WHERE id IN"
+                                 f" ({','.join('?' for _ in chunk)})", chunk)
+    handled = {(officer, r["agency"], r["month"]): int(r["handled"]) for r in db.fetchall(
+        f"SELECT agency, month, handled FROM {prefix}stat_officer_month WHERE officer=?"
+        f" AND month IN ({','.join('?' for _ in months)})", [officer, *months])}
+    judged = judgement_moment(db, prefix, now)
+    out = {}
+    for month in months:
+        cut = statistics.cut_of(index766.period_bounds(month)[1], judged)
+        listed = statistics.late_list(dossiers, late_rows, handled, month, None, cut)
+        row = next((o for o in listed["officers"] if o["officer"] == officer), None)
+        if row is None:  # nothing late: the dossiers handled in the month
+            n = sum(v for (_, _, m), v in handled.items() if m == month)
+            row = {"officer": officer, "late": 0, "handled": n, "share": 0.0 if n else None}
+        out[month] = {"officer": row, "judged_at": listed["judged_at"], "dossiers": [
+            d for d in listed["dossiers"]
+            if any(a["officer"] == officer for a in d["attribution"])]}
+    return out
 
 
 def satisfaction_counts(db: ReadDB, prefix: str = "", scope: str | None = None

@@ -21,7 +21,6 @@ from portal.controllers.feeds import ATOM_TYPE, atom_document
 from portal.controllers.public import clean, system_of
 from portal.i18n import N_
 from portal.i18n import gettext as _
-from projections import queries
 from projections.statistics import REPORT_COLUMNS
 
 register(Download("/data/late.csv", N_("Danh sách trễ hạn"),
@@ -293,32 +292,37 @@ def _scope(request: Request[Any, Any, Any], period: str, agency: str, *,
     return _Scope(s, period, _agency(agencies, agency), agencies, officers)
 
 
-def late_data(request: Request[Any, Any, Any], month: str, agency: str) -> LateList:
-    s, month, key, agencies, officers = _scope(request, month, agency, month=True)
-    raw = stats_view.late_list(s.db, month, key)
-
+def _late_dossier(d: dict[str, Any], agencies: dict[str, str], officers: dict[str, Any]
+                 ) -> LateDossier:
     def oname(k: str | None) -> str | None:
         return officers[k]["name"] if k and k in officers else None
 
+    return LateDossier(
+        code=d["code"], kind=d["kind"], procedure_code=d["procedure_code"],
+        procedure_name=d["procedure_name"], agency=d["agency"],
+        agency_name=agencies.get(d["agency"]), received_at=d["received_at"],
+        appointment_at=d["appointment_at"], result_at=d.get("result_at"),
+        ended_at=d.get("ended_at"), end_kind=d.get("end_kind"),
+        attribution=[LateStep(step=a.get("step"), officer=a.get("officer"),
+                              officer_name=oname(a.get("officer")), agency=a.get("agency"),
+                              due_at=a.get("due_at"), done_at=a.get("done_at"))
+                     for a in d["attribution"]],
+        apology=None if d["apology"] is None else LateApology(**d["apology"]),
+        explanations=[LateExplanation(officer=e.get("officer"),
+                                      officer_name=oname(e.get("officer")), at=e.get("at"),
+                                      text=e.get("text", ""))
+                      for e in d["explanations"]])
+
+
+def late_data(request: Request[Any, Any, Any], month: str, agency: str) -> LateList:
+    s, month, key, agencies, officers = _scope(request, month, agency, month=True)
+    raw = stats_view.late_list(s.db, month, key)
     return LateList(
         month=month, agency=key, judged_at=raw["judged_at"], method_vi=METHOD_VI,
-        dossiers=[LateDossier(
-            code=d["code"], kind=d["kind"], procedure_code=d["procedure_code"],
-            procedure_name=d["procedure_name"], agency=d["agency"],
-            agency_name=agencies.get(d["agency"]), received_at=d["received_at"],
-            appointment_at=d["appointment_at"], result_at=d.get("result_at"),
-            ended_at=d.get("ended_at"), end_kind=d.get("end_kind"),
-            attribution=[LateStep(step=a.get("step"), officer=a.get("officer"),
-                                  officer_name=oname(a.get("officer")), agency=a.get("agency"),
-                                  due_at=a.get("due_at"), done_at=a.get("done_at"))
-                         for a in d["attribution"]],
-            apology=None if d["apology"] is None else LateApology(**d["apology"]),
-            explanations=[LateExplanation(officer=e.get("officer"),
-                                          officer_name=oname(e.get("officer")), at=e.get("at"),
-                                          text=e.get("text", ""))
-                          for e in d["explanations"]])
-            for d in sorted(raw["dossiers"], key=lambda d: d["code"])],
-        officers=[LateOfficer(officer=o["officer"], officer_name=oname(o["officer"]),
+        dossiers=[_late_dossier(d, agencies, officers)
+                  for d in sorted(raw["dossiers"], key=lambda d: d["code"])],
+        officers=[LateOfficer(officer=o["officer"],
+                              officer_name=officers.get(o["officer"], {}).get("name"),
                               late=int(o["late"]), handled=int(o["handled"]))
                   for o in raw["officers"]])
 
@@ -329,8 +333,8 @@ OFFICER_MONTHS = 12
 
 
 def officer_data(request: Request[Any, Any, Any], key: str, month: str) -> OfficerRecord:
-    """An officer's record, month by month, from the province's late lists (the same figures
-    as the officer's row on /late, so the two never disagree)."""
+    """An officer's record, month by month: the officer's row and dossiers of each month's
+    late list of the province (`queries.officer_late_lists`, read once for every month)."""
     s = system_of(request)
     _require(s.db)
     key = clean(key, 64)
@@ -341,22 +345,16 @@ def officer_data(request: Request[Any, Any, Any], key: str, month: str) -> Offic
     month = _month(s.db, month)
     first = min(stats_view.months(s.db) or [month])
     window = [m for m in stats_view.previous_months(month, OFFICER_MONTHS) if m >= first]
-    handled = queries.officer_handled(s.db, key, window)
-    months = []
-    for m in window:
-        row = next((o for o in stats_view.late_list(s.db, m, None)["officers"]
-                    if o["officer"] == key), None)
-        n, late = (int(row["handled"]), int(row["late"])) if row else (handled.get(m, 0), 0)
-        months.append(OfficerMonth(month=m, handled=n, late=late,
-                                   share=round(late / n, 4) if n else None))
-    listed = late_data(request, month, "")
+    lists = stats_view.officer_late_lists(s.db, key, window or [month])
+    months = [OfficerMonth(month=m, handled=int(lists[m]["officer"]["handled"]),
+                           late=int(lists[m]["officer"]["late"]),
+                           share=lists[m]["officer"]["share"]) for m in reversed(window)]
     return OfficerRecord(
         officer=key, name=person["name"], title=person["title"], agency=person["agency"],
         agency_name=person["agency_name"] or agencies.get(person["agency"]),
         role=person["role"], phone=person["phone"], active=bool(person["active"]),
-        month=listed.month, judged_at=listed.judged_at, method_vi=METHOD_VI,
-        months=list(reversed(months)),
-        dossiers=[d for d in listed.dossiers if any(a.officer == key for a in d.attribution)])
+        month=month, judged_at=lists[month]["judged_at"], method_vi=METHOD_VI, months=months,
+        dossiers=[_late_dossier(d, agencies, officers) for d in lists[month]["dossiers"]])
 
 
 def satisfaction_data(request: Request[Any, Any, Any], scope: str, period: str

@@ -123,3 +123,45 @@ def test_bad_requests_say_what_is_wrong(site, url, status, message):
     assert message in r.json()["detail"]
     page = site.get(url.replace("/api", "") + ("&" if "?" in url else "?") + "lang=vi")
     assert page.status_code == status and message in page.text
+
+
+def test_one_read_gives_every_officer_what_each_month_lists(sqlite_settings, make_system):
+    """On a generated province (transfers, supplements, pauses, refusals, open dossiers):
+    `officer_late_lists` equals picking the officer out of every month's full late list."""
+    from datetime import datetime, timedelta
+
+    from domain.calendar import VN_TZ
+    from domain.demo import DemoData, Generator, seed_reference
+    from projections import queries
+
+    now = datetime(2025, 12, 20, 12, 0, tzinfo=VN_TZ)
+    system = make_system(sqlite_settings)
+    data = DemoData.load(sqlite_settings.province_code)
+    seed_reference(system.app, data)
+    Generator(system.app, data, seed=5).run(300, now - timedelta(days=120), now, now=now)
+    system.catch_up()
+    months = queries.stat_months(system.db)
+    moment = now.isoformat(timespec="seconds")
+    full = {m: queries.late_list(system.db, m, now=moment) for m in months}
+    officers = [r["key"] for r in system.db.fetchall("SELECT key FROM officers")]
+    kinds = {d["kind"] for m in months for d in full[m]["dossiers"]}
+    assert kinds == {"late_result", "late_end", "overdue_open"}  # every way to be listed
+    late_somewhere = 0
+    for officer in officers:
+        mine = queries.officer_late_lists(system.db, officer, months, now=moment)
+        for m in months:
+            row = next((o for o in full[m]["officers"] if o["officer"] == officer), None)
+            dossiers = [d for d in full[m]["dossiers"]
+                        if any(a["officer"] == officer for a in d["attribution"])]
+            assert mine[m]["dossiers"] == dossiers, (officer, m)
+            if row is not None:
+                assert mine[m]["officer"] == row, (officer, m)
+                late_somewhere += 1
+            else:
+                handled = system.db.scalar(
+                    "SELECT COALESCE(SUM(handled), 0) FROM stat_officer_month WHERE officer=?"
+                    " AND month=?", (officer, m))
+                assert (mine[m]["officer"]["late"], mine[m]["officer"]["handled"]) == (
+                    0, handled), (officer, m)
+            assert mine[m]["judged_at"] == full[m]["judged_at"]
+    assert late_somewhere >= 3  # the generated province has late officers to compare
