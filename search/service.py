@@ -250,7 +250,7 @@ def rerank(query: str, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     scored = [score(h) for h in hits]
     if len(phrase_words) >= 2 and scored and max(t[0] for t in scored) < 2:
         # No name holds the phrase: a typo ("khai sinhh")? The same tiers with one letter off
-        # per word of 4 letters or more (Meilisearch found the hits with its own tolerance).
+        # per word of 3 letters or more (Meilisearch found the hits with its own tolerance).
         scored = [score(h, fuzzy=True) for h in hits]
     order = sorted(range(len(hits)), key=lambda i: scored[i], reverse=True)
     return [hits[i] for i in order]
@@ -272,13 +272,15 @@ def _one_edit(a: str, b: str) -> bool:
 
 
 def _fuzzy_run(wanted: list[str], found: list[str]) -> bool:
-    """Whether `wanted` is a run of words of `found`, each equal or (4 letters or more) one
-    edit off; the last may be a prefix (people stop typing mid-word)."""
+    """Whether `wanted` is a run of words of `found`, each equal or (3 letters or more: most
+    Vietnamese syllables are 3 or 4) one edit off, at least one of them equal; the last may
+    be a prefix (people stop typing mid-word)."""
     def same(w: str, f: str, last: bool) -> bool:
-        return w == f or (len(w) >= 4 and _one_edit(w, f)) or (last and f.startswith(w))
+        return w == f or (len(w) >= 3 and _one_edit(w, f)) or (last and f.startswith(w))
 
     n = len(wanted)
     return any(all(same(w, found[start + k], k == n - 1) for k, w in enumerate(wanted))
+               and any(w == found[start + k] for k, w in enumerate(wanted))
                for start in range(len(found) - n + 1))
 
 
