@@ -89,3 +89,16 @@ def test_downloads_and_proofs_are_named_in_context(site):
     assert "Download this page's data: <a href=\"/data/late.csv?month=2025-09\">CSV</a>" in late
     page = get(site, "/p/1.001193", "en").text
     assert 'aria-label="This procedure as Open311">Open311</a>' in page
+
+
+@pytest.mark.parametrize("path,current", [
+    ("/officers", "/officers"), ("/officers/cv-1?month=2025-09", "/officers"),
+    ("/late?month=2025-09", "/late"), ("/o/xa-a", "/o"), ("/search?q=khai+sinh", "/search"),
+    ("/about", "/about"), ("/", None), ("/d/000.00.12.H60-250903-9999", None)])
+def test_the_main_navigation_marks_the_section_a_page_belongs_to(site, path, current):
+    body = site.get(path + ("&" if "?" in path else "?") + "lang=vi").text
+    nav = re.search(r'<nav aria-label="Điều hướng chính">(.*?)</nav>', body, re.S)
+    assert nav, path
+    marked = re.findall(r'<a href="([^"]+)" aria-current="page">', nav.group(1))
+    assert marked == ([current] if current else []), path
+    assert len(re.findall(r"<a href=", nav.group(1))) == 9  # every section is still a link

@@ -758,7 +758,9 @@ def test_the_head_of_a_transferee_agency_sees_its_late_result_blamed_on_the_step
     assert desk.code in done
     table = re.search(r'<table class="staff-table officers">.*?</table>', page, re.S).group(0)
     rows = {m[0]: m[1:] for m in re.findall(
-        r"<tr><td>([^<]*)</td><td>[^<]*</td><td>(\d+)</td><td>(\d+)</td></tr>", table)}
+        r"<tr><td>(?:<a href=\"/officers/[^\"]+\">)?([^<]*)(?:</a>)?</td><td>[^<]*</td>"
+        r"<td>(\d+)</td><td>(\d+)</td></tr>", table)}
+    assert 'href="/officers/cv-b"' in table  # each officer links to the public record
     held_by = app.officer("cv-b").name
     assert rows[held_by][1] == "1", rows
     assert rows.get("Lò Văn Bình", ("0", "0"))[1] == "0", rows
