@@ -191,7 +191,7 @@ class AccountStore:
                         " ON staff_login_attempts(ip, at)")
 
     # -- accounts ---------------------------------------------------------------------------
-    def create(self, app: Any, username: str, password: str, role: str,
+    def create(self, username: str, password: str, role: str,
                officer_key: str | None = None, agency: str | None = None,
                display_name: str = "", password_hash: str | None = None,
                by: str = "cli") -> Account:
@@ -207,13 +207,13 @@ class AccountStore:
             if not officer_key:
                 raise InvalidCommand("an officer role needs an officer key",
                                      "Tài khoản cán bộ phải gắn với một cán bộ trong danh bạ.")
-            officer = app.officer(officer_key)  # OfficerNotFound when not in the directory
+            officer = self.app.officer(officer_key)  # OfficerNotFound when not in the directory
             if officer.left_on is not None:
                 raise NotAllowed("officer has left", "Cán bộ đã thôi công tác.")
             agency = officer.agency
             display_name = display_name or officer.name
         elif agency:
-            app.agency(agency)
+            self.app.agency(agency)
         if self.get(username) is not None:
             raise InvalidCommand("user exists", f"Tên đăng nhập {username} đã có.")
         if officer_key and self.db.fetchone("SELECT username FROM staff_accounts WHERE"
@@ -221,7 +221,7 @@ class AccountStore:
             raise InvalidCommand("officer already has an account",
                                  f"Cán bộ {officer_key} đã có tài khoản.")
         display_name = unicodedata.normalize("NFC", display_name or username)
-        app.account_opened(username, role_.value, officer_key, agency or None, display_name, by)
+        self.app.account_opened(username, role_.value, officer_key, agency or None, display_name, by)
         with self.db.transaction() as cur:
             cur.execute("INSERT INTO staff_accounts (username, role, officer_key, agency,"
                         " display_name, password_hash, created_at, password_changed_at)"
@@ -273,13 +273,13 @@ class AccountStore:
             cur.execute("DELETE FROM staff_sessions WHERE username=?", (username,))
             cur.execute("DELETE FROM staff_login_attempts WHERE username=?", (username,))
 
-    def follow_directory(self, app: Any, username: str) -> None:
+    def follow_directory(self, username: str) -> None:
         """Keep an officer account's agency in step with the directory (moves, departures)."""
         account = self.get(username)
         if account is None or account.officer_key is None:
             return
         try:
-            officer = app.officer(account.officer_key)
+            officer = self.app.officer(account.officer_key)
         except DomainError:
             return
         if officer.left_on is not None and officer.left_on <= now_utc().date().isoformat():
@@ -420,13 +420,13 @@ def seed_demo_accounts(system: Any, password: str = DEMO_PASSWORD) -> list[tuple
         if existing is None and not system.db.fetchone(
                 "SELECT 1 AS x FROM staff_accounts WHERE officer_key=?", (o["key"],)):
             try:
-                store.create(system.app, username, password, role, officer_key=o["key"],
+                store.create(username, password, role, officer_key=o["key"],
                              password_hash=shared_hash, by="demo")
             except DomainError:
                 continue
         out.append((username, role, password))
     if store.get("thanhtra") is None:
-        store.create(system.app, "thanhtra", password, Role.AUDITOR.value,
+        store.create("thanhtra", password, Role.AUDITOR.value,
                      display_name="Thanh tra tỉnh", password_hash=shared_hash, by="demo")
     out.append(("thanhtra", Role.AUDITOR.value, password))
     return out

@@ -57,7 +57,7 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         password, generated = _password(args)
         if args.action == "create":
-            account = store.create(system.app, args.username, password, args.role,
+            account = store.create(args.username, password, args.role,
                                    officer_key=args.officer, agency=args.agency,
                                    display_name=args.name or "", by=operator())
             print(f"Đã tạo tài khoản {account.username} ({account.role.label}"

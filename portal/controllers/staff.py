@@ -264,7 +264,7 @@ class StaffLoginController(Controller):
             return self._again(request, nxt, e.message_vi, 429)
         except auth.AuthError as e:
             return self._again(request, nxt, e.message_vi, 401)
-        store.follow_directory(system_of(request).app, session.account.username)
+        store.follow_directory(session.account.username)
         if store.session(token) is None:  # the officer has left: the account was just disabled
             return self._again(request, nxt, "Tài khoản đã bị khóa.", 403)
         return Redirect(nxt, status_code=303, cookies=[Cookie(

@@ -6,6 +6,7 @@ full event history with the state at any moment.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -131,11 +132,17 @@ def may_view(account: Account, d: Dossier) -> bool:
     return account.agency is None or account.agency in agencies
 
 
-def sees_personal_data(account: Account, d: Dossier) -> bool:
-    """Staff of the dossier's agencies (who act on it) and auditors; never administrators."""
+def sees_applicants_of(account: Account, agencies: Collection[str]) -> bool:
+    """Whether `account` may see the applicants of dossiers that `agencies` act on: their
+    acting staff and auditors; never administrators."""
     if account.role is Role.AUDITOR:
         return True
-    return account.role.acts and account.agency in (d.agency, d.holder_agency)
+    return account.role.acts and account.agency in agencies
+
+
+def sees_personal_data(account: Account, d: Dossier) -> bool:
+    """Staff of the dossier's agencies (who act on it) and auditors; never administrators."""
+    return sees_applicants_of(account, (d.agency, d.holder_agency))
 
 
 def already_done(s: System, key: str) -> bool:

@@ -18,7 +18,6 @@ from litestar.response import Template
 from domain.calendar import VN_TZ, supported_year
 from domain.errors import DomainError, InvalidCommand
 from domain.regimes import regime_at
-from portal.auth import Role
 from portal.controllers.staff import (
     StaffArea,
     agency_names,
@@ -27,6 +26,7 @@ from portal.controllers.staff import (
     procedure_record,
     system_of,
 )
+from portal.controllers.staff_dossier import sees_applicants_of
 
 PAGE = 100  # lines per page (each line of a person who may see them unseals an applicant)
 LONGEST = 366  # days a book may span
@@ -87,9 +87,9 @@ class StaffLogBookController(StaffArea):
             " apology_at, result_at, outcome, returned_at, return_channel, ended_at"
             f" FROM dossiers WHERE {where} ORDER BY received_at, code LIMIT ? OFFSET ?",
             (*params, PAGE, (page - 1) * PAGE))
-        # The agency's acting staff and auditors see the applicants (as on the receipt);
-        # administrators never.
-        personal = me.role is Role.AUDITOR or (me.role.acts and me.agency == agency)
+        # The applicants, to whom a dossier's receipt shows them (every dossier of the book
+        # was received by `agency`).
+        personal = sees_applicants_of(me, (agency,))
         for n, r in enumerate(rows, start=(page - 1) * PAGE + 1):
             r["n"] = n
             r["quantity"] = procedure_record(s, r["procedure_code"]).get("quantity") or 1

@@ -25,7 +25,7 @@ def busy(tmp_path_factory) -> Iterator[dict[str, Any]]:
         log_of(system).publish()
         store = auth.accounts(system)
         if store.get("e2e-phone") is None:
-            store.create(system.app, "e2e-phone", PASSWORD, "receiving", officer_key="tn-1")
+            store.create("e2e-phone", PASSWORD, "receiving", officer_key="tn-1")
         yield portal
 
 

@@ -115,7 +115,7 @@ def seed_desk(system: Any) -> None:
 
     small_province(system.app)
     store = auth.accounts(system)
-    store.create(system.app, DESK_USER, PASSWORD, "receiving", officer_key="tn-1")
+    store.create(DESK_USER, PASSWORD, "receiving", officer_key="tn-1")
     system.catch_up()
 
 

@@ -26,9 +26,9 @@ def build_desk(system: Any) -> str:
     small_province(system.app)
     store = auth.accounts(system)
     for user, officer in ACCOUNTS.items():
-        store.create(system.app, user, PASSWORD, system.app.officer(officer).role,
+        store.create(user, PASSWORD, system.app.officer(officer).role,
                      officer_key=officer)
-    store.create(system.app, "thanhtra", PASSWORD, "auditor")
+    store.create("thanhtra", PASSWORD, "auditor")
     receipt = system.app.receive_dossier(
         procedure_code="1.009994", agency="xa-a", channel="in_person", applicant=applicant(),
         received_at=at(2025, 9, 3, 9), officer="tn-1")

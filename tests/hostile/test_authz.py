@@ -178,7 +178,7 @@ def desk(tmp_path_factory):
     store = auth.accounts(system)
     for p in PERSONAS:
         if p.role is not None:
-            store.create(system.app, p.username, PASSWORD, p.role.value, officer_key=p.officer)
+            store.create(p.username, PASSWORD, p.role.value, officer_key=p.officer)
     receipt = system.app.receive_dossier(
         procedure_code="1.009994", agency=HOME, channel="in_person", applicant=applicant(),
         received_at=at(2025, 9, 3, 9), officer="tn-1")

@@ -32,9 +32,9 @@ def site(tmp_path_factory):
     codes = busy_month(system.app)
     store = auth.accounts(system)
     for user, officer in STAFF.items():
-        store.create(system.app, user, PASSWORD, system.app.officer(officer).role,
+        store.create(user, PASSWORD, system.app.officer(officer).role,
                      officer_key=officer)
-    store.create(system.app, "thanhtra", PASSWORD, "auditor")
+    store.create("thanhtra", PASSWORD, "auditor")
     system.catch_up()
     with TestClient(app=create_app(settings, system), raise_server_exceptions=False) as client:
         client.system = system  # type: ignore[attr-defined]

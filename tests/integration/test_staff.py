@@ -22,10 +22,10 @@ def open_desk(settings, make_system):
     store = auth.accounts(system)
     for user, officer in (("tiepnhan", "tn-1"), ("chuyenvien", "cv-1"), ("lanhdao", "ld-1"),
                           ("khac", "cv-b")):
-        store.create(system.app, user, PASSWORD, system.app.officer(officer).role,
+        store.create(user, PASSWORD, system.app.officer(officer).role,
                      officer_key=officer)
-    store.create(system.app, "thanhtra", PASSWORD, "auditor")
-    store.create(system.app, "quantri", PASSWORD, "admin")
+    store.create("thanhtra", PASSWORD, "auditor")
+    store.create("quantri", PASSWORD, "admin")
     receipt = system.app.receive_dossier(
         procedure_code="1.009994", agency="xa-a", channel="in_person", applicant=applicant(),
         received_at=at(2025, 9, 3, 9), officer="tn-1")
@@ -747,7 +747,7 @@ def test_the_head_of_a_transferee_agency_sees_its_late_result_blamed_on_the_step
 
     app = desk.system.app
     app.register_officer(officer("ld-b", agency_key="xa-b", role="head", name="Lò Văn Bình"))
-    auth.accounts(desk.system).create(app, "lanhdaob", PASSWORD, "head", officer_key="ld-b")
+    auth.accounts(desk.system).create("lanhdaob", PASSWORD, "head", officer_key="ld-b")
     app.hand_over(desk.code, officer="tn-1", to_officer="cv-b", at=at(2025, 9, 3, 10))
     app.issue_result(desk.code, officer="ld-b", at=at(2025, 10, 1, 10))  # in the holder's place
     desk.system.catch_up()

@@ -66,10 +66,10 @@ def test_short_password_and_duplicate_officer_are_refused(env, make_system):
     system = make_system(env)
     store = auth.accounts(system)
     with pytest.raises(DomainError, match="password too short"):
-        store.create(system.app, "canbo1", "ngan", "processing", officer_key="cv-1")
-    store.create(system.app, "canbo1", "du-dai-roi-day", "processing", officer_key="cv-1")
+        store.create("canbo1", "ngan", "processing", officer_key="cv-1")
+    store.create("canbo1", "du-dai-roi-day", "processing", officer_key="cv-1")
     with pytest.raises(DomainError):
-        store.create(system.app, "canbo2", "du-dai-roi-day", "processing", officer_key="cv-1")
+        store.create("canbo2", "du-dai-roi-day", "processing", officer_key="cv-1")
 
 
 def test_demo_accounts_for_every_officer_and_an_auditor(env, make_system):
@@ -86,14 +86,14 @@ def test_demo_accounts_for_every_officer_and_an_auditor(env, make_system):
 def test_account_follows_the_officer_directory(env, make_system):
     system = make_system(env)
     store = auth.accounts(system)
-    store.create(system.app, "chuyenvien", "du-dai-roi-day", "processing", officer_key="cv-1")
+    store.create("chuyenvien", "du-dai-roi-day", "processing", officer_key="cv-1")
     system.app.move_officer("cv-1", "xa-b", "Công chức")
-    store.follow_directory(system.app, "chuyenvien")
+    store.follow_directory("chuyenvien")
     assert store.get("chuyenvien").agency == "xa-b"
     system.app.officer_left("cv-1", "2025-01-01")
-    store.follow_directory(system.app, "chuyenvien")
+    store.follow_directory("chuyenvien")
     assert store.get("chuyenvien").disabled
-    store.follow_directory(system.app, "chuyenvien")  # nothing more to log
+    store.follow_directory("chuyenvien")  # nothing more to log
     # Two logins at once after the move: the second finds the change logged.
     system.app.account_changed("chuyenvien", "change_agency", "directory",
                                store._row("chuyenvien"), agency="xa-b")
@@ -154,10 +154,10 @@ def test_an_account_made_before_the_log_kept_accounts_is_logged_at_its_first_cha
 def test_a_name_the_log_knew_is_opened_again_when_its_table_row_is_gone(env, make_system):
     system = make_system(env)
     store = auth.accounts(system)
-    store.create(system.app, "thanhtra2", "du-dai-roi-day", "auditor")
+    store.create("thanhtra2", "du-dai-roi-day", "auditor")
     with system.db.transaction() as cur:  # the account table lost (a read database rebuilt)
         cur.execute("DELETE FROM staff_accounts")
-    store.create(system.app, "thanhtra2", "du-dai-roi-day", "admin")
+    store.create("thanhtra2", "du-dai-roi-day", "admin")
     history = system.app.account_history("thanhtra2")
     assert [type(e).__name__ for e in history] == ["Opened", "Reopened"]
     assert history[1].role == "admin" and store.get("thanhtra2").role is auth.Role.ADMIN
