@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain.calendar import VN_TZ, supported_year
 from portal import public_data
@@ -164,28 +164,46 @@ def _refresher() -> ThreadPoolExecutor:
         return _executor
 
 
-def late_list(db: ReadDB, month: str, agency: str | None) -> dict[str, Any]:
-    return _cached(("late", month, agency), db,
+class Answer(NamedTuple):
+    """A statistic and where the statistics read model stood when it was computed (the
+    answer holds at least the events up to there): what its page and JSON say it is
+    "updated to"."""
+
+    value: Any
+    fresh: dict[str, Any] | None
+
+
+def _answer(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Answer:
+    def stamped() -> Answer:
+        fresh = queries.position_of(db, "stats")  # before: the answer holds at least these
+        return Answer(compute(), fresh)
+
+    found: Answer = _cached(key, db, stamped)
+    return found
+
+
+def late_list(db: ReadDB, month: str, agency: str | None) -> Answer:
+    return _answer(("late", month, agency), db,
                    lambda: queries.late_list(db, month, agency or None))
 
 
-def officer_late_lists(db: ReadDB, officer: str, months: list[str]) -> dict[str, Any]:
-    return _cached(("officer", officer, tuple(months)), db,
+def officer_late_lists(db: ReadDB, officer: str, months: list[str]) -> Answer:
+    return _answer(("officer", officer, tuple(months)), db,
                    lambda: queries.officer_late_lists(db, officer, months))
 
 
-def satisfaction(db: ReadDB, scope: str, period: str, min_group: int) -> list[dict[str, Any]]:
-    return _cached(("sat", scope, period, min_group), db,
+def satisfaction(db: ReadDB, scope: str, period: str, min_group: int) -> Answer:
+    return _answer(("sat", scope, period, min_group), db,
                    lambda: queries.satisfaction(db, scope, period, min_group))
 
 
-def scoreboard(db: ReadDB, period: str, agency: str | None, province: str) -> dict[str, Any]:
-    return _cached(("board", period, agency, province), db,
+def scoreboard(db: ReadDB, period: str, agency: str | None, province: str) -> Answer:
+    return _answer(("board", period, agency, province), db,
                    lambda: queries.scoreboard(db, period, agency or None, province_name=province))
 
 
-def handling_report(db: ReadDB, period: str, agency: str | None) -> dict[str, Any]:
-    return _cached(("report", period, agency), db,
+def handling_report(db: ReadDB, period: str, agency: str | None) -> Answer:
+    return _answer(("report", period, agency), db,
                    lambda: queries.handling_report(db, period, agency or None))
 
 
@@ -198,7 +216,7 @@ def trend(db: ReadDB, month: str, agency: str | None, province: str, count: int 
         if m < first:
             points.append((m[5:] + "/" + m[2:4], None))
             continue
-        board = scoreboard(db, m, agency, province)
+        board = scoreboard(db, m, agency, province).value
         points.append((m[5:] + "/" + m[2:4], board["tree"]["total"]))
     return points
 
@@ -209,7 +227,7 @@ def headline(system: Any) -> dict[str, Any] | None:
     if not available(db) or not months(db):
         return None
     month = default_month(db)
-    board = scoreboard(db, month, None, system.settings.province_name)
+    board = scoreboard(db, month, None, system.settings.province_name).value
     tree = board["tree"]
     # The latest month with data is often the running one: its score is provisional (its
     # open dossiers are judged now, its month has days to come).

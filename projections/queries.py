@@ -135,6 +135,13 @@ def freshness(db: ReadDB) -> list[dict[str, Any]]:
                        " AND substr(name, 1, 3) <> 'rb_' ORDER BY name")
 
 
+def position_of(db: ReadDB, name: str, prefix: str = "") -> dict[str, Any] | None:
+    """Where one read model stands: the position and record time of the last event applied
+    (None: never built here)."""
+    return db.fetchone("SELECT position, event_time FROM projection_tracking WHERE name=?",
+                       (prefix + name,))
+
+
 def fields(db: ReadDB) -> list[str]:
     return [r["field"] for r in db.fetchall(
         "SELECT DISTINCT field FROM procedures WHERE status='active' ORDER BY field")]

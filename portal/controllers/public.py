@@ -92,12 +92,13 @@ class PublicController(Controller):
         s = system_of(request)
         if not PROCEDURE_CODE.match(code):
             raise NotFoundException(_("Mã thủ tục không đúng định dạng."))
+        fresh = updated_to(s.db, "catalogue", "tracker")
         row = queries.procedure(s.db, code)
         if row is None:
             raise NotFoundException(_("Không tìm thấy thủ tục hành chính mã %(code)s.")
                                     % {"code": code})
         return Template("procedure.html", context={
-            "p": row, "r": row["record"],
+            "p": row, "r": row["record"], "updated_to": fresh,
             "stats": queries.procedure_stats(s.db, code),
             "offices": queries.agencies_for_procedure(s.db, row["record"]),
             "public_url": f"{s.settings.public_base_url}/p/{code}",
@@ -125,6 +126,7 @@ class PublicController(Controller):
     @get("/d/{code:str}", sync_to_thread=True)
     def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Template:
         s = system_of(request)
+        fresh = updated_to(s.db, "tracker")
         row = find_dossier(s, code)
         timeline = queries.timeline(s.db, code)
         token = clean(request.query_params.get("token"), 64)
@@ -137,11 +139,18 @@ class PublicController(Controller):
             rate_url = f"/d/{code}/rate?token={token}"
         return Template("dossier.html", context={"d": row, "timeline": timeline,
                                                  "stops": stop_intervals(timeline),
-                                                 "rate_url": rate_url})
+                                                 "rate_url": rate_url, "updated_to": fresh})
 
 
 def has_route(request: Request[Any, Any, Any], path: str) -> bool:
     return any(getattr(r, "path", None) == path for r in request.app.routes)
+
+
+def updated_to(db: Any, *names: str) -> dict[str, Any] | None:
+    """Where the read models behind a page stand, read before the page's own queries: the
+    least advanced of them (the page holds at least the events up to its position)."""
+    found = [f for f in (queries.position_of(db, n) for n in names) if f is not None]
+    return min(found, key=lambda f: int(f["position"]), default=None)
 
 
 def find_dossier(s: System, code: str) -> dict[str, Any]:

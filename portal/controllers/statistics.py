@@ -51,6 +51,19 @@ register(Download("/api/report", N_("Tình hình, kết quả giải quyết (JS
                   N_("Cùng số liệu ở dạng JSON."), "JSON"))
 
 
+class UpdatedTo(msgspec.Struct, kw_only=True):
+    """Where the statistics read model stood when the answer was computed: it holds at least
+    the events of the log up to `position` (recorded at `event_time`)."""
+
+    position: int
+    event_time: str | None
+
+
+def _updated_to(fresh: dict[str, Any] | None) -> UpdatedTo | None:
+    return None if fresh is None else UpdatedTo(position=int(fresh["position"]),
+                                                 event_time=fresh["event_time"])
+
+
 class LateStep(msgspec.Struct, kw_only=True):
     step: int | str | None
     officer: str | None
@@ -103,6 +116,7 @@ class LateList(msgspec.Struct, kw_only=True):
     month: str
     agency: str | None
     judged_at: str
+    updated_to: UpdatedTo | None = None
     method_vi: str
     dossiers: list[LateDossier]
     officers: list[LateOfficer]
@@ -132,6 +146,7 @@ class OfficerRecord(msgspec.Struct, kw_only=True):
     active: bool
     month: str
     judged_at: str
+    updated_to: UpdatedTo | None = None
     method_vi: str
     months: list[OfficerMonth]
     dossiers: list[LateDossier]
@@ -197,6 +212,7 @@ class Scoreboard(msgspec.Struct, kw_only=True):
     start: str
     end: str
     judged_at: str
+    updated_to: UpdatedTo | None = None
     tree: ScoreNode
 
 
@@ -222,6 +238,7 @@ class HandlingReport(msgspec.Struct, kw_only=True):
     start: str
     end: str
     judged_at: str
+    updated_to: UpdatedTo | None = None
     by: str  # "agency" (the province) or "procedure" (one agency)
     agency: str | None
     agency_name: str | None
@@ -316,9 +333,10 @@ def _late_dossier(d: dict[str, Any], agencies: dict[str, str], officers: dict[st
 
 def late_data(request: Request[Any, Any, Any], month: str, agency: str) -> LateList:
     s, month, key, agencies, officers = _scope(request, month, agency, month=True)
-    raw = stats_view.late_list(s.db, month, key)
+    raw, fresh = stats_view.late_list(s.db, month, key)
     return LateList(
-        month=month, agency=key, judged_at=raw["judged_at"], method_vi=METHOD_VI,
+        month=month, agency=key, judged_at=raw["judged_at"], updated_to=_updated_to(fresh),
+        method_vi=METHOD_VI,
         dossiers=[_late_dossier(d, agencies, officers)
                   for d in sorted(raw["dossiers"], key=lambda d: d["code"])],
         officers=[LateOfficer(officer=o["officer"],
@@ -345,7 +363,7 @@ def officer_data(request: Request[Any, Any, Any], key: str, month: str) -> Offic
     month = _month(s.db, month)
     first = min(stats_view.months(s.db) or [month])
     window = [m for m in stats_view.previous_months(month, OFFICER_MONTHS) if m >= first]
-    lists = stats_view.officer_late_lists(s.db, key, window or [month])
+    lists, fresh = stats_view.officer_late_lists(s.db, key, window or [month])
     months = [OfficerMonth(month=m, handled=int(lists[m]["officer"]["handled"]),
                            late=int(lists[m]["officer"]["late"]),
                            share=lists[m]["officer"]["share"]) for m in reversed(window)]
@@ -353,12 +371,13 @@ def officer_data(request: Request[Any, Any, Any], key: str, month: str) -> Offic
         officer=key, name=person["name"], title=person["title"], agency=person["agency"],
         agency_name=person["agency_name"] or agencies.get(person["agency"]),
         role=person["role"], phone=person["phone"], active=bool(person["active"]),
-        month=month, judged_at=lists[month]["judged_at"], method_vi=METHOD_VI, months=months,
+        month=month, judged_at=lists[month]["judged_at"], updated_to=_updated_to(fresh),
+        method_vi=METHOD_VI, months=months,
         dossiers=[_late_dossier(d, agencies, officers) for d in lists[month]["dossiers"]])
 
 
 def satisfaction_data(request: Request[Any, Any, Any], scope: str, period: str
-                      ) -> list[SatisfactionGroup]:
+                      ) -> tuple[list[SatisfactionGroup], UpdatedTo | None]:
     s = system_of(request)
     _require(s.db)
     if scope not in ("agency", "procedure"):
@@ -367,11 +386,12 @@ def satisfaction_data(request: Request[Any, Any, Any], scope: str, period: str
     agencies, _officers = stats_view.names(s.db)
     procedures = {r["code"]: r["name"] for r in s.db.fetchall("SELECT code, name FROM procedures")}
     names = agencies if scope == "agency" else procedures
+    groups, fresh = stats_view.satisfaction(s.db, scope, period, s.settings.min_group_size)
     return [SatisfactionGroup(
         scope=g["scope"], group=g["group"], name=names.get(g["group"], g["group"]),
         period=g["period"], enough=g["enough"],
         criteria={k: CriterionResult(**v) for k, v in g["criteria"].items()})
-        for g in stats_view.satisfaction(s.db, scope, period, s.settings.min_group_size)]
+        for g in groups], _updated_to(fresh)
 
 
 def _node(raw: dict[str, Any]) -> ScoreNode:
@@ -387,9 +407,11 @@ def _node(raw: dict[str, Any]) -> ScoreNode:
 def scoreboard_data(request: Request[Any, Any, Any], period: str, agency: str) -> Scoreboard:
     scope = _scope(request, period, agency)
     s = scope.system
-    raw = stats_view.scoreboard(s.db, scope.period, scope.agency, s.settings.province_name)
+    raw, fresh = stats_view.scoreboard(s.db, scope.period, scope.agency,
+                                       s.settings.province_name)
     return Scoreboard(period=raw["period"], kind=raw["kind"], start=raw["start"], end=raw["end"],
-                      judged_at=raw["judged_at"], tree=_node(raw["tree"]))
+                      judged_at=raw["judged_at"], updated_to=_updated_to(fresh),
+                      tree=_node(raw["tree"]))
 
 
 def _report_row(raw: dict[str, Any], key: str, name: str) -> ReportRow:
@@ -404,12 +426,13 @@ def _report_row(raw: dict[str, Any], key: str, name: str) -> ReportRow:
 def report_data(request: Request[Any, Any, Any], period: str, agency: str) -> HandlingReport:
     scope = _scope(request, period, agency)
     agencies, key = scope.agencies, scope.agency
-    raw = stats_view.handling_report(scope.system.db, scope.period, key)
+    raw, fresh = stats_view.handling_report(scope.system.db, scope.period, key)
     rows = [_report_row(r, r["key"], r["procedure_name"] if key else agencies.get(r["key"],
                                                                                    r["key"]))
             for r in raw["rows"]]
     return HandlingReport(period=raw["period"], start=raw["start"], end=raw["end"],
-                          judged_at=raw["judged_at"], by=raw["by"], agency=key,
+                          judged_at=raw["judged_at"], updated_to=_updated_to(fresh),
+                          by=raw["by"], agency=key,
                           agency_name=agencies.get(key) if key else None, rows=rows,
                           total=_report_row(raw["total"], "", _("Tổng cộng")))
 
@@ -485,10 +508,14 @@ class StatisticsPages(Controller):
         if not stats_view.available(s.db):
             return Template("stats_pending.html", context={"title": N_("Mức độ hài lòng")})
         period = _period(s.db, period)
+        agency_groups, fresh = satisfaction_data(request, "agency", period)
+        procedure_groups, fresh_too = satisfaction_data(request, "procedure", period)
+        older = min((f for f in (fresh, fresh_too) if f is not None),
+                    key=lambda f: f.position, default=None)
         return Template("satisfaction.html", context={
             "period": period, "months": stats_view.months(s.db) or [period],
-            "agency_groups": satisfaction_data(request, "agency", period),
-            "procedure_groups": satisfaction_data(request, "procedure", period),
+            "agency_groups": agency_groups, "procedure_groups": procedure_groups,
+            "updated_to": older,
             "min_group": s.settings.min_group_size,
             "criteria_order": ["overall", "on_time", "attitude", "apology_received"]})
 
@@ -553,7 +580,7 @@ class StatisticsApi(Controller):
                                                    description="agency | procedure"),
                                period: str = Parameter(default="", max_length=20)
                                ) -> list[SatisfactionGroup]:
-        return satisfaction_data(request, clean(by, 20), period)
+        return satisfaction_data(request, clean(by, 20), period)[0]
 
     @get("/api/scoreboard", sync_to_thread=True, responses=error_responses(404),
          summary=N_("Bộ chỉ số 766 của một kỳ: cây tỉnh → cơ quan → xã, mỗi"
@@ -608,7 +635,7 @@ class StatisticsApi(Controller):
                                by: str = Parameter(default="agency", max_length=20),
                                period: str = Parameter(default="", max_length=20)
                                ) -> Response[bytes]:
-        groups = satisfaction_data(request, clean(by, 20), period)
+        groups, _fresh = satisfaction_data(request, clean(by, 20), period)
         rows = [{"period": g.period, "scope": g.scope, "group": g.group, "name": g.name,
                  "criterion": k, "enough": c.enough, "total": c.total, "rate": c.rate,
                  **{lv: (c.levels or {}).get(lv) for lv in
