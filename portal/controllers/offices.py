@@ -22,7 +22,13 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from portal import labels
-from portal.controllers.public import DOSSIER_CODE, PROCEDURE_CODE, clean, system_of
+from portal.controllers.public import (
+    DOSSIER_CODE,
+    PROCEDURE_CODE,
+    clean,
+    system_of,
+    updated_to,
+)
 from portal.i18n import gettext as _
 from portal.qr import dark_runs, qr_png, qr_svg
 from projections.db import ReadDB
@@ -211,13 +217,15 @@ class OfficeController(Controller):
     @get("/o")
     async def office_index(self, request: Request[Any, Any, Any]) -> Template:
         s = system_of(request)
+        fresh = updated_to(s.db, "catalogue")
         return Template("offices.html", context={"offices": offices(s.db),
-                                                 "kinds": KIND_LABELS})
+                                                 "kinds": KIND_LABELS, "updated_to": fresh})
 
     @get("/o/{office:str}")
     async def office(self, request: Request[Any, Any, Any], office: FromPath[str],
                      field: Field = "") -> Template | Redirect:
         s = system_of(request)
+        fresh = updated_to(s.db, "catalogue")
         row = load_office(request, office)
         if row["merged_into"]:
             return Redirect(f"/o/{quote(row['merged_into'])}", status_code=301)
@@ -230,6 +238,7 @@ class OfficeController(Controller):
             "unknown_field": bool(wanted) and not shown, "kinds": KIND_LABELS,
             "modes": POSTER_MODES,
             "public_url": office_url(s.settings.public_base_url, row["key"]),
+            "updated_to": fresh,
         })
 
     @get("/o/{office:str}/poster")

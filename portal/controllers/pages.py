@@ -10,7 +10,7 @@ from litestar.response import Template
 
 from portal import public_data
 from portal.controllers.downloads import DOWNLOADS
-from portal.controllers.public import clean, system_of
+from portal.controllers.public import clean, system_of, updated_to
 
 
 def api_operations(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
@@ -45,13 +45,14 @@ class PagesController(Controller):
     async def officers(self, request: Request[Any, Any, Any],
                        agency: str = Parameter(default="", max_length=64)) -> Template:
         s = system_of(request)
+        fresh = updated_to(s.db, "catalogue")
         rows = public_data.officers(s.db, agency=clean(agency, 64))
         groups: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             groups.setdefault(r["agency_name"] or r["agency"], []).append(r)
         return Template("officers.html", context={
             "groups": groups, "agencies": public_data.agencies(s.db, active_only=True),
-            "agency": clean(agency, 64)})
+            "agency": clean(agency, 64), "updated_to": fresh})
 
     @get("/data")
     async def data(self, request: Request[Any, Any, Any]) -> Template:

@@ -38,6 +38,9 @@ def position(site: Any, name: str) -> int:
     ("/report?period=2025-09", ["stats"]),
     ("/satisfaction?period=2025-09", ["stats"]),
     ("/", ["tracker"]),
+    ("/officers", ["catalogue"]),
+    ("/o", ["catalogue"]),
+    ("/o/xa-a", ["catalogue"]),
 ])
 def test_each_page_says_which_event_it_is_updated_to(site, path, models):
     url = path.replace("{late}", site.codes["late"])
