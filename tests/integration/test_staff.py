@@ -102,9 +102,13 @@ def test_auditors_and_administrators_see_the_accounts_and_their_log_officers_do_
     assert desk_any.get("/staff/accounts/%E2%80%AEx").status_code == 404
     login(desk_any, "quantri")
     assert desk_any.get("/staff/accounts/tiepnhan").status_code == 200
+    assert 'href="/officers/' not in desk_any.get("/staff").text  # no officer of its own
     for user in ("tiepnhan", "lanhdao"):
         login(desk_any, user)
         assert 'href="/staff/accounts"' not in desk_any.get("/staff").text
+        # An officer's desk links to the officer's public record.
+        officer = auth.accounts(desk_any.system).get(user).officer_key
+        assert f'href="/officers/{officer}"' in desk_any.get("/staff").text
         assert desk_any.get("/staff/accounts").status_code == 403
         assert desk_any.get("/staff/accounts/tiepnhan").status_code == 403
 
