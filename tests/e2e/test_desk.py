@@ -17,7 +17,7 @@ def accounts(live):
     for user, officer, role in (("e2e-tiepnhan", "tn-1", "receiving"),
                                 ("e2e-chuyenvien", "cv-1", "processing")):
         if store.get(user) is None:
-            store.create(live["system"].app, user, PASSWORD, role, officer_key=officer)
+            store.create(user, PASSWORD, role, officer_key=officer)
     return live
 
 
