@@ -49,8 +49,9 @@ DOWNLOADS: list[Download] = [
     Download("/data/officers.csv", N_("Danh bạ cán bộ"),
              N_("Mỗi dòng một cán bộ, công chức đang công tác: họ tên, chức danh, cơ quan, số"
                 " điện thoại công vụ, vai trò trong quy trình một cửa."), "CSV"),
-    Download("/api/officers", N_("Danh bạ cán bộ (JSON)"), N_("Cùng danh bạ ở dạng JSON."),
-             "JSON"),
+    Download("/api/officers", N_("Danh bạ cán bộ (JSON)"),
+             N_("Cùng danh bạ ở dạng JSON; kết quả của từng cán bộ theo tháng (hồ sơ đã xử lý,"
+                " hồ sơ trễ hạn) tại /api/officers/{mã cán bộ}?month=YYYY-MM."), "JSON"),
     Download("/data/feed.jsonl", N_("Dòng sự kiện công khai"),
              N_("Mỗi dòng một bản ghi JSON của nhật ký sự kiện (không có dữ liệu cá nhân), theo"
                 " thứ tự; mọi con số công bố đều tính lại được từ tệp này. Tham số ?after=N để"
