@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,10 @@ def busy_month(app: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def busy_client(var_dir: Path, secret: str) -> Iterator[Any]:
-    """A TestClient over a fresh SQLite system holding `busy_month`; `client.codes` names them."""
+def busy_client(var_dir: Path, secret: str,
+                more: Callable[[Any, dict[str, Any]], None] | None = None) -> Iterator[Any]:
+    """A TestClient over a fresh SQLite system holding `busy_month` (and what `more(app,
+    codes)` adds to it); `client.codes` names them."""
     from litestar.testing import TestClient
 
     from portal.app import create_app
@@ -85,6 +87,8 @@ def busy_client(var_dir: Path, secret: str) -> Iterator[Any]:
     system = build_system(settings)
     try:
         codes = busy_month(system.app)
+        if more is not None:
+            more(system.app, codes)
         system.catch_up()
         with TestClient(app=create_app(settings, system)) as client:
             client.codes = codes  # type: ignore[attr-defined]

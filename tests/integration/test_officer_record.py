@@ -9,37 +9,28 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from litestar.testing import TestClient
 
-from portal.app import create_app
-from portal.settings import Settings
-from portal.system import build_system
 from tests.factories import applicant, at
-from tests.integration.portal_data import busy_month
+from tests.integration.portal_data import busy_client
+
+
+def october(app: Any, codes: dict[str, Any]) -> None:
+    """In October cv-1 hands one dossier on in time, ld-1 holds it past its deadline, and
+    tn-1 leaves the service."""
+    ok = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                             applicant=applicant(), received_at=at(2025, 10, 6, 8),
+                             officer="tn-1")
+    app.hand_over(ok.code, officer="tn-1", to_officer="cv-1", at=at(2025, 10, 6, 9))
+    app.hand_over(ok.code, officer="cv-1", to_officer="ld-1", at=at(2025, 10, 6, 10))
+    codes["held"] = ok.code  # ld-1 never hands it on: overdue at the end of October
+    app.officer_left("tn-1", effective_on="2025-10-31")
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: Any) -> Iterator[Any]:
-    """September as in `busy_month`; in October cv-1 hands one dossier on in time, ld-1 holds
-    one past its deadline, and tn-1 leaves the service."""
-    settings = Settings(var_dir=tmp_path_factory.mktemp("var"), secret_key="officer-record")
-    system = build_system(settings)
-    try:
-        codes = busy_month(system.app)
-        app = system.app
-        ok = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
-                                 applicant=applicant(), received_at=at(2025, 10, 6, 8),
-                                 officer="tn-1")
-        app.hand_over(ok.code, officer="tn-1", to_officer="cv-1", at=at(2025, 10, 6, 9))
-        app.hand_over(ok.code, officer="cv-1", to_officer="ld-1", at=at(2025, 10, 6, 10))
-        codes["held"] = ok.code  # ld-1 never hands it on: overdue at the end of October
-        app.officer_left("tn-1", effective_on="2025-10-31")
-        system.catch_up()
-        with TestClient(app=create_app(settings, system)) as client:
-            client.codes = codes  # type: ignore[attr-defined]
-            yield client
-    finally:
-        system.close()
+    """September as in `busy_month`, then `october`."""
+    with busy_client(tmp_path_factory.mktemp("var"), "officer-record", october) as client:
+        yield client
 
 
 def late_rows(site: Any, month: str) -> dict[str, tuple[int, int]]:
