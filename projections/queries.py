@@ -42,19 +42,33 @@ def procedure(db: ReadDB, code: str) -> dict[str, Any] | None:
     return row
 
 
+_PUBLIC_KEYS = tuple(c.strip()[2:] for c in PUBLIC_DOSSIER_COLUMNS.split(","))
+
+
 def dossier(db: ReadDB, code: str) -> dict[str, Any] | None:
-    return db.fetchone(
-        f"SELECT {PUBLIC_DOSSIER_COLUMNS}, a.name AS agency_name, h.name AS holder_agency_name"
+    """A dossier's public row, with its agencies' names and, from tracker rules version 4 on,
+    `acts` (the public feed positions of its timeline, for `timeline`)."""
+    row = db.fetchone(
+        "SELECT d.*, a.name AS agency_name, h.name AS holder_agency_name"
         " FROM dossiers d LEFT JOIN agencies a ON a.key = d.agency"
         " LEFT JOIN agencies h ON h.key = d.holder_agency WHERE d.code=?", (code,))
+    if row is None:
+        return None
+    out = {k: row[k] for k in (*_PUBLIC_KEYS, "agency_name", "holder_agency_name")}
+    if "acts" in row:
+        out["acts"] = row["acts"]
+    return out
 
 
-def timeline(db: ReadDB, code: str) -> list[dict[str, Any]]:
+def timeline(db: ReadDB, code: str, row: dict[str, Any] | None = None
+             ) -> list[dict[str, Any]]:
     """A dossier's acts, from their records in the public feed (`projections.tracker.
-    timeline_rows`), with the officers' public names and titles and the units' names."""
-    # The dossier's own row says which rules built it: one query per view, where a look into
-    # the catalogue for the old timeline table cost another (information_schema on PostgreSQL).
-    row = db.fetchone("SELECT * FROM dossiers WHERE code=?", (code,))
+    timeline_rows`), with the officers' public names and titles and the units' names.
+    `row`: the dossier's row as `dossier` returned it, if the caller has it."""
+    # The dossier's own row says which rules built it (`acts`, or the old timeline table): no
+    # look into the catalogue (information_schema on PostgreSQL).
+    if row is None:
+        row = db.fetchone("SELECT * FROM dossiers WHERE code=?", (code,))
     if row is not None and "acts" not in row:
         return _legacy_timeline(db, code)
     positions = [int(p) for p in (row or {}).get("acts", "").split(",") if p]

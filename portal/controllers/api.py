@@ -327,7 +327,7 @@ class ApiController(Controller):
     async def dossier(self, request: Request[Any, Any, Any], code: FromPath[str]) -> DossierStatus:
         s = system_of(request)
         row = find_dossier(s, code)
-        return dossier_status(row, queries.timeline(s.db, code))
+        return dossier_status(row, queries.timeline(s.db, code, row))
 
 
 ROUTES = [ApiController]

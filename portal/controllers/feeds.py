@@ -70,7 +70,7 @@ class FeedsController(Controller):
                            code: FromPath[str]) -> Response[bytes]:
         s = system_of(request)
         d = find_dossier(s, code)
-        timeline = queries.timeline(s.db, code)
+        timeline = queries.timeline(s.db, code, d)
         base = s.settings.public_base_url
         page = f"{base}/d/{code}"
         entries = [{"id": f"{page}#e{t['position']}", "title": TIMELINE.vi(t["kind"]),

@@ -134,7 +134,7 @@ class Open311Controller(Controller):
         s = system_of(request)
         code = strip_json(spec)
         d = find_dossier(s, code)
-        timeline = queries.timeline(s.db, code)
+        timeline = queries.timeline(s.db, code, d)
         updated = timeline[-1]["at"] if timeline else d["received_at"]
         detailed = STATUS.vi(d["status"])
         notes = detailed

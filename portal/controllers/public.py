@@ -128,7 +128,7 @@ class PublicController(Controller):
         s = system_of(request)
         fresh = updated_to(s.db, "tracker")
         row = find_dossier(s, code)
-        timeline = queries.timeline(s.db, code)
+        timeline = queries.timeline(s.db, code, row)
         token = clean(request.query_params.get("token"), 64)
         rate_url = None
         # A token is 20 hex digits (as the rating form checks): anything else, say letters

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 from openapi_schema_validator import OAS31Validator
@@ -143,3 +144,23 @@ def test_api_docs_page_is_rendered_locally(api):
     assert "/api/procedures" in r.text and "ProcedureSummary" in r.text
     assert "cdn" not in r.text.lower() and "redoc" not in r.text.lower()
     assert api.get("/schema").status_code == 404  # no CDN-backed default docs
+
+
+@pytest.mark.parametrize("path", ["/d/{late}", "/api/dossiers/{late}", "/d/{late}/feed.atom",
+                                  "/open311/v2/requests/{late}.json"])
+def test_a_dossier_view_reads_its_row_once(api, monkeypatch, path):
+    """The row found for the page also says where its timeline is (`acts`): one read of the
+    tracker's row per view."""
+    db = api.app.state["system"].db
+    seen: list[str] = []
+    real = db.fetchall  # (fetchone, scalar and the rest read through it)
+
+    def spy(sql, *args, **kw):
+        seen.append(sql)
+        return real(sql, *args, **kw)
+
+    monkeypatch.setattr(db, "fetchall", spy)
+    r = api.get(path.replace("{late}", api.codes["late"]) + ("?nocache=" + path[-6:]))
+    assert r.status_code == 200
+    rows = [q for q in seen if re.search(r"\bFROM dossiers\b", q)]
+    assert len(rows) == 1, rows
