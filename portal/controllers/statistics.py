@@ -370,7 +370,10 @@ def officer_data(request: Request[Any, Any, Any], key: str, month: str) -> Offic
     return OfficerRecord(
         officer=key, name=person["name"], title=person["title"], agency=person["agency"],
         agency_name=person["agency_name"] or agencies.get(person["agency"]),
-        role=person["role"], phone=person["phone"], active=bool(person["active"]),
+        role=person["role"], active=bool(person["active"]),
+        # An official phone is published while its officer serves (the directory lists only
+        # them): after leaving, the number may be someone else's.
+        phone=person["phone"] if person["active"] else None,
         month=month, judged_at=lists[month]["judged_at"], updated_to=_updated_to(fresh),
         method_vi=METHOD_VI, months=months,
         dossiers=[_late_dossier(d, agencies, officers) for d in lists[month]["dossiers"]])

@@ -93,6 +93,9 @@ def test_an_officer_who_left_keeps_a_record_without_a_phone(site):
     assert "không còn làm việc" in page
     assert "tel:" not in page.split('id="main"')[1]
     assert site.codes["late"] in page  # step 3 of the late dossier was tn-1's
+    record = site.get("/api/officers/tn-1", params={"month": "2025-09"}).json()
+    assert record["active"] is False and record["phone"] is None
+    assert site.get("/api/officers/cv-1").json()["phone"] == "0200 000 111"
 
 
 def test_directory_and_late_list_link_to_records(site):
