@@ -202,6 +202,19 @@ def _facts_by_ids(db: ReadDB, prefix: str, ids: list[str]) -> dict[str, dict[str
     return out
 
 
+def _late_rows_by_ids(db: ReadDB, prefix: str, ids: list[str], besides: str | None = None
+                      ) -> list[dict[str, Any]]:
+    """The `stat_late` rows of these dossiers (those of every month but `besides`)."""
+    rows: list[dict[str, Any]] = []
+    month = "" if besides is None else " AND month<>?"
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows += db.fetchall(f"SELECT * FROM {prefix}stat_late WHERE id IN"
+                            f" ({','.join('?' for _ in chunk)}){month}",
+                            [*chunk] if besides is None else [*chunk, besides])
+    return rows
+
+
 def late_list(db: ReadDB, month: str, agency: str | None = None, *, now: str | None = None,
               prefix: str = "") -> dict[str, Any]:
     """The public late list of a month (optionally of one agency): see statistics.late_list."""
@@ -215,11 +228,8 @@ def late_list(db: ReadDB, month: str, agency: str | None = None, *, now: str | N
     overdue.update(_facts(db, prefix, "ended_at >= ? AND ended_at < ? AND verdict='late'"
                           " AND end_kind <> 'processed'", [start, cut]))
     late_rows = db.fetchall(f"SELECT * FROM {prefix}stat_late WHERE month=?", (month,))
-    ids = sorted({r["id"] for r in late_rows} | set(overdue))
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        late_rows += db.fetchall(f"SELECT * FROM {prefix}stat_late WHERE month<>? AND id IN"
-                                 f" ({','.join('?' for _ in chunk)})", [month, *chunk])
+    late_rows += _late_rows_by_ids(db, prefix, sorted({r["id"] for r in late_rows}
+                                                      | set(overdue)), besides=month)
     dossiers = {**_facts_by_ids(db, prefix, sorted({r["id"] for r in late_rows})), **overdue}
     officer_month = {(r["officer"], r["agency"], r["month"]): int(r["handled"])
                      for r in db.fetchall(f"SELECT officer, agency, month, handled FROM"
@@ -248,12 +258,7 @@ def officer_late_lists(db: ReadDB, officer: str, months: list[str], *, now: str 
                       " NULL OR ended_at >= appointment_at OR verdict = 'late')",
                       [officer, f"%{officer}%"])
     dossiers.update(_facts_by_ids(db, prefix, [i for i in late_ids if i not in dossiers]))
-    ids = sorted(dossiers)
-    late_rows: list[dict[str, Any]] = []
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        late_rows += db.fetchall(f"SELECT * FROM {prefix}stat_late WHERE id IN"
-                                 f" ({','.join('?' for _ in chunk)})", chunk)
+    late_rows = _late_rows_by_ids(db, prefix, sorted(dossiers))
     handled = {(officer, r["agency"], r["month"]): int(r["handled"]) for r in db.fetchall(
         f"SELECT agency, month, handled FROM {prefix}stat_officer_month WHERE officer=?"
         f" AND month IN ({','.join('?' for _ in months)})", [officer, *months])}
