@@ -183,6 +183,18 @@ def own_detail(exc: HTTPException) -> str | None:
     return detail
 
 
+def _invalid_query(exc: HTTPException) -> str | None:
+    """Which parameters of the address Litestar refused (a page number that is not one, say),
+    named for the person who typed or edited it; None when it was not the address."""
+    extra = exc.extra if isinstance(exc, ValidationException) else None
+    keys = sorted({str(e["key"]) for e in extra if isinstance(e, dict) and e.get("key")
+                   and e.get("source") == "query"}) if isinstance(extra, list) else []
+    if not keys:
+        return None
+    return _("Giá trị của %(names)s trên địa chỉ trang không hợp lệ. Vui lòng kiểm tra lại.") % {
+        "names": ", ".join(f"“{k}”" for k in keys)}
+
+
 def not_found_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     message_vi = getattr(exc, "message_vi", None)
     detail = _(message_vi) if message_vi else (
@@ -224,8 +236,8 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
         return _error_page(request, 405, _("Phương thức không được hỗ trợ"), message,
                            headers={"Allow": allowed} if allowed else None)
     if isinstance(exc, ValidationException) or status == 400:
-        return _error_page(request, 400, _("Yêu cầu không hợp lệ"), own or _(
-            "Dữ liệu gửi lên không hợp lệ. Vui lòng kiểm tra lại."))
+        return _error_page(request, 400, _("Yêu cầu không hợp lệ"), own or _invalid_query(exc)
+                           or _("Dữ liệu gửi lên không hợp lệ. Vui lòng kiểm tra lại."))
     if status >= 500:
         return _error_page(request, status, _("Lỗi máy chủ"),
                            _("Hệ thống gặp sự cố. Vui lòng thử lại sau ít phút."))

@@ -4,12 +4,12 @@ drill-down and trends; each as a page, as JSON, as CSV, and the late list also a
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.response import Template
 
 from domain.calendar import SUPPORTED_YEARS
@@ -453,6 +453,31 @@ def ancestors(db: Any, key: str | None) -> list[dict[str, Any]]:
     return list(reversed(chain))
 
 
+# Dossiers per page of the late list (a province's month lists thousands: the whole list is
+# in the JSON, the CSV and the Atom feed).
+LATE_PAGE = 50
+
+
+class LatePage(NamedTuple):
+    """One page of a late list: its dossiers, where its numbering starts, and the pages."""
+
+    dossiers: list[LateDossier]
+    start: int
+    page: int
+    pages: int
+
+
+def late_page(data: LateList, page: int) -> LatePage:
+    """Page `page` (from 1) of the late list's dossiers; a page past the last is a 404 that
+    says how many there are (a list shrinks when overdue dossiers get their result late)."""
+    pages = max(1, -(-len(data.dossiers) // LATE_PAGE))
+    if page > pages:
+        raise NotFoundException(_("Danh sách trễ hạn tháng %(m)s chỉ có %(n)s trang.")
+                                % {"m": f"{data.month[5:]}/{data.month[:4]}", "n": pages})
+    first = (page - 1) * LATE_PAGE
+    return LatePage(data.dossiers[first:first + LATE_PAGE], first + 1, page, pages)
+
+
 class StatisticsPages(Controller):
     path = "/"
     include_in_schema = False
@@ -460,13 +485,15 @@ class StatisticsPages(Controller):
     @get("/late", sync_to_thread=True)
     def late(self, request: Request[Any, Any, Any],
                    month: str = Parameter(default="", max_length=20),
-                   agency: str = Parameter(default="", max_length=64)) -> Template:
+                   agency: str = Parameter(default="", max_length=64),
+                   page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1) -> Template:
         s = system_of(request)
         if not stats_view.available(s.db):
             return Template("stats_pending.html", context={"title": N_("Danh sách trễ hạn")})
         data = late_data(request, month, agency)
         return Template("late.html", context={
-            "data": data, "months": stats_view.months(s.db) or [data.month],
+            "data": data, "shown": late_page(data, page),
+            "months": stats_view.months(s.db) or [data.month],
             "agencies": stats_view.agency_choices(s.db)})
 
     @get("/officers/{key:str}", sync_to_thread=True)

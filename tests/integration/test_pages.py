@@ -172,6 +172,47 @@ def test_late_list_shows_method_attribution_and_explanation(site):
     assert site.codes["late"] not in only_b.text
 
 
+def test_the_late_list_is_shown_a_page_at_a_time(site, monkeypatch):
+    """A province's month lists thousands of late dossiers: the page shows them a page at a
+    time (numbered on, the officers' totals on every page, the agency kept), the JSON, CSV and
+    Atom the whole list; a page that is not there is a clear 404, a page number that is not
+    one a 400 naming it."""
+    from portal.controllers import statistics as pages
+
+    monkeypatch.setattr(pages, "LATE_PAGE", 1)
+    codes = [d["code"] for d in site.get("/api/late", params={"month": "2025-09"}).json()["dossiers"]]
+    assert len(codes) >= 2 and codes == sorted(codes)
+    atom = site.get("/late/2025-09/feed.atom").text
+    assert all(c in atom for c in codes)
+    for n, code in enumerate(codes, start=1):
+        r = site.get("/late", params={"month": "2025-09", "page": n})
+        assert r.status_code == 200
+        listed = re.findall(r'<li>\s*<p><a href="/d/([^"]+)"', r.text)
+        assert listed == [code]
+        assert (f'<ol class="late-list" start="{n}">' in r.text) == (n > 1)
+        text = visible_text(r.text)
+        assert f"{len(codes)} hồ sơ trễ hạn. Trang {n}/{len(codes)}: hồ sơ {n}–{n}" in text
+        assert "Đỗ Văn Xử" in text.split("Theo cán bộ")[-1]  # the officers' table, every page
+        assert ('rel="prev"' in r.text) == (n > 1)
+        assert (f'href="/late?month=2025-09&amp;page={n + 1}" rel="next"' in r.text) == (
+            n < len(codes))
+    assert 'href="/late?month=2025-09" rel="prev"' in site.get(
+        "/late", params={"month": "2025-09", "page": 2}).text  # page 1 is the list's own address
+    one = site.get("/late", params={"month": "2025-09", "agency": "xa-a"})
+    assert "&amp;agency=xa-a&amp;page=2" in one.text
+    past = site.get("/late", params={"month": "2025-09", "page": len(codes) + 1})
+    assert past.status_code == 404
+    assert f"Danh sách trễ hạn tháng 09/2025 chỉ có {len(codes)} trang." in past.text
+    for bad in ("abc", "0", "-1", "1.5"):
+        wrong = site.get("/late", params={"month": "2025-09", "page": bad})
+        assert wrong.status_code == 400
+        assert "Giá trị của “page” trên địa chỉ trang không hợp lệ" in wrong.text
+    monkeypatch.setattr(pages, "LATE_PAGE", 50)
+    whole = site.get("/late", params={"month": "2025-09"})
+    assert "Trang 1/" not in whole.text and 'class="pager"' not in whole.text
+    assert re.findall(r'<li>\s*<p><a href="/d/([^"]+)"', whole.text) == codes
+
+
 def test_satisfaction_withholds_small_groups(site):
     r = site.get("/satisfaction", params={"period": "2025-09"})
     assert r.status_code == 200
