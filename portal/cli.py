@@ -174,6 +174,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {u:12} {role}")
         print(f"  ... {len(rows)} tài khoản; đăng nhập tại /staff/login")
         app = create_app(settings, system, background=True)
+        from portal import stats_view
+
+        stats_view.warm_up(system)
         print(f"Cổng minh bạch chạy tại http://{settings.host}:{args.port or settings.port}"
               " — nhấn Ctrl-C để dừng.")
         tune_gc()
@@ -194,10 +197,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from portal import stats_view
     from portal.app import create_app
 
     app = create_app(settings, background=args.with_projections)
     warm_up(app)
+    stats_view.warm_up(app.state["system"])
     tune_gc()
     # A long keep-alive: behind a proxy, a worker starved of CPU must not close a connection
     # just as the next request arrives on it (seen as dropped connections under load).

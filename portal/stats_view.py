@@ -116,8 +116,7 @@ def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
             now < slot.fresh_until and slot.writes == writes))
 
     def store(value: Any) -> None:
-        slot.value, slot.version, slot.writes, slot.has_value = value, version, writes, True
-        slot.fresh_until = time.monotonic() + clock.aggregate_ttl * random.uniform(0.5, 1.0)
+        _store(slot, value, version, writes, clock.aggregate_ttl)
 
     if fresh():
         return slot.value
@@ -149,6 +148,38 @@ def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
         return value
     finally:
         slot.computing.release()
+
+
+def _store(slot: _Slot, value: Any, version: Any, writes: int, ttl: float) -> None:
+    slot.value, slot.version, slot.writes, slot.has_value = value, version, writes, True
+    slot.fresh_until = time.monotonic() + ttl * random.uniform(0.5, 1.0)
+
+
+def _fill(keys: list[tuple[Any, ...]], db: ReadDB,
+          compute: Any) -> None:
+    """Give the statistics of `keys` that were never computed in this process their first
+    answer from one call, `compute(missing keys) -> {key: answer}` (the twelve months of a
+    trend from one read); answers that exist already are left to `_cached`, which refreshes
+    them one by one off the request path."""
+    clock = public_data.versions(db)
+    version, writes = clock.live(), db.model_writes
+    with _lock:
+        missing = [k for k in keys if not getattr(_slots.get((id(db), *k)), "has_value", False)]
+    if len(missing) < 2:  # one is computed by `_cached` as usual
+        return
+    for key, value in compute(missing).items():
+        with _lock:
+            slot = _slots.get((id(db), *key))
+            if slot is None:
+                slot = _slots[(id(db), *key)] = _Slot()
+                while len(_slots) > CACHE_SIZE:
+                    _slots.popitem(last=False)
+        if slot.computing.acquire(blocking=False):
+            try:
+                if not slot.has_value:
+                    _store(slot, value, version, writes, clock.aggregate_ttl)
+            finally:
+                slot.computing.release()
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -197,9 +228,27 @@ def satisfaction(db: ReadDB, scope: str, period: str, min_group: int) -> Answer:
                    lambda: queries.satisfaction(db, scope, period, min_group))
 
 
+def scoreboard_inputs(db: ReadDB, period: str) -> Answer:
+    """The 766 inputs of every agency for a period, which every agency's scoreboard of the
+    period is drawn from: one computation per period, whichever agencies are asked for."""
+    return _answer(("inputs", period), db,
+                   lambda: queries.scoreboard_inputs(db, [period])[period])
+
+
+def _inputs_of(db: ReadDB, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], Answer]:
+    fresh = queries.position_of(db, "stats")  # before: the answers hold at least these
+    found = queries.scoreboard_inputs(db, [k[1] for k in keys])
+    return {k: Answer(found[k[1]], fresh) for k in keys}
+
+
 def scoreboard(db: ReadDB, period: str, agency: str | None, province: str) -> Answer:
-    return _answer(("board", period, agency, province), db,
-                   lambda: queries.scoreboard(db, period, agency or None, province_name=province))
+    def compute() -> Answer:
+        inputs = scoreboard_inputs(db, period)
+        return Answer(queries.scoreboard_of(db, inputs.value, agency or None,
+                                            province_name=province), inputs.fresh)
+
+    found: Answer = _cached(("board", period, agency, province), db, compute)
+    return found
 
 
 def handling_report(db: ReadDB, period: str, agency: str | None) -> Answer:
@@ -212,7 +261,9 @@ def trend(db: ReadDB, month: str, agency: str | None, province: str, count: int 
     """Total score of a node for the `count` months up to `month` (None before any dossier)."""
     first = min(months(db) or [month])
     points: list[tuple[str, float | None]] = []
-    for m in previous_months(month, count):
+    window = previous_months(month, count)
+    _fill([("inputs", m) for m in window if m >= first], db, lambda keys: _inputs_of(db, keys))
+    for m in window:
         if m < first:
             points.append((m[5:] + "/" + m[2:4], None))
             continue
@@ -235,6 +286,22 @@ def headline(system: Any) -> dict[str, Any] | None:
     return {"period": f"{month[5:]}/{month[:4]}", "month": month, "total": tree["total"],
             "band": tree["band"]["name_vi"], "judged_at": board["judged_at"],
             "provisional": running}
+
+
+def warm_up(system: Any) -> None:
+    """Compute, in the background, what the first visitors of a new web process ask for: the
+    home page's headline and the scoreboard page of the latest month with its twelve-month
+    trend (a province's trend is a few seconds of reading; a visitor would otherwise wait for
+    it after every restart). Requests meanwhile wait for or reuse the same answers."""
+    def run() -> None:
+        try:
+            if headline(system) is not None:
+                month = default_month(system.db)
+                trend(system.db, month, None, system.settings.province_name)
+        except Exception:  # the first request computes (and reports) it instead
+            log.exception("warming the statistics up failed")
+
+    _refresher().submit(run)
 
 
 def names(db: ReadDB) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:

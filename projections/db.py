@@ -83,8 +83,21 @@ class ReadDB:
         pass
 
 
+# The column names of the statement last read (its description, and the names): rows of a
+# statement share one description object, and a period of a province's statistics is half a
+# million rows. (Compared by identity, so another statement's, or another thread's, is never
+# taken for it.)
+_last_names: tuple[Any, tuple[str, ...]] = ((), ())
+
+
 def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+    global _last_names
+    description = cursor.description
+    seen, names = _last_names
+    if seen is not description:
+        names = tuple(d[0] for d in description)
+        _last_names = (description, names)
+    return dict(zip(names, row, strict=True))
 
 
 def utf8_text(cur: Any, rows: list[tuple[Any, ...]], column: int

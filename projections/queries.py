@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from projections.db import ReadDB
 from projections.tracker import timeline_rows
@@ -186,12 +186,38 @@ def judgement_moment(db: ReadDB, prefix: str = "", now: str | None = None) -> st
     return datetime.now(VN_TZ).isoformat(timespec="seconds")
 
 
-def _facts(db: ReadDB, prefix: str, where: str, params: list[Any]) -> dict[str, dict[str, Any]]:
-    from projections.stats import DOSSIER_COLUMNS, row_to_facts
+# The columns of `stat_dossiers` that the 766 scoreboard (`statistics.period_inputs`) and the
+# handling report (`statistics.handling_report`) read: a period of a province is tens of
+# thousands of rows, and the others (names, officers, the JSON lists) are a large part of a
+# row to read and decode. tests/integration/test_projections_stats.py checks both give what
+# they give on every column.
+PERIOD_COLUMNS = (
+    "id", "procedure_code", "procedure_name", "agency", "channel", "received_at",
+    "appointment_at", "ended_at", "end_kind", "verdict", "outcome", "result_at",
+    "result_electronic", "result_documents", "synchronised_at", "first_paid_at",
+    "stopped_at", "all_digitised_at", "reused_at", "paid_online_at",
+)
 
-    rows = db.fetchall(f"SELECT {', '.join(DOSSIER_COLUMNS)} FROM {prefix}stat_dossiers"
-                       f" WHERE {where}", params)
+
+def _facts(db: ReadDB, prefix: str, where: str, params: list[Any],
+           columns: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+    """The facts of the dossiers `where` selects (only `columns`, when given)."""
+    from projections.stats import DOSSIER_COLUMNS, JSON_FIELDS, row_to_facts
+
+    rows = db.fetchall(f"SELECT {', '.join(columns or DOSSIER_COLUMNS)} FROM"
+                       f" {prefix}stat_dossiers WHERE {where}", params)
+    if columns is not None and not set(columns) & set(JSON_FIELDS):
+        return {r["id"]: r for r in rows}  # nothing to decode
     return {r["id"]: row_to_facts(r) for r in rows}
+
+
+def _scanned(db: ReadDB, where: str) -> str:
+    """`where` with its `received_at < ?` read row by row on SQLite: every period and report
+    counts the dossiers still open, so the bound holds for most rows, and SQLite, without
+    statistics on it, would take them through the index on received_at, a page read per row
+    in no order (a province's month: 2.0 s against 0.3 s for reading the table through)."""
+    return where.replace("received_at < ?", "+received_at < ?") if db.dialect == "sqlite" \
+        else where
 
 
 def _facts_by_ids(db: ReadDB, prefix: str, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -295,22 +321,79 @@ def satisfaction(db: ReadDB, scope: str, period: str, min_group_size: int,
                                    min_group_size, group)
 
 
+class PeriodInputs(NamedTuple):
+    """The 766 inputs of every receiving agency for one period, judged at `cut`: what any
+    agency's scoreboard of the period is drawn from (`scoreboard_of`)."""
+
+    period: str
+    start: str
+    end: str
+    cut: str
+    per_agency: dict[str, dict[str, Any]]
+
+
+# Later than any time: the last moment an open dossier counts for.
+_OPEN = "\uffff"
+
+
+# Received before the period's cut, and received in it, or not ended before it, or paid in it.
+_PERIOD_WHERE = ("received_at < ? AND (received_at >= ? OR ended_at IS NULL OR ended_at >= ?"
+                 " OR first_paid_at >= ?)")
+
+
+def scoreboard_inputs(db: ReadDB, periods: list[str], *, now: str | None = None,
+                      prefix: str = "") -> dict[str, PeriodInputs]:
+    """The 766 inputs of each period ('2025-09', '2025-Q3', '2025'), from one read of the
+    dossiers any of them counts (a page's twelve-month trend is one read, not twelve)."""
+    from projections import index766, statistics
+
+    if not periods:
+        return {}
+    judged = judgement_moment(db, prefix, now)
+    spans = {}
+    for period in periods:
+        start, end = index766.period_bounds(period)
+        spans[period] = (start, end, statistics.cut_of(end, judged))
+    first = min(s for s, _, _ in spans.values())
+    last = max(c for _, _, c in spans.values())
+    facts = list(_facts(db, prefix, _scanned(db, _PERIOD_WHERE), [last, first, first, first],
+                        PERIOD_COLUMNS).values())
+    procedures = {r["code"]: r for r in db.fetchall(f"SELECT * FROM {prefix}stat_procedures")}
+    satisfaction = satisfaction_counts(db, prefix, "agency")
+    # A dossier counts for a period it was received in, or that begins before it ended or
+    # was paid (`_PERIOD_WHERE`): `last` is the latest start it counts for besides.
+    # (Ended or paid at or after it was received: "received in the period" needs no test of
+    # its own.)
+    keyed = [(d["received_at"], _OPEN if (ended := d["ended_at"]) is None else
+              ended if (paid := d["first_paid_at"]) is None or paid < ended else paid, d)
+             for d in facts] if len(spans) > 1 else []
+    out = {}
+    for period, (start, end, cut) in spans.items():
+        mine = facts if len(spans) == 1 else [
+            d for received, last, d in keyed if received < cut and last >= start]
+        out[period] = PeriodInputs(period, start, end, cut, statistics.period_inputs(
+            mine, procedures, satisfaction, start, end, cut))
+    return out
+
+
+def scoreboard_of(db: ReadDB, inputs: PeriodInputs, agency: str | None = None, *,
+                  prefix: str = "", province_name: str = "") -> dict[str, Any]:
+    """The scoreboard of a period drawn from its inputs: the province's tree, or the subtree
+    of one agency."""
+    from projections import statistics
+
+    agencies = {r["key"]: r for r in db.fetchall(f"SELECT * FROM {prefix}stat_agencies")}
+    return statistics.scoreboard(inputs.per_agency, agencies, inputs.period, inputs.start,
+                                 inputs.end, inputs.cut, province_name, agency)
+
+
 def scoreboard(db: ReadDB, period: str, agency: str | None = None, *, now: str | None = None,
                prefix: str = "", province_name: str = "") -> dict[str, Any]:
     """The 766 scoreboard of a period ('2025-09', '2025-Q3', '2025') as a tree province ->
     agencies -> communes (or the subtree of one agency); every indicator with numerator,
     denominator, ratio, target, score, maximum and formula; the total and the band."""
-    from projections import index766, statistics
-
-    start, end = index766.period_bounds(period)
-    cut = statistics.cut_of(end, judgement_moment(db, prefix, now))
-    facts = _facts(db, prefix, "received_at < ? AND (received_at >= ? OR ended_at IS NULL"
-                   " OR ended_at >= ? OR first_paid_at >= ?)", [cut, start, start, start])
-    procedures = {r["code"]: r for r in db.fetchall(f"SELECT * FROM {prefix}stat_procedures")}
-    agencies = {r["key"]: r for r in db.fetchall(f"SELECT * FROM {prefix}stat_agencies")}
-    per = statistics.period_inputs(facts.values(), procedures,
-                                   satisfaction_counts(db, prefix, "agency"), start, end, cut)
-    return statistics.scoreboard(per, agencies, period, start, end, cut, province_name, agency)
+    inputs = scoreboard_inputs(db, [period], now=now, prefix=prefix)[period]
+    return scoreboard_of(db, inputs, agency, prefix=prefix, province_name=province_name)
 
 
 def handling_report(db: ReadDB, period: str, agency: str | None = None, *,
@@ -324,7 +407,8 @@ def handling_report(db: ReadDB, period: str, agency: str | None = None, *,
     where, params = "received_at < ? AND (ended_at IS NULL OR ended_at >= ?)", [cut, start]
     if agency is not None:
         where, params = where + " AND agency = ?", [*params, agency]
-    return statistics.handling_report(_facts(db, prefix, where, params).values(), period,
+    return statistics.handling_report(_facts(db, prefix, _scanned(db, where), params,
+                                             PERIOD_COLUMNS).values(), period,
                                       start, end, cut, agency)
 
 

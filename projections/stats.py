@@ -33,7 +33,6 @@ Tables (all public, no personal data; times are local ISO strings, months 'YYYY-
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -284,10 +283,15 @@ class MemoryStore(Store):
         self.procedures[row["code"]] = row
 
 
+_DECODE = msgspec.json.decode
+
+
 def row_to_facts(row: dict[str, Any]) -> dict[str, Any]:
+    """A `stat_dossiers` row (all its columns, or some) as facts: the JSON lists decoded."""
     d = dict(row)
     for f in JSON_FIELDS:
-        d[f] = json.loads(d[f])
+        if f in d:
+            d[f] = _DECODE(d[f])
     return d
 
 

@@ -294,3 +294,37 @@ def test_head_is_answered_like_get_without_a_body(sqlite_settings, make_system):
             assert again.headers["content-type"] == got.headers["content-type"], path
         assert client.head("/d/000.00.12.H60-250903-9999").status_code == 404
         assert client.head("/khong-co").status_code == 404
+
+
+def test_a_new_web_process_computes_the_entry_statistics_before_anyone_asks(
+        sqlite_settings, make_system, monkeypatch):
+    """`portal serve` and `portal demo` warm the statistics up off the request path: the
+    home page's headline and the latest month's scoreboard with its trend are there before
+    the first visitor; a store without statistics yet is no error."""
+    from portal import stats_view
+    from projections import queries
+
+    empty = make_system(sqlite_settings)
+    stats_view._slots.clear()
+    stats_view.warm_up(empty)
+    stats_view._refresher().submit(lambda: None).result(30)  # the warm-up has run
+    assert not any(s.has_value for k, s in stats_view._slots.items() if k[1] == "board")
+
+    system = make_system(sqlite_settings.with_(var_dir=sqlite_settings.var_dir / "busy"))
+    busy_month(system.app)
+    system.catch_up()
+    stats_view._slots.clear()
+    stats_view.warm_up(system)
+    stats_view._refresher().submit(lambda: None).result(30)
+    month = stats_view.default_month(system.db)
+    province = system.settings.province_name
+    warm = {k[1:] for k, s in stats_view._slots.items() if k[0] == id(system.db) and s.has_value}
+    assert ("board", month, None, province) in warm and ("inputs", month) in warm
+    computed: list[object] = []
+    monkeypatch.setattr(queries, "scoreboard_inputs",
+                        lambda *a, **k: computed.append(a) or {})
+    with TestClient(app=create_app(system.settings, system)) as client:
+        assert client.get("/scoreboard").status_code == 200
+        assert client.get("/").status_code == 200
+    assert computed == []  # nothing left for the visitors to wait for
+    stats_view._slots.clear()

@@ -459,3 +459,91 @@ def test_every_dossier_s_timeline_is_computable_from_the_exported_feed(backend_s
     assert {"received", "handed_over", "apologised", "explained", "result_issued",
             "returned", "fee_paid"} <= kinds
     assert "rated" not in kinds  # a rating is public in aggregate only
+
+
+def test_periods_read_together_or_on_fewer_columns_give_the_same_figures(sqlite_settings,
+                                                                         make_system,
+                                                                         monkeypatch):
+    """A page's twelve-month trend reads the dossiers of all its periods at once, and the
+    scoreboard and the handling report read only the columns they use: on a generated
+    province (and a fee paid after the dossier ended), every month, quarter and year gives
+    the inputs it gives read alone, and those equal the ones from every column."""
+    from datetime import datetime
+
+    from domain.calendar import VN_TZ
+    from domain.demo import DemoData, Generator, seed_reference
+    from projections import statistics
+
+    now = datetime(2025, 12, 20, 12, 0, tzinfo=VN_TZ)
+    system = make_system(sqlite_settings)
+    data = DemoData.load(sqlite_settings.province_code)
+    seed_reference(system.app, data)
+    Generator(system.app, data, seed=5).run(300, now - timedelta(days=120), now, now=now)
+    system.catch_up()
+    first = system.db.fetchone("SELECT agency, procedure_code, holder_officer FROM stat_dossiers"
+                               " WHERE holder_officer IS NOT NULL LIMIT 1")
+    r = system.app.receive_dossier(procedure_code=first["procedure_code"],
+                                   agency=first["agency"], channel="in_person",
+                                   applicant=applicant(), received_at=at(2025, 9, 1, 8),
+                                   officer=first["holder_officer"])
+    system.app.refuse(r.code, officer=first["holder_officer"], at=at(2025, 9, 1, 9),
+                      reason="Không thuộc thẩm quyền")
+    system.app.pay(r.code, at=at(2025, 11, 3, 9), amount_vnd=50000, channel="counter")
+    system.catch_up()
+    paid_late = system.db.scalar("SELECT id FROM stat_dossiers WHERE code=?", (r.code,))
+    moment = now.isoformat(timespec="seconds")
+    periods = [*queries.stat_months(system.db), "2025-Q3", "2025-Q4", "2025", "2026-01"]
+    together = queries.scoreboard_inputs(system.db, periods, now=moment)
+    assert list(together) == periods
+    for period in periods:
+        alone = queries.scoreboard_inputs(system.db, [period], now=moment)[period]
+        assert together[period] == alone, period
+        start, end, cut = alone.start, alone.end, alone.cut
+        every_column = queries._facts(system.db, "", queries._PERIOD_WHERE,
+                                      [cut, start, start, start])
+        assert set(every_column) == set(queries._facts(
+            system.db, "", queries._PERIOD_WHERE, [cut, start, start, start],
+            queries.PERIOD_COLUMNS))
+        assert alone.per_agency == statistics.period_inputs(
+            every_column.values(), {p["code"]: p for p in system.db.fetchall(
+                "SELECT * FROM stat_procedures")},
+            queries.satisfaction_counts(system.db, "", "agency"), start, end, cut), period
+        report = queries.handling_report(system.db, period, now=moment)
+        assert report == statistics.handling_report(every_column.values(), period, start, end,
+                                                    cut), period
+    # The dossier paid in November, after it ended in September, is read for November (its
+    # payment), not for December.
+    counted = {p: set(queries._facts(system.db, "", queries._PERIOD_WHERE,
+                                     [together[p].cut, *[together[p].start] * 3],
+                                     queries.PERIOD_COLUMNS)) for p in ("2025-11", "2025-12")}
+    assert paid_late in counted["2025-11"] and paid_late not in counted["2025-12"]
+    assert sum(i["received"] for i in together["2025"].per_agency.values()) == system.db.scalar(
+        "SELECT COUNT(*) FROM stat_dossiers") > 250
+
+    # The portal computes a trend's months from one read, and every agency's scoreboard of a
+    # period from the period's inputs: no read per agency, none per month.
+    from portal import stats_view
+
+    reads: list[list[str]] = []
+    real = queries.scoreboard_inputs
+
+    def counted_read(db: Any, periods: list[str], **kw: Any) -> Any:
+        reads.append(list(periods))
+        return real(db, periods, **kw)
+
+    months = sorted(queries.stat_months(system.db))
+    agencies = [r["agency"] for r in system.db.fetchall(
+        "SELECT DISTINCT agency FROM stat_dossiers ORDER BY agency")]
+    totals = [queries.scoreboard(system.db, m, province_name="Tỉnh")["tree"]["total"]
+              for m in months]
+    boards = {k: queries.scoreboard(system.db, months[-2], k, province_name="Tỉnh")
+              for k in agencies}
+    stats_view._slots.clear()
+    monkeypatch.setattr(queries, "scoreboard_inputs", counted_read)
+    points = stats_view.trend(system.db, months[-1], None, "Tỉnh")
+    assert reads == [months]
+    assert [p for _, p in points][-len(months):] == totals
+    for key in agencies:
+        assert stats_view.scoreboard(system.db, months[-2], key, "Tỉnh").value == boards[key]
+    assert reads == [months] and len(agencies) > 3
+    stats_view._slots.clear()
