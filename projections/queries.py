@@ -212,10 +212,12 @@ def _facts(db: ReadDB, prefix: str, where: str, params: list[Any],
 
 
 def _scanned(db: ReadDB, where: str) -> str:
-    """`where` with its `received_at < ?` read row by row on SQLite: every period and report
-    counts the dossiers still open, so the bound holds for most rows, and SQLite, without
-    statistics on it, would take them through the index on received_at, a page read per row
-    in no order (a province's month: 2.0 s against 0.3 s for reading the table through)."""
+    """`where` with its `received_at < ?` not taken through the index on received_at, on
+    SQLite: every period, report and late list counts the dossiers still open, so the bound
+    holds for most rows, and SQLite, without statistics on it, would take them through that
+    index, a page read per row in no order (a province's month: 2.0 s against 0.3 s reading
+    the table through; the late list's overdue dossiers: 1.7 s against 0.3 s through the
+    index on ended_at)."""
     return where.replace("received_at < ?", "+received_at < ?") if db.dialect == "sqlite" \
         else where
 
@@ -248,8 +250,9 @@ def late_list(db: ReadDB, month: str, agency: str | None = None, *, now: str | N
 
     start, end = index766.period_bounds(month)
     cut = statistics.cut_of(end, judgement_moment(db, prefix, now))
-    overdue = _facts(db, prefix, "received_at < ? AND (ended_at IS NULL OR ended_at >= ?)"
-                     " AND appointment_at < ?", [cut, cut, cut])
+    overdue = _facts(db, prefix, _scanned(db, "received_at < ? AND (ended_at IS NULL OR"
+                                          " ended_at >= ?) AND appointment_at < ?"),
+                     [cut, cut, cut])
     # Refused, stopped or withdrawn in the month after their deadline.
     overdue.update(_facts(db, prefix, "ended_at >= ? AND ended_at < ? AND verdict='late'"
                           " AND end_kind <> 'processed'", [start, cut]))

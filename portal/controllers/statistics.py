@@ -376,7 +376,8 @@ def officer_data(request: Request[Any, Any, Any], key: str, month: str) -> Offic
         phone=person["phone"] if person["active"] else None,
         month=month, judged_at=lists[month]["judged_at"], updated_to=_updated_to(fresh),
         method_vi=METHOD_VI, months=months,
-        dossiers=[_late_dossier(d, agencies, officers) for d in lists[month]["dossiers"]])
+        dossiers=[_late_dossier(d, agencies, officers)
+                  for d in sorted(lists[month]["dossiers"], key=lambda d: d["code"])])
 
 
 def satisfaction_data(request: Request[Any, Any, Any], scope: str, period: str
@@ -453,13 +454,14 @@ def ancestors(db: Any, key: str | None) -> list[dict[str, Any]]:
     return list(reversed(chain))
 
 
-# Dossiers per page of the late list (a province's month lists thousands: the whole list is
-# in the JSON, the CSV and the Atom feed).
+# Dossiers per page of the late list and of an officer's month (a province's month lists
+# thousands; an officer's, hundreds): the whole list is in the JSON (the late list's also in
+# the CSV and the Atom feed).
 LATE_PAGE = 50
 
 
 class LatePage(NamedTuple):
-    """One page of a late list: its dossiers, where its numbering starts, and the pages."""
+    """One page of late dossiers: its dossiers, where its numbering starts, and the pages."""
 
     dossiers: list[LateDossier]
     start: int
@@ -467,15 +469,15 @@ class LatePage(NamedTuple):
     pages: int
 
 
-def late_page(data: LateList, page: int) -> LatePage:
-    """Page `page` (from 1) of the late list's dossiers; a page past the last is a 404 that
+def late_page(dossiers: list[LateDossier], page: int, month: str) -> LatePage:
+    """Page `page` (from 1) of a month's late dossiers; a page past the last is a 404 that
     says how many there are (a list shrinks when overdue dossiers get their result late)."""
-    pages = max(1, -(-len(data.dossiers) // LATE_PAGE))
+    pages = max(1, -(-len(dossiers) // LATE_PAGE))
     if page > pages:
-        raise NotFoundException(_("Danh sách trễ hạn tháng %(m)s chỉ có %(n)s trang.")
-                                % {"m": f"{data.month[5:]}/{data.month[:4]}", "n": pages})
+        raise NotFoundException(_("Danh sách hồ sơ trễ hạn tháng %(m)s chỉ có %(n)s trang.")
+                                % {"m": f"{month[5:]}/{month[:4]}", "n": pages})
     first = (page - 1) * LATE_PAGE
-    return LatePage(data.dossiers[first:first + LATE_PAGE], first + 1, page, pages)
+    return LatePage(dossiers[first:first + LATE_PAGE], first + 1, page, pages)
 
 
 class StatisticsPages(Controller):
@@ -492,18 +494,20 @@ class StatisticsPages(Controller):
             return Template("stats_pending.html", context={"title": N_("Danh sách trễ hạn")})
         data = late_data(request, month, agency)
         return Template("late.html", context={
-            "data": data, "shown": late_page(data, page),
+            "data": data, "shown": late_page(data.dossiers, page, data.month),
             "months": stats_view.months(s.db) or [data.month],
             "agencies": stats_view.agency_choices(s.db)})
 
     @get("/officers/{key:str}", sync_to_thread=True)
     def officer(self, request: Request[Any, Any, Any], key: FromPath[str],
-                month: str = Parameter(default="", max_length=20)) -> Template:
+                month: str = Parameter(default="", max_length=20),
+                page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1) -> Template:
         s = system_of(request)
         if not stats_view.available(s.db):
             return Template("stats_pending.html", context={"title": N_("Hồ sơ trễ hạn của cán bộ")})
         data = officer_data(request, key, month)
-        return Template("officer.html", context={"data": data})
+        return Template("officer.html", context={
+            "data": data, "shown": late_page(data.dossiers, page, data.month)})
 
     @get("/late/{month:str}/feed.atom", sync_to_thread=True, media_type=ATOM_TYPE)
     def late_feed(self, request: Request[Any, Any, Any],

@@ -106,6 +106,29 @@ def test_directory_and_late_list_link_to_records(site):
     assert re.search(r'Bước 1: <a href="/officers/cv-1">Đỗ Văn Xử</a>', late)
 
 
+def test_an_officers_month_is_shown_a_page_at_a_time(site, monkeypatch):
+    """An officer of a province can have hundreds of late dossiers in a month: shown a page
+    at a time, by code, the whole month in the JSON."""
+    from portal.controllers import statistics as pages
+
+    monkeypatch.setattr(pages, "LATE_PAGE", 1)
+    codes = [d["code"] for d in site.get("/api/officers/cv-1",
+                                         params={"month": "2025-09"}).json()["dossiers"]]
+    assert len(codes) >= 2 and codes == sorted(codes)
+    for n, code in enumerate(codes, start=1):
+        r = site.get("/officers/cv-1", params={"month": "2025-09", "page": n, "lang": "vi"})
+        assert r.status_code == 200
+        assert re.findall(r'<li>\s*<p><a href="/d/([^"]+)"', r.text) == [code]
+        assert f"Trang {n}/{len(codes)}" in r.text
+        assert (f'href="/officers/cv-1?month=2025-09&amp;page={n + 1}" rel="next"' in r.text) \
+            == (n < len(codes))
+    past = site.get("/officers/cv-1", params={"month": "2025-09", "page": len(codes) + 1,
+                                              "lang": "vi"})
+    assert past.status_code == 404
+    assert f"tháng 09/2025 chỉ có {len(codes)} trang" in past.text
+    assert site.get("/officers/cv-1", params={"page": "x"}).status_code == 400
+
+
 @pytest.mark.parametrize("url,status,message", [
     ("/api/officers/khong-co", 404, "Không tìm thấy cán bộ mã khong-co."),
     ("/api/officers/cv-1?month=9-2025", 400, "Tháng không hợp lệ"),

@@ -202,7 +202,7 @@ def test_the_late_list_is_shown_a_page_at_a_time(site, monkeypatch):
     assert "&amp;agency=xa-a&amp;page=2" in one.text
     past = site.get("/late", params={"month": "2025-09", "page": len(codes) + 1})
     assert past.status_code == 404
-    assert f"Danh sách trễ hạn tháng 09/2025 chỉ có {len(codes)} trang." in past.text
+    assert f"Danh sách hồ sơ trễ hạn tháng 09/2025 chỉ có {len(codes)} trang." in past.text
     for bad in ("abc", "0", "-1", "1.5"):
         wrong = site.get("/late", params={"month": "2025-09", "page": bad})
         assert wrong.status_code == 400
