@@ -106,6 +106,25 @@ def warm_up(app: Any) -> None:
         env.get_template(name)
 
 
+def warm_transparency(system: Any) -> None:
+    """For a web worker, in the background: the transparency log's leaf hashes and tree, which
+    its first proof or checkpoint page would otherwise wait for (a province's feed: about 20 s
+    of hashing, once per process)."""
+    import threading
+
+    from projections.transparency import log_of
+
+    log = log_of(system)  # here: one log object for the process, not one per thread
+
+    def run() -> None:
+        try:
+            log.leaves().tree.root()
+        except Exception as e:  # no feed yet: the first request reads it
+            logging.getLogger("portal.transparency").warning("warm-up skipped: %s", e)
+
+    threading.Thread(target=run, name="transparency-warm-up", daemon=True).start()
+
+
 # -- commands -----------------------------------------------------------------------------
 def demo_address(settings: Settings, port: int) -> Settings:
     """The demo's public address (QR codes, posters, feeds) is where it serves, unless the
@@ -203,6 +222,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, background=args.with_projections)
     warm_up(app)
     stats_view.warm_up(app.state["system"])
+    warm_transparency(app.state["system"])
     tune_gc()
     # A long keep-alive: behind a proxy, a worker starved of CPU must not close a connection
     # just as the next request arrives on it (seen as dropped connections under load).

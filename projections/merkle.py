@@ -87,6 +87,114 @@ def _subproof(m: int, d: Sequence[bytes], whole: bool) -> list[bytes]:
     return [*_subproof(m - k, d[k:], False), root_of(d[:k])]
 
 
+class LeafHashes(Sequence[bytes]):
+    """Leaf hashes packed in one buffer, 32 bytes each: a province's five million are 160 MB
+    here, against about 330 MB as a list of bytes objects."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def append(self, digest: bytes) -> None:
+        self._buf += digest
+
+    def __len__(self) -> int:
+        return len(self._buf) >> 5
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        return bytes(self._buf[i << 5:(i + 1) << 5])
+
+
+# Perfect subtrees of at least this many leaves have their hash remembered (`Tree`).
+MEMO_LEAVES = 256
+
+
+class Tree:
+    """The tree of an append-only list of leaf hashes, with the hash of every perfect subtree
+    of `MEMO_LEAVES` leaves or more remembered once computed: appending never changes them,
+    so a root, an inclusion or a consistency proof of any size costs a few thousand hashes
+    after the first, not one per leaf (a province's log: 2.5 s each before). The answers are
+    those of `root_of`, `inclusion_proof` and `consistency_proof` over the first `size`
+    leaves (tests/unit/test_merkle.py checks them against each other)."""
+
+    def __init__(self, leaves: Sequence[bytes]) -> None:
+        self.leaves = leaves
+        self._memo: dict[tuple[int, int], bytes] = {}
+
+    def _hash(self, lo: int, hi: int) -> bytes:
+        """MTH of leaves[lo:hi] (hi > lo)."""
+        n = hi - lo
+        if n == 1:
+            return self.leaves[lo]
+        perfect = n & (n - 1) == 0
+        if perfect and n >= MEMO_LEAVES:
+            found = self._memo.get((lo, n))
+            if found is not None:
+                return found
+        if n < MEMO_LEAVES:
+            value = root_of(self.leaves[lo:hi])
+        else:
+            k = _split(n)
+            value = node_hash(self._hash(lo, lo + k), self._hash(lo + k, hi))
+        if perfect and n >= MEMO_LEAVES:
+            self._memo[(lo, n)] = value
+        return value
+
+    def _size(self, size: int | None) -> int:
+        n = len(self.leaves) if size is None else size
+        if not 0 <= n <= len(self.leaves):
+            raise ProofError(f"size {n} is larger than the tree ({len(self.leaves)})")
+        return n
+
+    def root(self, size: int | None = None) -> bytes:
+        n = self._size(size)
+        return self._hash(0, n) if n else EMPTY_ROOT
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        n = self._size(size)
+        if not 0 <= index < n:
+            raise ProofError(f"leaf {index} is not in a tree of size {n}")
+        path: list[bytes] = []
+        lo, hi, m = 0, n, index
+        while hi - lo > 1:  # the recursion of `_path`, from the top; its path is bottom-up
+            k = _split(hi - lo)
+            if m < k:
+                path.append(self._hash(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(self._hash(lo, lo + k))
+                lo, m = lo + k, m - k
+        return path[::-1]
+
+    def consistency_proof(self, first: int, size: int | None = None) -> list[bytes]:
+        n = self._size(size)
+        if not 0 <= first <= n:
+            raise ProofError(f"size {first} is larger than the tree ({n})")
+        if first == 0 or first == n:
+            return []
+        path: list[bytes] = []
+        lo, hi, m, whole = 0, n, first, True
+        while m != hi - lo:  # the recursion of `_subproof`, from the top
+            k = _split(hi - lo)
+            if m <= k:
+                path.append(self._hash(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(self._hash(lo, lo + k))
+                lo, m, whole = lo + k, m - k, False
+        if not whole:
+            path.append(self._hash(lo, hi))
+        return path[::-1]
+
+
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
                      ) -> bool:
     """RFC 9162 §2.1.3.2: does `proof` put leaf hash `leaf` at `index` of a tree with `root`?"""

@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import threading
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -126,8 +127,19 @@ def note_text(origin: str, size: int, root: bytes, time: str) -> str:
 
 @dataclass
 class _Leaves:
-    positions: list[int] = field(default_factory=list)
-    hashes: list[bytes] = field(default_factory=list)
+    """The feed's positions and leaf hashes in log order, and the tree over them. Appended
+    to only (under the log's lock): a reader takes the length it needs first."""
+
+    positions: array = field(default_factory=lambda: array("q"))
+    hashes: merkle.LeafHashes = field(default_factory=merkle.LeafHashes)
+    tree: merkle.Tree = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tree = merkle.Tree(self.hashes)
+
+
+# Feed records read at a time while hashing the leaves (a province's feed is 2 GB of text).
+LEAF_CHUNK = 20_000
 
 
 class TransparencyLog:
@@ -147,15 +159,25 @@ class TransparencyLog:
 
     # -- leaves -----------------------------------------------------------------------------
     def leaves(self) -> _Leaves:
-        """Leaf hashes of the whole feed, read incrementally (the feed only grows)."""
+        """Leaf hashes of the whole feed, read incrementally (the feed only grows), a chunk
+        of records at a time. The same object every time: it only grows, so a caller takes
+        the size it works on first."""
         with self._lock:
-            last = self._cache.positions[-1] if self._cache.positions else 0
-            rows = self.db.fetchall("SELECT position, record FROM public_feed WHERE position>?"
-                                    " ORDER BY position", (last,))
-            for r in rows:
-                self._cache.positions.append(int(r["position"]))
-                self._cache.hashes.append(merkle.leaf_hash(r["record"].encode("utf-8")))
-            return _Leaves(list(self._cache.positions), list(self._cache.hashes))
+            cache = self._cache
+            # The record's UTF-8 bytes as stored, not a str to encode again.
+            data = "CAST(record AS BLOB)" if self.db.dialect == "sqlite" else \
+                "convert_to(record, 'UTF8')"
+            sql = self.db.q(f"SELECT position, {data} AS data FROM public_feed WHERE position>?"
+                            " ORDER BY position LIMIT ?")
+            leaf = merkle.leaf_hash
+            while True:
+                last = cache.positions[-1] if cache.positions else 0
+                rows = self.db.fetchall(sql, (last, LEAF_CHUNK))
+                cache.positions.extend(int(r["position"]) for r in rows)
+                for r in rows:
+                    cache.hashes.append(leaf(bytes(r["data"])))
+                if len(rows) < LEAF_CHUNK:
+                    return cache
 
     def public_key(self) -> dict[str, Any]:
         pem = Ed25519PublicKey.from_public_bytes(self.key.public).public_bytes(
@@ -191,7 +213,7 @@ class TransparencyLog:
         latest = self.latest()
         if size == 0 or (latest is not None and latest.size >= size):
             return None
-        root = merkle.root_of(leaves.hashes)
+        root = leaves.tree.root(size)
         time = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
         note = note_text(self.origin, size, root, time)
         signature = b64(self.key.sign(note.encode()))
@@ -199,7 +221,8 @@ class TransparencyLog:
             cur.execute(self.db.q(
                 "INSERT INTO transparency_checkpoints (size, root, time, last_position, note,"
                 " signature, key_id) VALUES (?,?,?,?,?,?,?) ON CONFLICT (size) DO NOTHING"),
-                (size, b64(root), time, leaves.positions[-1], note, signature, self.key.key_id))
+                (size, b64(root), time, leaves.positions[size - 1], note, signature,
+                 self.key.key_id))
         return self.checkpoint(size)
 
     def publish_if_due(self, now: datetime | None = None) -> Checkpoint | None:
@@ -231,7 +254,7 @@ class TransparencyLog:
         if i >= cp.size:
             raise ProofUnavailable(NEWER_RECORD, position=position, size=cp.size)
         record = self.db.scalar("SELECT record FROM public_feed WHERE position=?", (position,))
-        path = merkle.inclusion_proof(i, leaves.hashes[: cp.size])
+        path = leaves.tree.inclusion_proof(i, cp.size)
         return {"position": position, "leaf_index": i, "tree_size": cp.size,
                 "record": record, "leaf_hash": b64(leaves.hashes[i]),
                 "audit_path": [b64(p) for p in path], "checkpoint": cp.public()}
@@ -243,7 +266,7 @@ class TransparencyLog:
         if first > second:
             raise ProofUnavailable(FIRST_LARGER)
         leaves = self.leaves()
-        proof = merkle.consistency_proof(first, leaves.hashes[:second])
+        proof = leaves.tree.consistency_proof(first, second)
         return {"first": first, "second": second, "proof": [b64(p) for p in proof],
                 "first_checkpoint": a.public(), "second_checkpoint": b.public()}
 

@@ -151,6 +151,38 @@ def test_batches_wait_for_a_full_batch(logged):
     assert log.publish_if_due().size == first.size + 1
 
 
+def test_leaves_are_read_a_chunk_at_a_time_and_the_tree_remembers_across_checkpoints(
+        logged, monkeypatch):
+    """The feed is hashed a few records at a time (a province's is 2 GB of text), into the
+    leaves the plain definitions give; roots and proofs stay right for every checkpoint as
+    the feed grows past what the tree remembered."""
+    from projections import merkle, transparency
+
+    monkeypatch.setattr(transparency, "LEAF_CHUNK", 3)
+    monkeypatch.setattr(merkle, "MEMO_LEAVES", 2)
+    system, codes = logged
+    log = log_of(system)
+    first = log.publish()
+    system.app.pay(codes[0], at=at(2025, 9, 3, 10), amount_vnd=1000, channel="counter")
+    system.app.pay(codes[1], at=at(2025, 9, 4, 10), amount_vnd=1000, channel="counter")
+    system.catch_up()
+    second = log.publish()
+    rows = system.db.fetchall("SELECT position, record FROM public_feed ORDER BY position")
+    hashes = [merkle.leaf_hash(r["record"].encode("utf-8")) for r in rows]
+    leaves = log.leaves()
+    assert list(leaves.positions) == [r["position"] for r in rows] and len(rows) > 7
+    assert list(leaves.hashes) == hashes and second.size == len(rows) > first.size
+    for cp in (first, second):
+        assert cp.root == base64.b64encode(merkle.root_of(hashes[:cp.size])).decode()
+        for index in (0, cp.size // 2, cp.size - 1):
+            proof = log.inclusion(rows[index]["position"], cp.size)
+            assert [base64.b64decode(p) for p in proof["audit_path"]] == \
+                merkle.inclusion_proof(index, hashes[:cp.size])
+    consistency = log.consistency(first.size, second.size)
+    assert [base64.b64decode(p) for p in consistency["proof"]] == merkle.consistency_proof(
+        first.size, hashes[:second.size])
+
+
 # -- tampering with the SQLite event store -----------------------------------------------------
 def events_db(system) -> sqlite3.Connection:
     return sqlite3.connect(system.settings.events_db_path)

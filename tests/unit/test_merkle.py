@@ -99,3 +99,37 @@ def test_out_of_range_requests_are_refused():
         consistency_proof(5, hashes)
     assert not verify_inclusion(hashes[0], 5, 4, [], root_of(hashes))
     assert merkle.verify_consistency(3, 2, b"", b"", []) is False
+
+
+def test_the_remembering_tree_gives_the_same_roots_and_proofs_as_it_grows(monkeypatch):
+    """`Tree` (subtree hashes remembered, leaves packed in `LeafHashes`) answers as the plain
+    functions over the first `size` leaves, for sizes across several remembered levels, while
+    leaves are appended after some answers were remembered."""
+    import random
+
+    monkeypatch.setattr(merkle, "MEMO_LEAVES", 4)
+    rng = random.Random(7)
+    packed = merkle.LeafHashes()
+    tree = merkle.Tree(packed)
+    plain: list[bytes] = []
+    assert tree.root() == EMPTY_ROOT and tree.consistency_proof(0) == []
+    for n in range(1, 140):
+        h = leaf_hash(n.to_bytes(4, "big"))
+        packed.append(h)
+        plain.append(h)
+        assert len(packed) == n and packed[-1] == h and packed[n - 1:] == [h]
+        assert tree.root() == root_of(plain)
+        for size in {n, rng.randint(1, n), 1}:
+            assert tree.root(size) == root_of(plain[:size])
+            for index in {0, size - 1, rng.randrange(size)}:
+                assert tree.inclusion_proof(index, size) == inclusion_proof(index, plain[:size])
+            for first in {0, 1, size, rng.randint(0, size)}:
+                assert tree.consistency_proof(first, size) == consistency_proof(first,
+                                                                              plain[:size])
+    assert len(tree._memo) > 30  # the remembered subtrees were used
+    with pytest.raises(ProofError):
+        tree.inclusion_proof(5, 5)
+    with pytest.raises(ProofError):
+        tree.consistency_proof(3, len(plain) + 1)
+    with pytest.raises(IndexError):
+        packed[len(plain)]
