@@ -114,3 +114,25 @@ def memory_app() -> Any:
                   token_secret=b"t")
     small_province(app)
     return app
+
+
+# When `generated_province` generates up to (and judges at).
+GENERATED_NOW = datetime(2025, 12, 20, 12, 0, tzinfo=VN_TZ)
+
+
+def generated_province(make_system: Any, settings: Any, dossiers: int = 300, seed: int = 5
+                       ) -> Any:
+    """A system holding the demo province's reference data and `dossiers` generated over the
+    120 days up to GENERATED_NOW (transfers, supplements, pauses, refusals, open dossiers),
+    read models caught up."""
+    from datetime import timedelta
+
+    from domain.demo import DemoData, Generator, seed_reference
+
+    system = make_system(settings)
+    data = DemoData.load(settings.province_code)
+    seed_reference(system.app, data)
+    Generator(system.app, data, seed=seed).run(dossiers, GENERATED_NOW - timedelta(days=120),
+                                               GENERATED_NOW, now=GENERATED_NOW)
+    system.catch_up()
+    return system

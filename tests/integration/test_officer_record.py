@@ -145,18 +145,11 @@ def test_bad_requests_say_what_is_wrong(site, url, status, message):
 def test_one_read_gives_every_officer_what_each_month_lists(sqlite_settings, make_system):
     """On a generated province (transfers, supplements, pauses, refusals, open dossiers):
     `officer_late_lists` equals picking the officer out of every month's full late list."""
-    from datetime import datetime, timedelta
-
-    from domain.calendar import VN_TZ
-    from domain.demo import DemoData, Generator, seed_reference
     from projections import queries
+    from tests.factories import GENERATED_NOW as now
+    from tests.factories import generated_province
 
-    now = datetime(2025, 12, 20, 12, 0, tzinfo=VN_TZ)
-    system = make_system(sqlite_settings)
-    data = DemoData.load(sqlite_settings.province_code)
-    seed_reference(system.app, data)
-    Generator(system.app, data, seed=5).run(300, now - timedelta(days=120), now, now=now)
-    system.catch_up()
+    system = generated_province(make_system, sqlite_settings)
     months = queries.stat_months(system.db)
     moment = now.isoformat(timespec="seconds")
     full = {m: queries.late_list(system.db, m, now=moment) for m in months}

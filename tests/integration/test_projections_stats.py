@@ -468,18 +468,11 @@ def test_periods_read_together_or_on_fewer_columns_give_the_same_figures(sqlite_
     scoreboard and the handling report read only the columns they use: on a generated
     province (and a fee paid after the dossier ended), every month, quarter and year gives
     the inputs it gives read alone, and those equal the ones from every column."""
-    from datetime import datetime
-
-    from domain.calendar import VN_TZ
-    from domain.demo import DemoData, Generator, seed_reference
     from projections import statistics
+    from tests.factories import GENERATED_NOW as now
+    from tests.factories import generated_province
 
-    now = datetime(2025, 12, 20, 12, 0, tzinfo=VN_TZ)
-    system = make_system(sqlite_settings)
-    data = DemoData.load(sqlite_settings.province_code)
-    seed_reference(system.app, data)
-    Generator(system.app, data, seed=5).run(300, now - timedelta(days=120), now, now=now)
-    system.catch_up()
+    system = generated_province(make_system, sqlite_settings)
     first = system.db.fetchone("SELECT agency, procedure_code, holder_officer FROM stat_dossiers"
                                " WHERE holder_officer IS NOT NULL LIMIT 1")
     r = system.app.receive_dossier(procedure_code=first["procedure_code"],
