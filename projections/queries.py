@@ -369,11 +369,10 @@ def scoreboard_inputs(db: ReadDB, periods: list[str], *, now: str | None = None,
     # its own.)
     keyed = [(d["received_at"], _OPEN if (ended := d["ended_at"]) is None else
               ended if (paid := d["first_paid_at"]) is None or paid < ended else paid, d)
-             for d in facts] if len(spans) > 1 else []
+             for d in facts]
     out = {}
     for period, (start, end, cut) in spans.items():
-        mine = facts if len(spans) == 1 else [
-            d for received, last, d in keyed if received < cut and last >= start]
+        mine = [d for received, last, d in keyed if received < cut and last >= start]
         out[period] = PeriodInputs(period, start, end, cut, statistics.period_inputs(
             mine, procedures, satisfaction, start, end, cut))
     return out

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hmac
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.plugins.htmx import HTMXRequest, HTMXTemplate
 from litestar.response import Redirect, Template
 
@@ -26,6 +26,11 @@ FILTERS = ("level", "field", "online_level")
 # Intervals in which the clock stops (766 rule): the timeline kinds that open and close them.
 STOPS = {"supplement_requested": ("supplement_received", N_("Chờ bổ sung hồ sơ")),
          "paused": ("resumed", N_("Tạm dừng chờ thực hiện nghĩa vụ"))}
+
+
+# The page of a paged list the address asks for (`?page=`, from 1): anything else is a 400
+# that names the parameter.
+PageNumber = Annotated[int, QueryParameter(ge=1, le=100_000)]
 
 
 def system_of(request: Request[Any, Any, Any]) -> System:

@@ -18,6 +18,7 @@ from litestar.response import Template
 from domain.calendar import VN_TZ, supported_year
 from domain.errors import DomainError, InvalidCommand
 from domain.regimes import regime_at
+from portal.controllers.public import PageNumber
 from portal.controllers.staff import (
     StaffArea,
     agency_names,
@@ -51,7 +52,7 @@ class StaffLogBookController(StaffArea):
              agency: Annotated[str, QueryParameter(max_length=80)] = "",
              start: Annotated[str, QueryParameter(name="from", max_length=20)] = "",
              end: Annotated[str, QueryParameter(name="to", max_length=20)] = "",
-             page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1) -> Template:
+             page: PageNumber = 1) -> Template:
         me = current(request).account
         if not me.may_open("logbook"):
             raise PermissionDeniedException("Chỉ cán bộ tiếp nhận, lãnh đạo, thanh tra xem được"

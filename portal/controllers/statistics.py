@@ -4,12 +4,12 @@ drill-down and trends; each as a page, as JSON, as CSV, and the late list also a
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath, Parameter, QueryParameter
+from litestar.params import FromPath, Parameter
 from litestar.response import Template
 
 from domain.calendar import SUPPORTED_YEARS
@@ -18,7 +18,7 @@ from portal.api_errors import error_responses
 from portal.charts import line_chart
 from portal.controllers.downloads import Download, csv_response, register
 from portal.controllers.feeds import ATOM_TYPE, atom_document
-from portal.controllers.public import clean, system_of
+from portal.controllers.public import PageNumber, clean, system_of
 from portal.i18n import N_
 from portal.i18n import gettext as _
 from projections.statistics import REPORT_COLUMNS
@@ -488,7 +488,7 @@ class StatisticsPages(Controller):
     def late(self, request: Request[Any, Any, Any],
                    month: str = Parameter(default="", max_length=20),
                    agency: str = Parameter(default="", max_length=64),
-                   page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1) -> Template:
+                   page: PageNumber = 1) -> Template:
         s = system_of(request)
         if not stats_view.available(s.db):
             return Template("stats_pending.html", context={"title": N_("Danh sách trễ hạn")})
@@ -501,7 +501,7 @@ class StatisticsPages(Controller):
     @get("/officers/{key:str}", sync_to_thread=True)
     def officer(self, request: Request[Any, Any, Any], key: FromPath[str],
                 month: str = Parameter(default="", max_length=20),
-                page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1) -> Template:
+                page: PageNumber = 1) -> Template:
         s = system_of(request)
         if not stats_view.available(s.db):
             return Template("stats_pending.html", context={"title": N_("Hồ sơ trễ hạn của cán bộ")})
