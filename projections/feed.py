@@ -14,6 +14,10 @@ insert consumed, SQLite does not):
     record   TEXT NOT NULL        -- canonical JSON (see below), UTF-8 text
     sha256   TEXT NOT NULL        -- hex SHA-256 of the UTF-8 bytes of `record`
 
+Table ``feed_generation`` holds one random token, new with every rebuild of the feed (appends
+keep it): what is computed from the records and kept (the transparency log's stored leaf hashes)
+is valid for that token only.
+
 Canonical JSON: ``json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``.
 Times are ISO 8601: acts (``at``, ``received_at``, ``appointment_at`` ...) in Asia/Ho_Chi_Minh
 with seconds, ``recorded_at`` (when the log stored the event) in UTC with microseconds.
@@ -68,6 +72,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -310,6 +315,12 @@ class FeedProjection(Projection):
             id TEXT PRIMARY KEY,
             agency TEXT NOT NULL,
             procedure_code TEXT NOT NULL""",
+        # One row: a random token given to these tables when they are created (`create`). A
+        # rebuild swaps in new tables with a new token, so whoever keeps something computed
+        # from the feed's records (the transparency log's leaf hashes) knows when its records
+        # may have been rewritten; appending to the feed keeps the token.
+        "feed_generation": """
+            token TEXT NOT NULL""",
     }
     # Unique by position through an index, not the table's key: a rebuild, fed dossier after
     # dossier, appends its rows and builds the index once at the end, where a key would take
@@ -320,6 +331,12 @@ class FeedProjection(Projection):
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
         self._ready: tuple[Any, list[tuple[Any, ...]], list[tuple[str, str, str]]] | None = None
+
+    def create(self, cur: Any, indexes: bool = True) -> None:
+        super().create(cur, indexes)
+        table = self.t("feed_generation")
+        if cur.execute(f"SELECT 1 FROM {table}").fetchone() is None:
+            cur.execute(f"INSERT INTO {table} (token) VALUES ('{uuid.uuid4().hex}')")
 
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Compute the batch's rows (reads only: the ratings' dossiers)."""

@@ -99,6 +99,16 @@ class LeafHashes(Sequence[bytes]):
     def append(self, digest: bytes) -> None:
         self._buf += digest
 
+    def extend_packed(self, packed: bytes) -> None:
+        """Append hashes given packed, as `packed` returns them."""
+        if len(packed) & 31:
+            raise ValueError("packed leaf hashes are 32 bytes each")
+        self._buf += packed
+
+    def packed(self, lo: int, hi: int) -> bytes:
+        """Hashes lo..hi-1, packed."""
+        return bytes(self._buf[lo << 5:hi << 5])
+
     def __len__(self) -> int:
         return len(self._buf) >> 5
 
@@ -147,6 +157,22 @@ class Tree:
         if perfect and n >= MEMO_LEAVES:
             self._memo[(lo, n)] = value
         return value
+
+    def subtree(self, lo: int, hi: int) -> bytes:
+        """The hash of the perfect subtree of leaves lo..hi-1 (remembered from then on)."""
+        n = hi - lo
+        if n < 1 or n & (n - 1) or lo % n or hi > len(self.leaves):
+            raise ProofError(f"leaves {lo}..{hi - 1} are not a perfect subtree of the tree")
+        return self._hash(lo, hi)
+
+    def remember(self, lo: int, n: int, value: bytes) -> None:
+        """Take `value` as the hash of the perfect subtree of `n` leaves from `lo` (one
+        computed earlier, e.g. kept in a database with its leaves): `lo` must be a multiple of
+        `n`, as every perfect subtree of the tree's splits is."""
+        if n & (n - 1) or lo % n:
+            raise ProofError(f"no perfect subtree of {n} leaves starts at leaf {lo}")
+        if n >= MEMO_LEAVES:
+            self._memo[(lo, n)] = value
 
     def _size(self, size: int | None) -> int:
         n = len(self.leaves) if size is None else size

@@ -18,7 +18,9 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import os
+import sys
 import threading
 from array import array
 from collections.abc import Iterable, Iterator
@@ -33,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from projections import merkle
 from projections.db import ReadDB
 from projections.feed import canonical, public_record
+
+logger = logging.getLogger("portal.transparency")
 
 # Why a proof cannot be made, as the public reads it (Vietnamese; the portal translates them).
 NO_CHECKPOINT = "không có điểm kiểm tra nào có kích thước %(size)s"
@@ -127,19 +131,65 @@ def note_text(origin: str, size: int, root: bytes, time: str) -> str:
 
 @dataclass
 class _Leaves:
-    """The feed's positions and leaf hashes in log order, and the tree over them. Appended
-    to only (under the log's lock): a reader takes the length it needs first."""
+    """The feed's positions and leaf hashes in log order, and the tree over them, for one
+    generation of the feed's tables (`projections.feed`'s token; None: tables older than
+    tokens). Appended to only (under the log's lock): a reader takes the length it needs
+    first. A rebuilt feed gets a new `_Leaves`."""
 
+    generation: str | None = None
     positions: array = field(default_factory=lambda: array("q"))
     hashes: merkle.LeafHashes = field(default_factory=merkle.LeafHashes)
     tree: merkle.Tree = field(init=False)
+    # Leading chunks known to be kept in `transparency_leaves` (read from it or written).
+    stored: int = 0
 
     def __post_init__(self) -> None:
         self.tree = merkle.Tree(self.hashes)
 
 
-# Feed records read at a time while hashing the leaves (a province's feed is 2 GB of text).
-LEAF_CHUNK = 20_000
+# Leaves per chunk: feed records hashed at a time (a province's feed is 2 GB of text), and
+# per row of `transparency_leaves`. A power of two, so that a chunk is a perfect subtree whose
+# hash is kept with it.
+LEAF_CHUNK = 16_384
+# Chunks of `transparency_leaves` read at a time (a province's are 311, 200 MB).
+STORED_PAGE = 16
+
+
+def leaves_ddl(dialect: str) -> str:
+    """The leaf hashes of the feed's complete chunks, computed once for all processes: a web
+    process starting on a province's feed reads 200 MB of them instead of hashing 2 GB of
+    records (about 20 s). Chunk k holds leaves k*LEAF_CHUNK .. (k+1)*LEAF_CHUNK-1: their feed
+    positions (int64, little-endian), hashes (32 bytes each) and the hash of their subtree;
+    valid for the feed tables of `generation` only."""
+    blob = "BYTEA" if dialect == "postgres" else "BLOB"
+    return f"""CREATE TABLE IF NOT EXISTS transparency_leaves (
+    generation TEXT NOT NULL,
+    chunk BIGINT NOT NULL,
+    positions {blob} NOT NULL,
+    hashes {blob} NOT NULL,
+    root {blob} NOT NULL,
+    PRIMARY KEY (generation, chunk)
+)"""
+
+
+def _packed_positions(positions: array) -> bytes:
+    if sys.byteorder == "little":
+        return positions.tobytes()
+    swapped = array("q", positions)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _unpacked_positions(data: bytes) -> array:
+    found = array("q")
+    found.frombytes(data)
+    if sys.byteorder != "little":
+        found.byteswap()
+    return found
+
+
+class _Rewritten(Exception):
+    """The feed's tables were replaced (rebuilt) while its leaves were being read."""
 
 
 class TransparencyLog:
@@ -156,28 +206,106 @@ class TransparencyLog:
         self._lock = threading.Lock()
         with db.transaction() as cur:
             cur.execute(CHECKPOINTS_DDL)
+            cur.execute(leaves_ddl(db.dialect))
 
     # -- leaves -----------------------------------------------------------------------------
+    def generation(self) -> str | None:
+        """The token of the feed's tables (None: tables made before tokens, or none yet)."""
+        if not self.db.table_exists("feed_generation"):
+            return None
+        return self.db.scalar("SELECT token FROM feed_generation")
+
     def leaves(self) -> _Leaves:
-        """Leaf hashes of the whole feed, read incrementally (the feed only grows), a chunk
-        of records at a time. The same object every time: it only grows, so a caller takes
-        the size it works on first."""
+        """Leaf hashes of the whole feed: the complete chunks that some process kept in
+        `transparency_leaves`, then the records after them hashed a chunk at a time (each
+        complete chunk kept in turn). The same object while the feed's tables are the same
+        (it only grows, so a caller takes the size it works on first); a new one once they
+        were rebuilt, since a rebuild may rewrite records."""
         with self._lock:
-            cache = self._cache
-            # The record's UTF-8 bytes as stored, not a str to encode again.
-            data = "CAST(record AS BLOB)" if self.db.dialect == "sqlite" else \
-                "convert_to(record, 'UTF8')"
-            sql = self.db.q(f"SELECT position, {data} AS data FROM public_feed WHERE position>?"
-                            " ORDER BY position LIMIT ?")
-            leaf = merkle.leaf_hash
-            while True:
-                last = cache.positions[-1] if cache.positions else 0
-                rows = self.db.fetchall(sql, (last, LEAF_CHUNK))
-                cache.positions.extend(int(r["position"]) for r in rows)
-                for r in rows:
-                    cache.hashes.append(leaf(bytes(r["data"])))
-                if len(rows) < LEAF_CHUNK:
-                    return cache
+            for _ in range(3):
+                generation = self.generation()
+                if generation != self._cache.generation:
+                    self._cache = _Leaves(generation)
+                try:
+                    if generation is not None:
+                        self._read_stored(self._cache)
+                    self._hash_feed(self._cache)
+                    return self._cache
+                except _Rewritten:  # rebuilt meanwhile: start over with the new tables
+                    continue
+            raise RuntimeError("the public feed was rebuilt three times while its leaves were"
+                               " being read")
+
+    def _read_stored(self, cache: _Leaves) -> None:
+        """Append the kept chunks that follow what `cache` holds, while they follow on."""
+        sql = self.db.q("SELECT chunk, positions, hashes, root FROM transparency_leaves"
+                        " WHERE generation=? AND chunk>=? ORDER BY chunk LIMIT ?")
+        while len(cache.hashes) == cache.stored * LEAF_CHUNK:
+            rows = self.db.fetchall(sql, (cache.generation, cache.stored, STORED_PAGE))
+            for r in rows:
+                k = int(r["chunk"])
+                positions = _unpacked_positions(bytes(r["positions"]))
+                hashes, root = bytes(r["hashes"]), bytes(r["root"])
+                if (k != cache.stored or len(positions) != LEAF_CHUNK
+                        or len(hashes) != 32 * LEAF_CHUNK or len(root) != 32
+                        or (cache.positions and positions[0] <= cache.positions[-1])):
+                    return  # not what this code writes: hashed from the feed instead
+                cache.positions.extend(positions)
+                cache.hashes.extend_packed(hashes)
+                cache.tree.remember(k * LEAF_CHUNK, LEAF_CHUNK, root)
+                cache.stored += 1
+            if len(rows) < STORED_PAGE:
+                return
+
+    def _hash_feed(self, cache: _Leaves) -> None:
+        """Hash the records after the last leaf of `cache`, a chunk at a time; each statement
+        reads the tables' token with the records, so records of rebuilt tables are never
+        added to the leaves of older ones."""
+        # The record's UTF-8 bytes as stored, not a str to encode again.
+        data = "CAST(f.record AS BLOB)" if self.db.dialect == "sqlite" else \
+            "convert_to(f.record, 'UTF8')"
+        token, tables = ("g.token", "public_feed f CROSS JOIN feed_generation g") \
+            if cache.generation is not None else ("NULL", "public_feed f")
+        sql = self.db.q(f"SELECT f.position AS position, {data} AS data, {token} AS token"
+                        f" FROM {tables} WHERE f.position>? ORDER BY f.position LIMIT ?")
+        leaf = merkle.leaf_hash
+        while True:
+            last = cache.positions[-1] if cache.positions else 0
+            # Up to the end of the current chunk: complete chunks are kept as they fill.
+            rows = self.db.fetchall(sql, (last, LEAF_CHUNK - len(cache.positions) % LEAF_CHUNK))
+            if rows and rows[0]["token"] != cache.generation:
+                raise _Rewritten
+            cache.positions.extend(int(r["position"]) for r in rows)
+            for r in rows:
+                cache.hashes.append(leaf(bytes(r["data"])))
+            if len(cache.positions) % LEAF_CHUNK:
+                return
+            if not rows:
+                return
+            if cache.generation is not None:
+                self._keep(cache)
+
+    def _keep(self, cache: _Leaves) -> None:
+        """Write the complete chunks of `cache` not kept yet (and forget other tables')."""
+        rows = []
+        for k in range(cache.stored, len(cache.hashes) // LEAF_CHUNK):
+            lo, hi = k * LEAF_CHUNK, (k + 1) * LEAF_CHUNK
+            rows.append((cache.generation, k, _packed_positions(cache.positions[lo:hi]),
+                         cache.hashes.packed(lo, hi), cache.tree.subtree(lo, hi)))
+        if not rows:
+            return
+        try:
+            with self.db.transaction() as cur:
+                cur.execute(self.db.q("DELETE FROM transparency_leaves WHERE generation<>?"),
+                            (cache.generation,))
+                cur.executemany(self.db.q(
+                    "INSERT INTO transparency_leaves (generation, chunk, positions, hashes,"
+                    " root) VALUES (?,?,?,?,?) ON CONFLICT (generation, chunk) DO NOTHING"),
+                    rows)
+        except Exception as e:  # a database refusing the write: only a saving for later
+            logger.warning("leaf hashes not kept: %s", e)
+            return
+        cache.stored += len(rows)
 
     def public_key(self) -> dict[str, Any]:
         pem = Ed25519PublicKey.from_public_bytes(self.key.public).public_bytes(

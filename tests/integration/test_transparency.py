@@ -158,7 +158,7 @@ def test_leaves_are_read_a_chunk_at_a_time_and_the_tree_remembers_across_checkpo
     the feed grows past what the tree remembered."""
     from projections import merkle, transparency
 
-    monkeypatch.setattr(transparency, "LEAF_CHUNK", 3)
+    monkeypatch.setattr(transparency, "LEAF_CHUNK", 4)
     monkeypatch.setattr(merkle, "MEMO_LEAVES", 2)
     system, codes = logged
     log = log_of(system)
@@ -181,6 +181,57 @@ def test_leaves_are_read_a_chunk_at_a_time_and_the_tree_remembers_across_checkpo
     consistency = log.consistency(first.size, second.size)
     assert [base64.b64decode(p) for p in consistency["proof"]] == merkle.consistency_proof(
         first.size, hashes[:second.size])
+
+
+def feed_hashes(system) -> tuple[list[int], list[bytes]]:
+    from projections import merkle
+
+    rows = system.db.fetchall("SELECT position, record FROM public_feed ORDER BY position")
+    return ([int(r["position"]) for r in rows],
+            [merkle.leaf_hash(r["record"].encode("utf-8")) for r in rows])
+
+
+def test_a_new_process_reads_the_kept_chunks_and_hashes_only_the_records_after_them(
+        logged, make_system, monkeypatch):
+    """Each complete chunk of leaves is kept in the database with its subtree hash: a web
+    process starting on a province's feed read 2 GB of records and hashed them (about 20 s);
+    the next one hashes only the records after the last complete chunk, and gives the same
+    leaves, roots and proofs."""
+    from projections import merkle, transparency
+
+    monkeypatch.setattr(transparency, "LEAF_CHUNK", 4)
+    monkeypatch.setattr(transparency, "STORED_PAGE", 2)  # the kept chunks read in pages too
+    monkeypatch.setattr(merkle, "MEMO_LEAVES", 2)
+    system, _codes = logged
+    first = log_of(system).publish()
+    positions, hashes = feed_hashes(system)
+    complete = len(hashes) // 4
+    assert complete >= 3 and len(hashes) % 4, "the feed ends inside a chunk"
+    kept = system.db.fetchall("SELECT chunk, root FROM transparency_leaves ORDER BY chunk")
+    assert [r["chunk"] for r in kept] == list(range(complete))
+    assert [bytes(r["root"]) for r in kept] == [merkle.root_of(hashes[4 * k:4 * k + 4])
+                                                for k in range(complete)]
+    hashed: list[bytes] = []
+    real = merkle.leaf_hash
+    monkeypatch.setattr(merkle, "leaf_hash", lambda data: hashed.append(data) or real(data))
+    other = make_system(system.settings)
+    leaves = log_of(other).leaves()
+    assert list(leaves.positions) == positions and list(leaves.hashes) == hashes
+    assert len(hashed) == len(hashes) - 4 * complete  # only the records after the last chunk
+    assert leaves.tree.root(first.size) == merkle.root_of(hashes[:first.size])
+    index = first.size - 2
+    proof = log_of(other).inclusion(positions[index], first.size)
+    assert [base64.b64decode(p) for p in proof["audit_path"]] == merkle.inclusion_proof(
+        index, hashes[:first.size])
+    # Kept chunks that do not follow on are not taken: hashed from the feed instead.
+    with system.db.transaction() as cur:
+        cur.execute("DELETE FROM transparency_leaves WHERE chunk=1")
+    hashed.clear()
+    third = make_system(system.settings)
+    assert list(log_of(third).leaves().hashes) == hashes
+    assert len(hashed) == len(hashes) - 4  # all but the first chunk
+    assert [r["chunk"] for r in system.db.fetchall(
+        "SELECT chunk FROM transparency_leaves ORDER BY chunk")] == list(range(complete))
 
 
 # -- tampering with the SQLite event store -----------------------------------------------------
@@ -209,6 +260,50 @@ def fresh_report(system, make_system) -> dict:
     """A new process's view: rebuild the app over the same (tampered) files."""
     other = make_system(system.settings)
     return verify_log(other.app, log_of(other))
+
+
+def test_a_rebuilt_feed_gets_new_leaves_in_a_process_that_kept_the_old_ones(
+        sealed, monkeypatch):
+    """The leaves of a running process (the worker that signs checkpoints, a web worker)
+    were never read again once hashed: after a rebuild that rewrote records it kept proving
+    and signing the old ones. The feed's tables now carry a token that a rebuild renews."""
+    from projections import merkle, transparency
+    from projections.rebuild import rebuild
+    from projections.registry import public_projections
+
+    monkeypatch.setattr(transparency, "LEAF_CHUNK", 4)
+    monkeypatch.setattr(merkle, "MEMO_LEAVES", 2)
+    log = log_of(sealed)
+    before = log.leaves()
+    old_token = log.generation()
+    assert before.generation == old_token and log.leaves() is before
+    conn = events_db(sealed)
+    rowid, _topic = next(r for r in dossier_rows(conn) if r[1].endswith("HandedOver"))
+    state = bytes(conn.execute("SELECT state FROM stored_events WHERE rowid=?",
+                               (rowid,)).fetchone()[0])
+    conn.execute("UPDATE stored_events SET state=? WHERE rowid=?",
+                 (state.replace(b"cv-1", b"ld-1"), rowid))
+    conn.commit()
+    rebuild(sealed.app, sealed.db, public_projections)
+    positions, hashes = feed_hashes(sealed)
+    assert log.generation() not in (None, old_token)
+    after = log.leaves()
+    assert after is not before and list(after.hashes) == hashes != list(before.hashes)
+    assert list(after.positions) == positions
+    assert {r["generation"] for r in sealed.db.fetchall(
+        "SELECT generation FROM transparency_leaves")} == {log.generation()}
+    assert after.tree.root() == merkle.root_of(hashes)
+    # Appending keeps the token (and the leaves); the next checkpoint signs the new records.
+    sealed.app.pay(dossier_code(sealed), at=at(2025, 9, 6, 10), amount_vnd=1000,
+                   channel="counter")
+    sealed.catch_up()
+    assert log.leaves() is after and len(after.hashes) == len(hashes) + 1
+    cp = log.publish()
+    assert cp.root == base64.b64encode(merkle.root_of(feed_hashes(sealed)[1])).decode()
+
+
+def dossier_code(system) -> str:
+    return system.db.fetchone("SELECT code FROM dossiers ORDER BY code LIMIT 1")["code"]
 
 
 def test_edited_event_is_reported(sealed, make_system):

@@ -133,3 +133,37 @@ def test_the_remembering_tree_gives_the_same_roots_and_proofs_as_it_grows(monkey
         tree.consistency_proof(3, len(plain) + 1)
     with pytest.raises(IndexError):
         packed[len(plain)]
+
+
+def test_subtrees_kept_elsewhere_are_taken_as_remembered(monkeypatch):
+    """A tree seeded with perfect subtree hashes computed earlier (the transparency log keeps
+    them with its chunks of leaves) gives the same answers without rehashing their leaves;
+    packed hashes append and slice as the single ones do; a subtree that is not one of the
+    tree's splits is refused."""
+    monkeypatch.setattr(merkle, "MEMO_LEAVES", 4)
+    plain = [leaf_hash(r) for r in records(45)]
+    source = merkle.LeafHashes()
+    for h in plain:
+        source.append(h)
+    kept = [(lo, merkle.Tree(source).subtree(lo, lo + 8)) for lo in range(0, 40, 8)]
+    assert kept[1][1] == root_of(plain[8:16])
+    packed = merkle.LeafHashes()
+    packed.extend_packed(source.packed(0, 40))
+    packed.extend_packed(source.packed(40, 45))
+    assert list(packed) == plain and source.packed(3, 5) == plain[3] + plain[4]
+    seeded = merkle.Tree(packed)
+    for lo, value in kept:
+        seeded.remember(lo, 8, value)
+    assert seeded.root() == root_of(plain)
+    assert seeded.inclusion_proof(44) == inclusion_proof(44, plain)
+    assert seeded.consistency_proof(24, 45) == consistency_proof(24, plain)
+    wrong = merkle.Tree(packed)
+    wrong.remember(8, 8, bytes(32))  # the remembered value is what the tree uses
+    assert wrong.root() != root_of(plain) and wrong.root(8) == root_of(plain[:8])
+    for lo, n in ((4, 8), (0, 6), (3, 2)):
+        with pytest.raises(ProofError):
+            seeded.remember(lo, n, bytes(32))
+    with pytest.raises(ProofError):
+        seeded.subtree(40, 48)  # past the last leaf
+    with pytest.raises(ValueError):
+        packed.extend_packed(b"short")
