@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import threading
 from array import array
 from collections.abc import Iterable, Iterator
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from projections import merkle
+from projections.base import SETUP_LOCK
 from projections.db import ReadDB
 from projections.feed import canonical, public_record
 
@@ -85,13 +87,19 @@ class SigningKey:
             pem = Ed25519PrivateKey.generate().private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption())
-            tmp = self.path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, self.path)  # never replace a key another process created first
-            tmp.unlink(missing_ok=True)
+            # A file of this process's own (mode 0600), linked in whole: web workers starting
+            # together on a new var/ once shared one temporary name, truncated each other's
+            # key and linked it half-written, or found it gone.
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                        suffix=".tmp")
+            tmp = Path(name)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(pem)
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, self.path)  # never replace a key another process created first
+            finally:
+                tmp.unlink(missing_ok=True)
         key = serialization.load_pem_private_key(self.path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{self.path} is not an Ed25519 private key")
@@ -205,6 +213,8 @@ class TransparencyLog:
         self._cache = _Leaves()
         self._lock = threading.Lock()
         with db.transaction() as cur:
+            if db.dialect == "postgres":  # web workers starting together (see Runner.setup)
+                cur.execute("SELECT pg_advisory_xact_lock(?)", (SETUP_LOCK,))
             cur.execute(CHECKPOINTS_DDL)
             cur.execute(leaves_ddl(db.dialect))
 

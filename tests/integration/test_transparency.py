@@ -487,3 +487,52 @@ def test_the_documented_verifier_command_works_as_written(logged, tmp_path):
         ran = subprocess.run([sys.executable, "-I", str(VERIFIER), *argv], cwd=tmp_path,
                              capture_output=True, text=True, check=False, timeout=60)
         assert ran.returncode == 0, (name, argv, ran.stderr)
+
+
+@pytest.mark.postgres
+def test_web_workers_starting_together_on_postgresql_make_the_log_s_tables_once(
+        pg_settings, make_system, tmp_path):
+    """Each web worker makes the transparency log at start (`portal serve`'s warm-up):
+    several CREATE TABLE IF NOT EXISTS of one new table at once fail in PostgreSQL ("duplicate
+    key value violates unique constraint"); they are made one worker at a time. On a new var/
+    the workers also made the signing key at once, through one temporary file: one found it
+    gone (FileNotFoundError), or linked another's half-written key."""
+    import threading
+
+    from projections.db import PostgresReadDB
+    from projections.transparency import TransparencyLog
+
+    system = make_system(pg_settings)
+    with system.db.transaction() as cur:
+        cur.execute("DROP TABLE IF EXISTS transparency_checkpoints")
+        cur.execute("DROP TABLE IF EXISTS transparency_leaves")
+    workers = 6
+    barrier, errors = threading.Barrier(workers), []
+    dbs = [PostgresReadDB(pg_settings.postgres_url, pg_settings.postgres_schema)
+           for _ in range(workers)]
+
+    keys: list[str] = []
+
+    def start(db, key) -> None:
+        barrier.wait()
+        try:
+            keys.append(TransparencyLog(db, key, origin="test").key.key_id)
+        except Exception as e:
+            errors.append(e)
+
+    for n in range(3):
+        key = tmp_path / f"key-{n}.pem"
+        threads = [threading.Thread(target=start, args=(db, key)) for db in dbs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert len(keys) == workers and len(set(keys)) == 1  # one key, the first one linked
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+        keys.clear()
+        with system.db.transaction() as cur:
+            cur.execute("DROP TABLE transparency_checkpoints")
+            cur.execute("DROP TABLE transparency_leaves")
+    for db in dbs:
+        db.close()
