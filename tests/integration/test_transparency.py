@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import TestClient
 
 from domain.demo import GIVEN
+from domain.model import dossier_id
 from portal.app import create_app
 from portal.cli import main as portal_main
 from projections.transparency import log_of, verify_log
@@ -232,6 +233,40 @@ def test_a_new_process_reads_the_kept_chunks_and_hashes_only_the_records_after_t
     assert len(hashed) == len(hashes) - 4  # all but the first chunk
     assert [r["chunk"] for r in system.db.fetchall(
         "SELECT chunk FROM transparency_leaves ORDER BY chunk")] == list(range(complete))
+
+
+def test_a_dossier_s_proofs_page_lists_its_records_without_searching_the_feed(
+        logged, monkeypatch):
+    """The page listed the records whose text held the dossier's id: a search of the whole
+    feed (18 s a page on a province's 2 GB). It now takes their positions from the tracker's
+    list of the dossier's acts: the same records, for every kind of act (a rating is never
+    one: its record names no dossier)."""
+    from projections.transparency import TransparencyLog
+
+    system, codes = logged
+    app = system.app
+    app.pay(codes[0], at=at(2025, 9, 3, 10), amount_vnd=1000, channel="counter")
+    app.request_supplement(codes[1], officer="cv-1", at=at(2025, 9, 4, 11),
+                           items=["Giấy tờ tùy thân"], reason="Bản sao chưa được chứng thực")
+    app.receive_supplement(codes[1], officer="cv-1", at=at(2025, 9, 5, 9))
+    app.return_result(codes[0], officer="tn-1", at=at(2025, 9, 4, 15), channel="in_person")
+    system.catch_up()
+    log = log_of(system)
+    log.publish()
+    searched = {code: log.positions_of(str(dossier_id(code))) for code in codes}
+    assert all(len(p) >= 2 for p in searched.values())
+
+    def no_search(self, dossier_id):
+        raise AssertionError("the feed was searched")
+
+    monkeypatch.setattr(TransparencyLog, "positions_of", no_search)
+    with TestClient(app=create_app(system.settings, system)) as client:
+        for code in codes:
+            page = client.get(f"/transparency/dossiers/{code}")
+            assert page.status_code == 200
+            shown = [int(p) for p in re.findall(r"position=(\d+)", page.text)]
+            assert sorted(set(shown)) == searched[code], code
+        assert client.get("/transparency/dossiers/000.00.00.H60-250101-9999").status_code == 404
 
 
 # -- tampering with the SQLite event store -----------------------------------------------------
