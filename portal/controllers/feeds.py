@@ -19,8 +19,11 @@ ATOM_TYPE = "application/atom+xml"
 
 
 def atom_document(*, feed_id: str, title: str, updated: str, self_url: str, alternate: str,
-                  author: str, entries: list[dict[str, str]], lang: str = "vi") -> bytes:
-    """entries: id, title, updated, content, link."""
+                  author: str, entries: list[dict[str, str]], lang: str = "vi",
+                  subtitle: str | None = None, related: str | None = None,
+                  related_type: str = "text/csv") -> bytes:
+    """entries: id, title, updated, content, link. `related`: where the whole of a feed that
+    holds only the latest entries can be had."""
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed", {"{http://www.w3.org/XML/1998/namespace}lang": lang})
 
@@ -35,6 +38,10 @@ def atom_document(*, feed_id: str, title: str, updated: str, self_url: str, alte
     sub(feed, "updated", updated)
     sub(feed, "link", rel="self", href=self_url, type=ATOM_TYPE)
     sub(feed, "link", rel="alternate", href=alternate, type="text/html")
+    if related is not None:
+        sub(feed, "link", rel="related", href=related, type=related_type)
+    if subtitle is not None:
+        sub(feed, "subtitle", subtitle)
     sub(sub(feed, "author"), "name", author)
     for e in entries:
         entry = sub(feed, "entry")

@@ -456,8 +456,11 @@ def ancestors(db: Any, key: str | None) -> list[dict[str, Any]]:
 
 # Dossiers per page of the late list and of an officer's month (a province's month lists
 # thousands; an officer's, hundreds): the whole list is in the JSON (the late list's also in
-# the CSV and the Atom feed).
+# the CSV).
 LATE_PAGE = 50
+# Entries of a month's late-list Atom feed: the latest changed (results come in, the month is
+# judged again); the feed names the CSV for the whole list.
+LATE_FEED_ENTRIES = 100
 
 
 class LatePage(NamedTuple):
@@ -517,7 +520,11 @@ class StatisticsPages(Controller):
         base = s.settings.public_base_url
         page = f"{base}/late?month={data.month}"
         entries = []
-        for d in data.dossiers:
+        # The latest changed (a province's month is thousands: 3.5 MB on every poll of a
+        # reader); the whole list is the CSV named in the feed.
+        latest = sorted(data.dossiers, key=lambda d: (d.result_at or data.judged_at, d.code),
+                        reverse=True)[:LATE_FEED_ENTRIES]
+        for d in latest:
             who = ", ".join(sorted({a.officer_name or a.officer or "" for a in d.attribution}))
             text = (f"{d.procedure_name} · {d.agency_name or d.agency} · hẹn trả"
                     f" {d.appointment_at[:16].replace('T', ' ')}"
@@ -532,7 +539,12 @@ class StatisticsPages(Controller):
                              updated=max([e["updated"] for e in entries] or [data.judged_at]),
                              self_url=f"{base}/late/{data.month}/feed.atom", alternate=page,
                              author=f"Cổng minh bạch một cửa tỉnh {s.settings.province_name}",
-                             entries=entries)
+                             entries=entries,
+                             subtitle=(f"{len(entries)} hồ sơ mới cập nhật nhất trong"
+                                       f" {len(data.dossiers)} hồ sơ trễ hạn của tháng; danh"
+                                       " sách đầy đủ: tệp CSV")
+                             if len(entries) < len(data.dossiers) else None,
+                             related=f"{base}/data/late.csv?month={data.month}")
         return Response(body, media_type=ATOM_TYPE)
 
     @get("/satisfaction", sync_to_thread=True)

@@ -182,8 +182,16 @@ def test_the_late_list_is_shown_a_page_at_a_time(site, monkeypatch):
     monkeypatch.setattr(pages, "LATE_PAGE", 1)
     codes = [d["code"] for d in site.get("/api/late", params={"month": "2025-09"}).json()["dossiers"]]
     assert len(codes) >= 2 and codes == sorted(codes)
+    # The Atom feed holds the latest changed only, and names the CSV of the whole list.
+    monkeypatch.setattr(pages, "LATE_FEED_ENTRIES", 1)
     atom = site.get("/late/2025-09/feed.atom").text
-    assert all(c in atom for c in codes)
+    late = site.get("/api/late", params={"month": "2025-09"}).json()
+    newest = max(late["dossiers"], key=lambda d: (d["result_at"] or late["judged_at"], d["code"]))
+    assert [c for c in codes if c in atom] == [newest["code"]] and atom.count("<entry>") == 1
+    assert 'rel="related" href="' in atom and "/data/late.csv?month=2025-09" in atom
+    assert f"1 hồ sơ mới cập nhật nhất trong {len(codes)} hồ sơ trễ hạn" in atom
+    csv_codes = site.get("/data/late.csv", params={"month": "2025-09"}).text
+    assert all(c in csv_codes for c in codes)
     for n, code in enumerate(codes, start=1):
         r = site.get("/late", params={"month": "2025-09", "page": n})
         assert r.status_code == 200
