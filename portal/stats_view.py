@@ -42,9 +42,12 @@ def is_period(text: str) -> bool:
 class _Slot:
     """One statistic's latest answer, the version it was computed at, and who computes it."""
 
-    __slots__ = ("computing", "fresh_until", "has_value", "value", "version", "writes")
+    __slots__ = ("basis", "computing", "fresh_until", "has_value", "value", "version", "writes")
 
     def __init__(self) -> None:
+        # What the answer was computed from, for a computation that can tell whether it still
+        # holds (`scoreboard_inputs`): (basis, the value it belongs to).
+        self.basis: tuple[Any, Any] | None = None
         self.computing = threading.Lock()
         self.has_value = False
         self.value: Any = None
@@ -158,16 +161,16 @@ def _store(slot: _Slot, value: Any, version: Any, writes: int, ttl: float) -> No
 def _fill(keys: list[tuple[Any, ...]], db: ReadDB,
           compute: Any) -> None:
     """Give the statistics of `keys` that were never computed in this process their first
-    answer from one call, `compute(missing keys) -> {key: answer}` (the twelve months of a
-    trend from one read); answers that exist already are left to `_cached`, which refreshes
-    them one by one off the request path."""
+    answer from one call, `compute(missing keys) -> {key: (answer, basis)}` (the twelve
+    months of a trend from one read; `basis`: see `_Slot.basis`, or None); answers that exist
+    already are left to `_cached`, which refreshes them one by one off the request path."""
     clock = public_data.versions(db)
     version, writes = clock.live(), db.model_writes
     with _lock:
         missing = [k for k in keys if not getattr(_slots.get((id(db), *k)), "has_value", False)]
     if len(missing) < 2:  # one is computed by `_cached` as usual
         return
-    for key, value in compute(missing).items():
+    for key, (value, basis) in compute(missing).items():
         with _lock:
             slot = _slots.get((id(db), *key))
             if slot is None:
@@ -178,6 +181,7 @@ def _fill(keys: list[tuple[Any, ...]], db: ReadDB,
             try:
                 if not slot.has_value:
                     _store(slot, value, version, writes, clock.aggregate_ttl)
+                    slot.basis = basis
             finally:
                 slot.computing.release()
 
@@ -230,15 +234,41 @@ def satisfaction(db: ReadDB, scope: str, period: str, min_group: int) -> Answer:
 
 def scoreboard_inputs(db: ReadDB, period: str) -> Answer:
     """The 766 inputs of every agency for a period, which every agency's scoreboard of the
-    period is drawn from: one computation per period, whichever agencies are asked for."""
-    return _answer(("inputs", period), db,
-                   lambda: queries.scoreboard_inputs(db, [period])[period])
+    period is drawn from: one computation per period, whichever agencies are asked for.
+
+    Refreshed as the read models move, but not recomputed while they still hold: a period
+    that is over keeps its cut, and while its basis (`queries.inputs_basis`) is the same and
+    none of the dossiers it may count changed, the inputs are those of the last computation
+    (a province's month: 0.8 s each, twelve for a trend, in every web worker at every
+    refresh, against a few index reads)."""
+    key = ("inputs", period)
+
+    def compute() -> Answer:
+        fresh = queries.position_of(db, "stats")  # before: the answer holds at least these
+        basis = queries.inputs_basis(db, period)
+        with _lock:  # (this slot is being computed by this thread alone: `_cached`)
+            slot = _slots.get((id(db), *key))
+        kept: Answer | None = slot.value if slot is not None and slot.has_value else None
+        held = slot.basis if slot is not None else None
+        if (kept is not None and basis is not None and held is not None
+                and held[0] == basis and held[1] is kept.value and kept.fresh and fresh
+                and queries.inputs_still_hold(db, int(kept.fresh["position"]), basis[1])):
+            return Answer(kept.value, fresh)
+        value = queries.scoreboard_inputs(db, [period])[period]
+        if slot is not None:
+            slot.basis = (basis, value)
+        return Answer(value, fresh)
+
+    found: Answer = _cached(key, db, compute)
+    return found
 
 
-def _inputs_of(db: ReadDB, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], Answer]:
+def _inputs_of(db: ReadDB, keys: list[tuple[Any, ...]]
+               ) -> dict[tuple[Any, ...], tuple[Answer, tuple[Any, Any]]]:
     fresh = queries.position_of(db, "stats")  # before: the answers hold at least these
+    bases = {k: queries.inputs_basis(db, k[1]) for k in keys}
     found = queries.scoreboard_inputs(db, [k[1] for k in keys])
-    return {k: Answer(found[k[1]], fresh) for k in keys}
+    return {k: (Answer(found[k[1]], fresh), (bases[k], found[k[1]])) for k in keys}
 
 
 def scoreboard(db: ReadDB, period: str, agency: str | None, province: str) -> Answer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,6 +81,11 @@ class Projection:
     # (`projections.fastread`'s `text_times`): a rebuild feeding only such projections then
     # leaves the times it reads as text.
     text_times: bool = False
+    # A table of `tables` holding one row, `token`: a random text given to the tables when
+    # they are created. A rebuild swaps in new tables with a new token (feeding them keeps
+    # it), so whoever keeps something computed from them (the transparency log's leaf hashes,
+    # statistics kept between refreshes) knows when they may have been rewritten.
+    generation_table: str | None = None
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
@@ -97,6 +103,10 @@ class Projection:
     def create(self, cur: Any, indexes: bool = True) -> None:
         for table, columns in self.tables.items():
             cur.execute(f"CREATE TABLE IF NOT EXISTS {self.t(table)} ({columns})")
+        if self.generation_table is not None:
+            table = self.t(self.generation_table)
+            if cur.execute(f"SELECT 1 FROM {table}").fetchone() is None:
+                cur.execute(f"INSERT INTO {table} (token) VALUES ('{uuid.uuid4().hex}')")
         if indexes:
             self.create_indexes(cur)
 

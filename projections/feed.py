@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -315,13 +314,12 @@ class FeedProjection(Projection):
             id TEXT PRIMARY KEY,
             agency TEXT NOT NULL,
             procedure_code TEXT NOT NULL""",
-        # One row: a random token given to these tables when they are created (`create`). A
-        # rebuild swaps in new tables with a new token, so whoever keeps something computed
-        # from the feed's records (the transparency log's leaf hashes) knows when its records
-        # may have been rewritten; appending to the feed keeps the token.
+        # The tables' token (`Projection.generation_table`): the transparency log's kept leaf
+        # hashes are those of the records of one build of the feed.
         "feed_generation": """
             token TEXT NOT NULL""",
     }
+    generation_table = "feed_generation"
     # Unique by position through an index, not the table's key: a rebuild, fed dossier after
     # dossier, appends its rows and builds the index once at the end, where a key would take
     # millions of positions in random order (each commit then wrote pages all over it).
@@ -331,12 +329,6 @@ class FeedProjection(Projection):
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
         self._ready: tuple[Any, list[tuple[Any, ...]], list[tuple[str, str, str]]] | None = None
-
-    def create(self, cur: Any, indexes: bool = True) -> None:
-        super().create(cur, indexes)
-        table = self.t("feed_generation")
-        if cur.execute(f"SELECT 1 FROM {table}").fetchone() is None:
-            cur.execute(f"INSERT INTO {table} (token) VALUES ('{uuid.uuid4().hex}')")
 
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Compute the batch's rows (reads only: the ratings' dossiers)."""

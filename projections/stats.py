@@ -485,7 +485,12 @@ class StatsProjection(Projection):
             online INTEGER NOT NULL,
             fee INTEGER NOT NULL,
             payable INTEGER NOT NULL""",
+        # The tables' token (`Projection.generation_table`): statistics kept between
+        # refreshes are those of one build of these tables.
+        "stat_generation": """
+            token TEXT NOT NULL""",
     }
+    generation_table = "stat_generation"
     # No index on the code: nothing reads these rows by it, and the tracker's unique index on
     # the same dossiers' codes already refuses a second dossier with one (a rebuild fed
     # dossier after dossier wrote such an index's pages at every commit, codes coming in
@@ -495,6 +500,10 @@ class StatsProjection(Projection):
         "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_end ON {t_stat_dossiers}(ended_at)",
         "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_open ON {t_stat_dossiers}"
         "(end_kind, appointment_at)",
+        # Which dossiers changed since a position (statistics kept between refreshes:
+        # `projections.queries.inputs_still_hold`).
+        "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_changed ON {t_stat_dossiers}"
+        "(last_position)",
         "CREATE INDEX IF NOT EXISTS {t_stat_late}_month ON {t_stat_late}(month, agency)",
         "CREATE INDEX IF NOT EXISTS {t_stat_officer_month}_m ON {t_stat_officer_month}(month)",
     )

@@ -328,3 +328,81 @@ def test_a_new_web_process_computes_the_entry_statistics_before_anyone_asks(
         assert client.get("/").status_code == 200
     assert computed == []  # nothing left for the visitors to wait for
     stats_view._slots.clear()
+
+
+def test_a_period_that_is_over_keeps_its_inputs_while_nothing_it_counts_changed(
+        sqlite_settings, make_system, monkeypatch):
+    """A province's month costs 0.8 s to compute, twelve for a trend, in every web worker at
+    every refresh while the read models move. A month that is over is judged at its end: its
+    inputs are kept while no dossier received before that end changed, its ratings and the
+    procedures are the same and the statistics were not rebuilt; each of those changes makes
+    it computed again, and a kept answer is always what a computation would give."""
+    from portal import stats_view
+    from projections import queries
+    from projections.rebuild import rebuild
+    from projections.registry import public_projections
+    from tests.factories import applicant, at, officer, procedure
+
+    system = make_system(sqlite_settings)
+    app, db = system.app, system.db
+    codes = busy_month(app)
+    system.catch_up()
+    stats_view._slots.clear()
+    real = queries.scoreboard_inputs
+    computed: list[list[str]] = []
+    monkeypatch.setattr(queries, "scoreboard_inputs", lambda d, periods, **k: (
+        computed.append(list(periods)) or real(d, periods, **k)))
+
+    def asked(period: str = "2025-09") -> tuple[object, int]:
+        answer = stats_view.scoreboard_inputs(db, period)
+        assert answer.value == real(db, [period])[period]  # what a computation gives
+        return answer.value, int(answer.fresh["position"])
+
+    first, position = asked()
+    assert computed == [["2025-09"]]
+    # A dossier received after the month, and acts on it: the month is kept, newer.
+    r = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                            applicant=applicant(), received_at=at(2025, 10, 6, 8), officer="tn-1")
+    app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 10, 6, 9))
+    system.catch_up()
+    kept, newer = asked()
+    assert kept is first and newer > position and computed == [["2025-09"]]
+    # A later act on a dossier the month counts: computed again.
+    app.hand_over(codes["overdue"], officer="cv-1", to_officer="ld-1", at=at(2025, 10, 7, 9))
+    system.catch_up()
+    second, _ = asked()
+    assert second is not first and len(computed) == 2
+    assert asked()[0] is second and len(computed) == 2
+    # A rating of the month: computed again (ratings name no dossier row).
+    app.rate(codes["late"], token=codes["tokens"][codes["late"]], at=at(2025, 9, 18, 9),
+             level="not_satisfied")
+    system.catch_up()
+    third, _ = asked()
+    assert len(computed) == 3 and third.per_agency["xa-a"]["not_satisfied"] == \
+        second.per_agency["xa-a"]["not_satisfied"] + 1
+    # A procedure amended: computed again.
+    app.amend_procedure(procedure("2.000908", "Cấp bản sao trích lục bản đồ địa chính (sửa)",
+                                  field="Đất đai", days=2, cutoff=False))
+    system.catch_up()
+    asked()
+    assert len(computed) == 4
+    # The statistics rebuilt (same figures, new tables): computed again.
+    rebuild(app, db, public_projections, only=["stats"])
+    db.models_changed()
+    asked()
+    assert len(computed) == 5
+    # A period not over yet is judged at the moment asked: kept only for the same moment.
+    month = stats_view.this_month()
+    moment = [f"{month}-01T10:00:00+07:00"]
+    monkeypatch.setattr(queries, "judgement_moment", lambda *a, **k: moment[0])
+    asked(month)
+    app.register_officer(officer("tn-9", role="receiving", name="Lê Thị Mới"))  # counts nothing
+    system.catch_up()
+    asked(month)
+    assert computed[-1] == [month] and len(computed) == 6
+    moment[0] = f"{month}-01T10:00:01+07:00"
+    app.register_officer(officer("tn-10", role="receiving", name="Lê Thị Mới Nữa"))
+    system.catch_up()
+    asked(month)
+    assert computed[-2:] == [[month], [month]] and len(computed) == 7
+    stats_view._slots.clear()
