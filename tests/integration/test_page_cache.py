@@ -331,7 +331,7 @@ def test_a_new_web_process_computes_the_entry_statistics_before_anyone_asks(
 
 
 def test_a_period_that_is_over_keeps_its_inputs_while_nothing_it_counts_changed(
-        sqlite_settings, make_system, monkeypatch):
+        backend_settings, make_system, monkeypatch):
     """A province's month costs 0.8 s to compute, twelve for a trend, in every web worker at
     every refresh while the read models move. A month that is over is judged at its end: its
     inputs are kept while no dossier received before that end changed, its ratings and the
@@ -343,7 +343,7 @@ def test_a_period_that_is_over_keeps_its_inputs_while_nothing_it_counts_changed(
     from projections.registry import public_projections
     from tests.factories import applicant, at, officer, procedure
 
-    system = make_system(sqlite_settings)
+    system = make_system(backend_settings)
     app, db = system.app, system.db
     codes = busy_month(app)
     system.catch_up()
