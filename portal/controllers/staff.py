@@ -34,6 +34,7 @@ from domain.privacy import Applicant
 from domain.regimes import REGIMES
 from portal import auth
 from portal.auth import Account, Role, StaffSession
+from portal.controllers.public import PageNumber
 from portal.qr import qr_svg
 from portal.system import System
 from projections import queries
@@ -298,19 +299,28 @@ def safe_next(value: str) -> str:
 
 
 # -- worklist, intake, head's view ----------------------------------------------------------
-def worklist_rows(system: System, account: Account, limit: int = 300) -> list[dict[str, Any]]:
-    """Open dossiers held by the agency, and processed ones it must return; deadline first."""
-    if account.agency is None:
-        rows = system.db.fetchall(
-            "SELECT code, procedure_name, agency, holder_agency, status, received_at,"
-            " appointment_at, masked_applicant FROM dossiers WHERE closed=0 OR status='processed'"
-            " ORDER BY appointment_at LIMIT ?", (limit,))
-    else:
-        rows = system.db.fetchall(
-            "SELECT code, procedure_name, agency, holder_agency, status, received_at,"
-            " appointment_at, masked_applicant FROM dossiers"
-            " WHERE (holder_agency=? AND closed=0) OR (agency=? AND status='processed')"
-            " ORDER BY appointment_at LIMIT ?", (account.agency, account.agency, limit))
+# Dossiers per page of the worklist (a province's service centre holds thousands open: the
+# list stopped at 300, by appointment, and said nothing of the others).
+WORKLIST_PAGE = 100
+
+
+def worklist_rows(system: System, account: Account, page: int = 1
+                  ) -> tuple[list[dict[str, Any]], int]:
+    """Open dossiers held by the agency, and processed ones it must return, deadline first
+    (the step's, or the appointment if it comes earlier): page `page` of WORKLIST_PAGE, and
+    how many there are in all."""
+    where, params = ("d.closed=0 OR d.status='processed'", ()) if account.agency is None else (
+        "(d.holder_agency=? AND d.closed=0) OR (d.agency=? AND d.status='processed')",
+        (account.agency, account.agency))
+    db = system.db
+    total = int(db.scalar(f"SELECT COUNT(*) AS n FROM dossiers d WHERE {where}", params) or 0)
+    # The step's deadline is the statistics' copy (the page shows the dossier's own below).
+    rows = db.fetchall(
+        "SELECT d.code, d.procedure_name, d.agency, d.holder_agency, d.status, d.received_at,"
+        " d.appointment_at, d.masked_applicant FROM dossiers d LEFT JOIN stat_dossiers s"
+        f" ON s.id = d.id WHERE {where} ORDER BY CASE WHEN d.closed=0 AND s.step_due_at <"
+        " d.appointment_at THEN s.step_due_at ELSE d.appointment_at END, d.code LIMIT ? OFFSET ?",
+        (*params, WORKLIST_PAGE, (page - 1) * WORKLIST_PAGE))
     now = now_vn()
     cal = system.app.calendar
     day = cal.hours.day_seconds
@@ -337,7 +347,7 @@ def worklist_rows(system: System, account: Account, limit: int = 300) -> list[di
             cal.working_seconds_between(now, first) <= day)
         out.append(r)
     out.sort(key=lambda r: (not r["overdue"], r["deadline"]))
-    return out
+    return out, total
 
 
 def head_view(system: System, agency: str | None) -> dict[str, Any]:
@@ -385,12 +395,17 @@ class StaffController(StaffArea):
     path = "/staff"
 
     @get("/", sync_to_thread=True)
-    def worklist(self, request: Request[Any, Any, Any]) -> Template:
+    def worklist(self, request: Request[Any, Any, Any], page: PageNumber = 1) -> Template:
         s = system_of(request)
         ctx = page_context(request)
         officers, agencies = desk_directory(s)
+        rows, total = worklist_rows(s, ctx["me"], page)
+        pages = max(1, -(-total // WORKLIST_PAGE))
+        if page > pages:
+            raise NotFoundException(f"Danh sách việc chỉ có {pages} trang.")
         return Template("staff/worklist.html", context={
-            **ctx, "rows": worklist_rows(s, ctx["me"]), "agencies": agencies,
+            **ctx, "rows": rows, "agencies": agencies, "total": total, "page": page,
+            "pages": pages, "first": (page - 1) * WORKLIST_PAGE + 1,
             "people": {o["key"]: o["name"] for o in officers}})
 
     @get("/head", sync_to_thread=True)

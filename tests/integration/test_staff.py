@@ -463,6 +463,42 @@ def test_worklist_sorted_by_deadline_and_head_view(desk):
     assert desk.get("/staff/head").status_code == 403
 
 
+def test_the_worklist_is_paged_by_deadline_and_says_how_many_there_are(desk, monkeypatch):
+    """A province's service centre holds thousands of open dossiers: the worklist stopped at
+    300, chosen by appointment, and said nothing of the others (one whose step was overdue
+    but whose appointment was later could be among them). Now every one is on a page, the
+    earliest deadline first, step deadlines included."""
+    from portal.controllers import staff
+
+    app = desk.system.app
+    codes = [desk.code]
+    for day in (4, 5, 8):
+        codes.append(app.receive_dossier(
+            procedure_code="1.001193", agency="xa-a", channel="in_person",
+            applicant=applicant("Lê Văn Cường"), received_at=at(2025, 9, day, 9),
+            officer="tn-1").code)
+    desk.system.catch_up()
+    monkeypatch.setattr(staff, "WORKLIST_PAGE", 1)
+    login(desk, "lanhdao")
+    shown = []
+    for n in range(1, len(codes) + 1):
+        page = desk.get("/staff", params={"page": n})
+        assert page.status_code == 200
+        assert f"{len(codes)} hồ sơ · trang {n}/{len(codes)}: hồ sơ {n}–{n}" in page.text
+        shown += re.findall(r'data-code="([^"]+)"', page.text)
+        assert ('rel="next"' in page.text) == (n < len(codes))
+    assert sorted(shown) == sorted(codes)
+
+    def deadline(code):
+        d = app.dossier(code)
+        return min(d.appointment_at, d.step_due_at)
+
+    assert [deadline(c) for c in shown] == sorted(deadline(c) for c in codes)
+    past = desk.get("/staff", params={"page": len(codes) + 1})
+    assert past.status_code == 404 and f"chỉ có {len(codes)} trang" in past.text
+    assert desk.get("/staff", params={"page": "0"}).status_code == 400
+
+
 def test_a_dossier_whose_clock_is_stopped_is_not_called_overdue(desk):
     """Waiting for documents, its appointment (2025) long past: no deadline runs, as in the
     public statistics; once the documents come, the new appointment counts again."""
