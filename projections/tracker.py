@@ -149,6 +149,14 @@ class TrackerProjection(Projection):
         "CREATE UNIQUE INDEX IF NOT EXISTS {t_dossiers}_code ON {t_dossiers}(code)",
         "CREATE INDEX IF NOT EXISTS {t_dossiers}_agency ON {t_dossiers}(agency, received_at)",
         "CREATE INDEX IF NOT EXISTS {t_dossiers}_procedure ON {t_dossiers}(procedure_code)",
+        # The staff worklist's two kinds of rows (`portal.controllers.staff.worklist_rows`):
+        # held open by an agency, processed and to be returned by it. Partial: only those rows
+        # (a province's 50,000 of 600,000; built in 0.3 s at a rebuild's swap); a commune's
+        # worklist read the whole table before (0.15 s a page, and as much to count it).
+        "CREATE INDEX IF NOT EXISTS {t_dossiers}_open ON {t_dossiers}(holder_agency)"
+        " WHERE closed=0",
+        "CREATE INDEX IF NOT EXISTS {t_dossiers}_to_return ON {t_dossiers}(agency)"
+        " WHERE status='processed'",
     )
 
     COLUMNS = ("code", "id", "procedure_code", "procedure_name", "agency", "holder_agency",
