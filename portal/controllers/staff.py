@@ -304,14 +304,24 @@ def safe_next(value: str) -> str:
 WORKLIST_PAGE = 100
 
 
-def worklist_rows(system: System, account: Account, page: int = 1
+def worklist_where(account: Account, mine: bool) -> tuple[str, tuple[Any, ...]]:
+    """The worklist's rows (`d`: the tracker's dossiers; `s`: their statistics' rows): open
+    dossiers held by the agency and processed ones it must return, or (`mine`) the open ones
+    whose step the officer holds, wherever they are."""
+    if mine:
+        return ("d.closed=0 AND d.id IN (SELECT id FROM stat_dossiers WHERE holder_officer=?"
+                " AND ended_at IS NULL)", (account.officer_key,))
+    if account.agency is None:
+        return "d.closed=0 OR d.status='processed'", ()
+    return ("(d.holder_agency=? AND d.closed=0) OR (d.agency=? AND d.status='processed')",
+            (account.agency, account.agency))
+
+
+def worklist_rows(system: System, account: Account, page: int = 1, mine: bool = False
                   ) -> tuple[list[dict[str, Any]], int]:
-    """Open dossiers held by the agency, and processed ones it must return, deadline first
-    (the step's, or the appointment if it comes earlier): page `page` of WORKLIST_PAGE, and
-    how many there are in all."""
-    where, params = ("d.closed=0 OR d.status='processed'", ()) if account.agency is None else (
-        "(d.holder_agency=? AND d.closed=0) OR (d.agency=? AND d.status='processed')",
-        (account.agency, account.agency))
+    """The worklist (`worklist_where`), deadline first (the step's, or the appointment if it
+    comes earlier): page `page` of WORKLIST_PAGE, and how many there are in all."""
+    where, params = worklist_where(account, mine)
     db = system.db
     total = int(db.scalar(f"SELECT COUNT(*) AS n FROM dossiers d WHERE {where}", params) or 0)
     # The step's deadline is the statistics' copy (the page shows the dossier's own below).
@@ -395,18 +405,25 @@ class StaffController(StaffArea):
     path = "/staff"
 
     @get("/", sync_to_thread=True)
-    def worklist(self, request: Request[Any, Any, Any], page: PageNumber = 1) -> Template:
+    def worklist(self, request: Request[Any, Any, Any], page: PageNumber = 1,
+                 mine: Annotated[bool, QueryParameter()] = False) -> Template:
         s = system_of(request)
         ctx = page_context(request)
+        me = ctx["me"]
+        mine = mine and me.officer_key is not None
         officers, agencies = desk_directory(s)
-        rows, total = worklist_rows(s, ctx["me"], page)
+        rows, total = worklist_rows(s, me, page, mine)
         pages = max(1, -(-total // WORKLIST_PAGE))
         if page > pages:
             raise NotFoundException(f"Danh sách việc chỉ có {pages} trang.")
+        # The other list's size, for its link (the officer's own, or the agency's).
+        where, params = worklist_where(me, not mine) if me.officer_key else ("", ())
+        other = int(s.db.scalar(f"SELECT COUNT(*) AS n FROM dossiers d WHERE {where}", params)
+                    or 0) if where else None
         return Template("staff/worklist.html", context={
             **ctx, "rows": rows, "agencies": agencies, "total": total, "page": page,
-            "pages": pages, "first": (page - 1) * WORKLIST_PAGE + 1,
-            "people": {o["key"]: o["name"] for o in officers}})
+            "pages": pages, "first": (page - 1) * WORKLIST_PAGE + 1, "mine": mine,
+            "other": other, "people": {o["key"]: o["name"] for o in officers}})
 
     @get("/head", sync_to_thread=True)
     def head(self, request: Request[Any, Any, Any]) -> Template:

@@ -499,6 +499,43 @@ def test_the_worklist_is_paged_by_deadline_and_says_how_many_there_are(desk, mon
     assert desk.get("/staff", params={"page": "0"}).status_code == 400
 
 
+def test_an_officer_s_own_worklist_holds_the_open_dossiers_whose_step_they_hold(desk,
+                                                                                monkeypatch):
+    """The agency's worklist is every open dossier it holds; an officer also wants the ones
+    at their own step: `/staff?mine=true`, paged the same way, each list linking to the
+    other with its size."""
+    from portal.controllers import staff
+
+    app = desk.system.app
+    mine = []
+    for day in (4, 5):
+        r = app.receive_dossier(procedure_code="1.001193", agency="xa-a", channel="in_person",
+                                applicant=applicant("Lê Văn Cường"),
+                                received_at=at(2025, 9, day, 9), officer="tn-1")
+        app.hand_over(r.code, officer="tn-1", to_officer="cv-1", at=at(2025, 9, day, 10))
+        mine.append(r.code)
+    desk.system.catch_up()
+    login(desk, "chuyenvien")
+    everything = desk.get("/staff").text
+    assert set(re.findall(r'data-code="([^"]+)"', everything)) == {desk.code, *mine}
+    assert 'href="/staff?mine=true">Hồ sơ tôi đang giữ (2)' in everything
+    own = desk.get("/staff", params={"mine": "true"}).text
+    assert sorted(re.findall(r'data-code="([^"]+)"', own)) == sorted(mine)
+    assert "<h1>Hồ sơ tôi đang giữ</h1>" in own and 'href="/staff">Tất cả hồ sơ của cơ quan (3)' in own
+    monkeypatch.setattr(staff, "WORKLIST_PAGE", 1)
+    first = desk.get("/staff", params={"mine": "true"}).text
+    assert 'href="/staff?mine=true&amp;page=2" rel="next"' in first
+    second = desk.get("/staff", params={"mine": "true", "page": 2}).text
+    assert re.findall(r'data-code="([^"]+)"', first + second) == sorted(
+        mine, key=lambda c: app.dossier(c).step_due_at)
+    assert 'href="/staff?mine=true" rel="prev"' in second
+    login(desk, "tiepnhan")  # holds the desk's own dossier (received, not handed over)
+    assert re.findall(r'data-code="([^"]+)"', desk.get("/staff?mine=true").text) == [desk.code]
+    login(desk, "thanhtra")  # an auditor is no officer: the agency-wide list only
+    page = desk.get("/staff", params={"mine": "true"}).text
+    assert "Hồ sơ tôi đang giữ" not in page and desk.code in page
+
+
 def test_a_dossier_whose_clock_is_stopped_is_not_called_overdue(desk):
     """Waiting for documents, its appointment (2025) long past: no deadline runs, as in the
     public statistics; once the documents come, the new appointment counts again."""
