@@ -390,7 +390,7 @@ def inputs_basis(db: ReadDB, period: str, *, now: str | None = None, prefix: str
 
     if not db.table_exists(f"{prefix}stat_generation"):
         return None
-    token = db.scalar(f"SELECT token FROM {prefix}stat_generation")
+    token = db.scalar(f"SELECT MIN(token) FROM {prefix}stat_generation")
     start, end = index766.period_bounds(period)
     cut = statistics.cut_of(end, judgement_moment(db, prefix, now))
     procedures = tuple(sorted(tuple(sorted(r.items())) for r in db.fetchall(

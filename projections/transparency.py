@@ -223,7 +223,7 @@ class TransparencyLog:
         """The token of the feed's tables (None: tables made before tokens, or none yet)."""
         if not self.db.table_exists("feed_generation"):
             return None
-        return self.db.scalar("SELECT token FROM feed_generation")
+        return self.db.scalar("SELECT MIN(token) FROM feed_generation")
 
     def leaves(self) -> _Leaves:
         """Leaf hashes of the whole feed: the complete chunks that some process kept in
@@ -274,10 +274,11 @@ class TransparencyLog:
         # The record's UTF-8 bytes as stored, not a str to encode again.
         data = "CAST(f.record AS BLOB)" if self.db.dialect == "sqlite" else \
             "convert_to(f.record, 'UTF8')"
-        token, tables = ("g.token", "public_feed f CROSS JOIN feed_generation g") \
-            if cache.generation is not None else ("NULL", "public_feed f")
+        # (A subquery, not a join: one row per record whatever that table holds.)
+        token = "(SELECT MIN(token) FROM feed_generation)" if cache.generation is not None \
+            else "NULL"
         sql = self.db.q(f"SELECT f.position AS position, {data} AS data, {token} AS token"
-                        f" FROM {tables} WHERE f.position>? ORDER BY f.position LIMIT ?")
+                        " FROM public_feed f WHERE f.position>? ORDER BY f.position LIMIT ?")
         leaf = merkle.leaf_hash
         while True:
             last = cache.positions[-1] if cache.positions else 0
