@@ -237,7 +237,7 @@ def scoreboard_inputs(db: ReadDB, period: str) -> Answer:
     period is drawn from: one computation per period, whichever agencies are asked for.
 
     Refreshed as the read models move, but not recomputed while they still hold: a period
-    that is over keeps its cut, and while its basis (`queries.inputs_basis`) is the same and
+    that is over keeps its cut, and while its basis (`queries.inputs_bases`) is the same and
     none of the dossiers it may count changed, the inputs are those of the last computation
     (a province's month: 0.8 s each, twelve for a trend, in every web worker at every
     refresh, against a few index reads)."""
@@ -245,7 +245,7 @@ def scoreboard_inputs(db: ReadDB, period: str) -> Answer:
 
     def compute() -> Answer:
         fresh = queries.position_of(db, "stats")  # before: the answer holds at least these
-        basis = queries.inputs_basis(db, period)
+        basis = queries.inputs_bases(db, [period])[period]
         with _lock:  # (this slot is being computed by this thread alone: `_cached`)
             slot = _slots.get((id(db), *key))
         kept: Answer | None = slot.value if slot is not None and slot.has_value else None
@@ -266,9 +266,10 @@ def scoreboard_inputs(db: ReadDB, period: str) -> Answer:
 def _inputs_of(db: ReadDB, keys: list[tuple[Any, ...]]
                ) -> dict[tuple[Any, ...], tuple[Answer, tuple[Any, Any]]]:
     fresh = queries.position_of(db, "stats")  # before: the answers hold at least these
-    bases = {k: queries.inputs_basis(db, k[1]) for k in keys}
-    found = queries.scoreboard_inputs(db, [k[1] for k in keys])
-    return {k: (Answer(found[k[1]], fresh), (bases[k], found[k[1]])) for k in keys}
+    periods = [k[1] for k in keys]
+    bases = queries.inputs_bases(db, periods)
+    found = queries.scoreboard_inputs(db, periods)
+    return {k: (Answer(found[k[1]], fresh), (bases[k[1]], found[k[1]])) for k in keys}
 
 
 def scoreboard(db: ReadDB, period: str, agency: str | None, province: str) -> Answer:

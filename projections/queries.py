@@ -378,9 +378,9 @@ def scoreboard_inputs(db: ReadDB, periods: list[str], *, now: str | None = None,
     return out
 
 
-def inputs_basis(db: ReadDB, period: str, *, now: str | None = None, prefix: str = ""
-                 ) -> tuple[Any, ...] | None:
-    """What a period's 766 inputs depend on besides its dossiers' rows: the build of the
+def inputs_bases(db: ReadDB, periods: list[str], *, now: str | None = None, prefix: str = ""
+                 ) -> dict[str, tuple[Any, ...] | None]:
+    """What each period's 766 inputs depend on besides its dossiers' rows: the build of the
     statistics tables (their token), the moment its open dossiers are judged at (`cut`: the
     period's end once it is over), the procedures' rows and the count of the period's ratings.
     With an equal basis, inputs computed after log position P still hold while no dossier
@@ -389,25 +389,30 @@ def inputs_basis(db: ReadDB, period: str, *, now: str | None = None, prefix: str
     from projections import index766, statistics
 
     if not db.table_exists(f"{prefix}stat_generation"):
-        return None
+        return dict.fromkeys(periods)
     token = db.scalar(f"SELECT MIN(token) FROM {prefix}stat_generation")
-    start, end = index766.period_bounds(period)
-    cut = statistics.cut_of(end, judgement_moment(db, prefix, now))
+    judged = judgement_moment(db, prefix, now)
     procedures = tuple(sorted(tuple(sorted(r.items())) for r in db.fetchall(
         f"SELECT * FROM {prefix}stat_procedures")))
-    # Ratings only add: their number and sum over the period's months change with any new one.
-    ratings = db.fetchone(
-        f"SELECT COUNT(*) AS c, SUM(n) AS n FROM {prefix}stat_satisfaction WHERE scope='agency'"
-        " AND criterion='overall' AND month>=? AND month<?", (start[:7], end[:7])) or {}
-    return (token, cut, procedures, ratings.get("c"), ratings.get("n"))
+    out: dict[str, tuple[Any, ...] | None] = {}
+    for period in periods:
+        start, end = index766.period_bounds(period)
+        # Ratings only add: their number and sum over the period's months change with any new
+        # one.
+        ratings = db.fetchone(
+            f"SELECT COUNT(*) AS c, SUM(n) AS n FROM {prefix}stat_satisfaction WHERE"
+            " scope='agency' AND criterion='overall' AND month>=? AND month<?",
+            (start[:7], end[:7])) or {}
+        out[period] = (token, statistics.cut_of(end, judged), procedures, ratings.get("c"),
+                       ratings.get("n"))
+    return out
 
 
 def inputs_still_hold(db: ReadDB, since: int, cut: str, *, prefix: str = "") -> bool:
     """Whether no dossier received before `cut` changed after log position `since` (every
     change of a dossier's row moves its `last_position`; read through its index)."""
-    received = "+received_at" if db.dialect == "sqlite" else "received_at"
-    return db.fetchone(f"SELECT 1 AS x FROM {prefix}stat_dossiers WHERE last_position>? AND"
-                       f" {received}<? LIMIT 1", (since, cut)) is None
+    return db.fetchone(f"SELECT 1 AS x FROM {prefix}stat_dossiers WHERE " + _scanned(
+        db, "last_position > ? AND received_at < ?") + " LIMIT 1", (since, cut)) is None
 
 
 def scoreboard_of(db: ReadDB, inputs: PeriodInputs, agency: str | None = None, *,

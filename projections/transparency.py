@@ -289,9 +289,7 @@ class TransparencyLog:
             cache.positions.extend(int(r["position"]) for r in rows)
             for r in rows:
                 cache.hashes.append(leaf(bytes(r["data"])))
-            if len(cache.positions) % LEAF_CHUNK:
-                return
-            if not rows:
+            if not rows or len(cache.positions) % LEAF_CHUNK:  # the end of the feed
                 return
             if cache.generation is not None:
                 self._keep(cache)

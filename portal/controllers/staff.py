@@ -317,13 +317,19 @@ def worklist_where(account: Account, mine: bool) -> tuple[str, tuple[Any, ...]]:
             (account.agency, account.agency))
 
 
+def worklist_size(system: System, account: Account, mine: bool) -> int:
+    where, params = worklist_where(account, mine)
+    return int(system.db.scalar(f"SELECT COUNT(*) AS n FROM dossiers d WHERE {where}", params)
+               or 0)
+
+
 def worklist_rows(system: System, account: Account, page: int = 1, mine: bool = False
                   ) -> tuple[list[dict[str, Any]], int]:
     """The worklist (`worklist_where`), deadline first (the step's, or the appointment if it
     comes earlier): page `page` of WORKLIST_PAGE, and how many there are in all."""
     where, params = worklist_where(account, mine)
     db = system.db
-    total = int(db.scalar(f"SELECT COUNT(*) AS n FROM dossiers d WHERE {where}", params) or 0)
+    total = worklist_size(system, account, mine)
     # The step's deadline is the statistics' copy (the page shows the dossier's own below).
     rows = db.fetchall(
         "SELECT d.code, d.procedure_name, d.agency, d.holder_agency, d.status, d.received_at,"
@@ -417,9 +423,7 @@ class StaffController(StaffArea):
         if page > pages:
             raise NotFoundException(f"Danh sách việc chỉ có {pages} trang.")
         # The other list's size, for its link (the officer's own, or the agency's).
-        where, params = worklist_where(me, not mine) if me.officer_key else ("", ())
-        other = int(s.db.scalar(f"SELECT COUNT(*) AS n FROM dossiers d WHERE {where}", params)
-                    or 0) if where else None
+        other = worklist_size(s, me, not mine) if me.officer_key else None
         return Template("staff/worklist.html", context={
             **ctx, "rows": rows, "agencies": agencies, "total": total, "page": page,
             "pages": pages, "first": (page - 1) * WORKLIST_PAGE + 1, "mine": mine,

@@ -118,13 +118,13 @@ class TransparencyController(Controller):
             positions = [int(p) for p in row["acts"].split(",") if p]
         else:
             positions = log.positions_of(str(dossier_id(code)))
-        if not positions:
+        # (No rows either for acts the feed has not published yet.)
+        rows = s.db.fetchall("SELECT position, type, sha256 FROM public_feed WHERE position IN ("
+                             + ",".join("?" for _ in positions) + ") ORDER BY position",
+                             positions) if positions else []
+        if not rows:
             raise NotFoundException(f"Không tìm thấy hồ sơ mã {code} trong nhật ký công khai.")
         latest = log.latest()
-        rows = s.db.fetchall("SELECT position, type, sha256 FROM public_feed WHERE position IN ("
-                             + ",".join("?" for _ in positions) + ") ORDER BY position", positions)
-        if not rows:  # acts the feed has not published yet
-            raise NotFoundException(f"Không tìm thấy hồ sơ mã {code} trong nhật ký công khai.")
         for r in rows:
             r["covered"] = latest is not None and r["position"] <= latest.last_position
         return Template("transparency_dossier.html", context={
