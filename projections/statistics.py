@@ -12,6 +12,7 @@ supplement or paused) and it is still open now.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -104,17 +105,53 @@ def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str
             i["paid_online"] += online
             if online and (procedures.get(d["procedure_code"]) or {}).get("fee"):
                 i["fee_procedures_paid_online"].add(d["procedure_code"])
+    return _rated(per, satisfaction, start, end)
+
+
+def _rated(per: dict[str, dict[str, Any]], satisfaction: Mapping[tuple[str, ...], int],
+           start: str, end: str) -> dict[str, dict[str, Any]]:
+    """`per` with the period's ratings added, and the procedures paid online kept to those
+    charging a fee that the agency received dossiers of in it."""
     first, last = start[:7], end[:7]
     for (scope, grp, month, criterion, level), n in satisfaction.items():
         if scope != "agency" or criterion != "overall" or not first <= month < last:
             continue
-        i = inputs(grp)
+        i = per.get(grp)
+        if i is None:
+            i = per[grp] = index766.empty_inputs()
         i["ratings"] += n
         if level == "not_satisfied":
             i["not_satisfied"] += n
     for i in per.values():
         i["fee_procedures_paid_online"] &= i["fee_procedures"]
     return per
+
+
+def inputs_from_counts(counts: Mapping[tuple[str, str], Mapping[str, int]],
+                       procedures: Mapping[str, Mapping], satisfaction: Mapping[tuple[str, ...], int],
+                       start: str, end: str) -> dict[str, dict[str, Any]]:
+    """What `period_inputs` gives, from its counts per (receiving agency, procedure) counted
+    elsewhere (`projections.queries.period_counts`, in SQL): the counts add up, the sets are
+    the procedures counted."""
+    per: dict[str, dict[str, Any]] = {}
+    for (agency, code), c in counts.items():
+        i = per.get(agency)
+        if i is None:
+            i = per[agency] = index766.empty_inputs()
+        for k, n in c.items():
+            i[k] += n
+        proc = procedures.get(code) or {}
+        if c["received"]:
+            i["procedures_used"].add(code)
+            if proc.get("online"):
+                i["procedures_online"].add(code)
+            if proc.get("fee"):
+                i["fee_procedures"].add(code)
+                if proc.get("payable"):
+                    i["fee_procedures_payable"].add(code)
+        if c["paid_online"] and proc.get("fee"):
+            i["fee_procedures_paid_online"].add(code)
+    return _rated(per, satisfaction, start, end)
 
 
 # The columns of the handling report, in the order of the reporting form.
@@ -133,38 +170,56 @@ def handling_report(dossiers: Iterable[Mapping[str, Any]], period: str, start: s
     time or late by its legal outcome), ended otherwise (refused, stopped, withdrawn), or still
     open, in time or overdue (an open dossier whose clock was stopped before its deadline is in
     time). Each row adds up: carried over + received = resolved + ended otherwise + open."""
-    rows: dict[str, dict[str, Any]] = {}
+    counts: Counter[tuple[str, str, str, str, str]] = Counter()
     for d in dossiers:
         if agency is not None and d["agency"] != agency:
             continue
         received, ended = d["received_at"], d["ended_at"]
         if received >= cut or (ended is not None and ended < start):
             continue
-        key = d["agency"] if agency is None else d["procedure_code"]
+        if received < start:
+            came = "carried_over"
+        elif d["channel"] == "online":
+            came = "received_online"
+        else:
+            came = "received_direct"
+        if ended is not None and ended < cut:
+            if d["end_kind"] == "processed":
+                outcome = d["outcome"] if d["outcome"] in ("early", "late") else "on_time"
+                became = f"resolved_{outcome}"
+            else:
+                became = "ended_otherwise"
+        elif d["appointment_at"] < cut and not stopped_in_time(d, cut):
+            became = "open_overdue"
+        else:
+            became = "open_in_time"
+        counts[(d["agency"], d["procedure_code"], d["procedure_name"], came, became)] += 1
+    return report_from_counts(
+        ({"agency": a, "procedure_code": p, "procedure_name": name, "came": came,
+          "became": became, "n": n} for (a, p, name, came, became), n in counts.items()),
+        period, start, end, cut, agency)
+
+
+def report_from_counts(counts: Iterable[Mapping[str, Any]], period: str, start: str, end: str,
+                       cut: str, agency: str | None = None) -> dict[str, Any]:
+    """What `handling_report` gives, from its dossiers counted elsewhere
+    (`projections.queries.report_counts`, in SQL) by agency, procedure, procedure name, how
+    they came (`came`: carried over, received online or directly) and what became of them
+    (`became`: a column of the report), `n` each."""
+    rows: dict[str, dict[str, Any]] = {}
+    for c in counts:
+        key = c["agency"] if agency is None else c["procedure_code"]
         row = rows.get(key)
         if row is None:
             row = rows[key] = {"key": key, "procedure_name": None, **dict.fromkeys(
                 REPORT_COLUMNS, 0)}
         if agency is not None:  # a procedure's name as its dossiers recorded it (the least)
-            name = d["procedure_name"]
+            name = c["procedure_name"]
             row["procedure_name"] = name if row["procedure_name"] is None else min(
                 name, row["procedure_name"])
-        if received < start:
-            row["carried_over"] += 1
-        elif d["channel"] == "online":
-            row["received_online"] += 1
-        else:
-            row["received_direct"] += 1
-        if ended is not None and ended < cut:
-            if d["end_kind"] == "processed":
-                outcome = d["outcome"] if d["outcome"] in ("early", "late") else "on_time"
-                row[f"resolved_{outcome}"] += 1
-            else:
-                row["ended_otherwise"] += 1
-        elif d["appointment_at"] < cut and not stopped_in_time(d, cut):
-            row["open_overdue"] += 1
-        else:
-            row["open_in_time"] += 1
+        n = int(c["n"])
+        row[c["came"]] += n
+        row[c["became"]] += n
     total = {c: sum(r[c] for r in rows.values()) for c in REPORT_COLUMNS}
     return {"period": period, "start": start, "end": end, "judged_at": cut,
             "by": "agency" if agency is None else "procedure", "agency": agency,

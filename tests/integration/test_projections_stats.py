@@ -461,18 +461,19 @@ def test_every_dossier_s_timeline_is_computable_from_the_exported_feed(backend_s
     assert "rated" not in kinds  # a rating is public in aggregate only
 
 
-def test_periods_read_together_or_on_fewer_columns_give_the_same_figures(sqlite_settings,
-                                                                         make_system,
-                                                                         monkeypatch):
-    """A page's twelve-month trend reads the dossiers of all its periods at once, and the
-    scoreboard and the handling report read only the columns they use: on a generated
-    province (and a fee paid after the dossier ended), every month, quarter and year gives
-    the inputs it gives read alone, and those equal the ones from every column."""
+def test_periods_counted_in_sql_together_or_alone_give_the_rules_figures(
+        backend_settings, make_system, monkeypatch):
+    """A page's twelve-month trend counts the dossiers of all its periods in one SQL query:
+    on a generated province (and a fee paid after the dossier ended), every month, quarter
+    and year gives the inputs it gives counted alone, and those equal what
+    `statistics.period_inputs` (the rules the public feed's recomputation runs) gives from the
+    dossiers' rows, judged now and at two earlier moments, on SQLite and PostgreSQL; the
+    handling report counted in SQL equals `statistics.handling_report` likewise."""
     from projections import statistics
     from tests.factories import GENERATED_NOW as now
     from tests.factories import generated_province
 
-    system = generated_province(make_system, sqlite_settings)
+    system = generated_province(make_system, backend_settings)
     first = system.db.fetchone("SELECT agency, procedure_code, holder_officer FROM stat_dossiers"
                                " WHERE holder_officer IS NOT NULL LIMIT 1")
     r = system.app.receive_dossier(procedure_code=first["procedure_code"],
@@ -486,29 +487,34 @@ def test_periods_read_together_or_on_fewer_columns_give_the_same_figures(sqlite_
     paid_late = system.db.scalar("SELECT id FROM stat_dossiers WHERE code=?", (r.code,))
     moment = now.isoformat(timespec="seconds")
     periods = [*queries.stat_months(system.db), "2025-Q3", "2025-Q4", "2025", "2026-01"]
+    procedures = {p["code"]: p for p in system.db.fetchall("SELECT * FROM stat_procedures")}
+    ratings = queries.satisfaction_counts(system.db, "", "agency")
+    assert ratings
+    for when in (moment, (now - timedelta(days=45)).isoformat(timespec="seconds"),
+                 (now - timedelta(days=81, hours=3)).isoformat(timespec="seconds")):
+        together = queries.scoreboard_inputs(system.db, periods, now=when)
+        assert list(together) == periods
+        for period in periods:
+            alone = queries.scoreboard_inputs(system.db, [period], now=when)[period]
+            assert together[period] == alone, period
+            start, end, cut = alone.start, alone.end, alone.cut
+            every_column = queries._facts(system.db, "", queries._PERIOD_WHERE,
+                                          [cut, start, start, start])
+            assert alone.per_agency == statistics.period_inputs(
+                every_column.values(), procedures, ratings, start, end, cut), (when, period)
     together = queries.scoreboard_inputs(system.db, periods, now=moment)
-    assert list(together) == periods
     for period in periods:
-        alone = queries.scoreboard_inputs(system.db, [period], now=moment)[period]
-        assert together[period] == alone, period
-        start, end, cut = alone.start, alone.end, alone.cut
-        every_column = queries._facts(system.db, "", queries._PERIOD_WHERE,
-                                      [cut, start, start, start])
-        assert set(every_column) == set(queries._facts(
-            system.db, "", queries._PERIOD_WHERE, [cut, start, start, start],
-            queries.PERIOD_COLUMNS))
-        assert alone.per_agency == statistics.period_inputs(
-            every_column.values(), {p["code"]: p for p in system.db.fetchall(
-                "SELECT * FROM stat_procedures")},
-            queries.satisfaction_counts(system.db, "", "agency"), start, end, cut), period
+        start, end, cut = together[period].start, together[period].end, together[period].cut
+        every_column = queries._facts(system.db, "", "received_at < ? AND (ended_at IS NULL"
+                                      " OR ended_at >= ?)", [cut, start])
         report = queries.handling_report(system.db, period, now=moment)
         assert report == statistics.handling_report(every_column.values(), period, start, end,
                                                     cut), period
     # The dossier paid in November, after it ended in September, is read for November (its
     # payment), not for December.
     counted = {p: set(queries._facts(system.db, "", queries._PERIOD_WHERE,
-                                     [together[p].cut, *[together[p].start] * 3],
-                                     queries.PERIOD_COLUMNS)) for p in ("2025-11", "2025-12")}
+                                     [together[p].cut, *[together[p].start] * 3]))
+               for p in ("2025-11", "2025-12")}
     assert paid_late in counted["2025-11"] and paid_late not in counted["2025-12"]
     assert sum(i["received"] for i in together["2025"].per_agency.values()) == system.db.scalar(
         "SELECT COUNT(*) FROM stat_dossiers") > 250
@@ -540,3 +546,75 @@ def test_periods_read_together_or_on_fewer_columns_give_the_same_figures(sqlite_
         assert stats_view.scoreboard(system.db, months[-2], key, "Tỉnh").value == boards[key]
     assert reads == [months] and len(agencies) > 3
     stats_view._slots.clear()
+
+
+def test_sql_counts_follow_the_python_rules_at_every_boundary(backend_settings, make_system):
+    """The 766 inputs counted in SQL (`queries.period_counts`) and by the rules the feed's
+    recomputation runs (`statistics.period_inputs`) agree on rows made to sit on every
+    boundary: each time column empty, just before, at and after a period's start, the moment
+    of judgement and its end; a clock stopped before, at and after the appointment, on an
+    open or an ended dossier; results on paper or electronic, with or without documents;
+    procedures with every combination of online, fee and payable, and one not in the
+    catalogue; the handling report likewise, with procedure names that sort differently by
+    code point and by Vietnamese collation."""
+    import random
+
+    from projections import statistics
+
+    system = make_system(backend_settings)
+    db = system.db
+    times = [None, "2025-09-30T23:59:59+07:00", "2025-10-01T00:00:00+07:00",
+             "2025-10-01T00:00:01+07:00", "2025-10-15T12:00:00+07:00",
+             "2025-10-20T08:59:59+07:00", "2025-10-20T09:00:00+07:00",
+             "2025-10-31T23:59:59+07:00", "2025-11-01T00:00:00+07:00",
+             "2025-11-05T08:00:00+07:00"]
+    codes = ["P0", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "NOT-LISTED"]
+    rnd = random.Random(766)
+    with db.transaction() as cur:
+        for k, code in enumerate(codes[:-1]):
+            cur.execute(db.q("INSERT INTO stat_procedures (code, name, online, fee, payable)"
+                             " VALUES (?,?,?,?,?)"), (code, code, k & 1, k >> 1 & 1, k >> 2 & 1))
+        for n in range(4000):
+            t = {c: rnd.choice(times) for c in (
+                "ended_at", "result_at", "synchronised_at", "first_paid_at", "stopped_at",
+                "all_digitised_at", "reused_at", "paid_online_at")}
+            cur.execute(db.q(
+                "INSERT INTO stat_dossiers (id, code, procedure_code, procedure_name, agency,"
+                " channel, received_at, appointment_at, supplements, status, ended_at, end_kind,"
+                " verdict, outcome, result_at, result_electronic, result_documents, undigitised,"
+                " all_digitised, reused, synchronised_at, first_paid_at, paid_online,"
+                " holder_agency, step, explanations, handlers, last_position, stopped_at,"
+                " late_steps, all_digitised_at, reused_at, paid_online_at) VALUES"
+                " (?,?,?,?,?,?,?,?,0,'open',?,?,?,?,?,?,?,'[]',0,0,?,?,0,?,0,'[]','[]',?,"
+                "?,'[]',?,?,?)"),
+                (f"id-{n}", f"C-{n}", rnd.choice(codes), rnd.choice(("Cấp A", "Cấp Ă", "Cấp B")),
+                 rnd.choice(("a1", "a2", "a3")),
+                 rnd.choice(("online", "in_person", "post")),
+                 rnd.choice(times[1:]), rnd.choice(times[1:]), t["ended_at"],
+                 rnd.choice((None, "processed", "refused", "withdrawn")),
+                 rnd.choice((None, "late", "on_time", "early")),
+                 rnd.choice((None, "late", "on_time", "early")), t["result_at"],
+                 rnd.randint(0, 1), rnd.choice((0, 0, 1, 2)), t["synchronised_at"],
+                 t["first_paid_at"], "a1", n, t["stopped_at"], t["all_digitised_at"],
+                 t["reused_at"], t["paid_online_at"]))
+    procedures = {p["code"]: p for p in db.fetchall("SELECT * FROM stat_procedures")}
+    periods = ["2025-09", "2025-10", "2025-11", "2025-Q4", "2025"]
+    compared = 0
+    for now in ("2025-10-20T09:00:00+07:00", "2025-10-01T00:00:00+07:00",
+                "2025-12-01T00:00:00+07:00"):
+        counted = queries.scoreboard_inputs(db, periods, now=now)
+        for period in periods:
+            got = counted[period]
+            rows = queries._facts(db, "", queries._PERIOD_WHERE,
+                                  [got.cut, got.start, got.start, got.start])
+            assert got.per_agency == statistics.period_inputs(
+                rows.values(), procedures, {}, got.start, got.end, got.cut), (now, period)
+            compared += sum(i["received"] + i["judged"] for i in got.per_agency.values())
+            rows = queries._facts(db, "", "received_at < ? AND (ended_at IS NULL OR"
+                                  " ended_at >= ?)", [got.cut, got.start])
+            for of in (None, "a1"):
+                report = queries.handling_report(db, period, of, now=now)
+                assert report == statistics.handling_report(
+                    rows.values(), period, got.start, got.end, got.cut, of), (now, period)
+                assert report["total"]["carried_over"] + report["total"]["received_online"]
+    assert compared > 10_000
