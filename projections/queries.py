@@ -186,15 +186,13 @@ def judgement_moment(db: ReadDB, prefix: str = "", now: str | None = None) -> st
     return datetime.now(VN_TZ).isoformat(timespec="seconds")
 
 
-def _facts(db: ReadDB, prefix: str, where: str, params: list[Any],
-           columns: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
-    """The facts of the dossiers `where` selects (only `columns`, when given)."""
-    from projections.stats import DOSSIER_COLUMNS, JSON_FIELDS, row_to_facts
+def _facts(db: ReadDB, prefix: str, where: str, params: list[Any]
+           ) -> dict[str, dict[str, Any]]:
+    """The facts of the dossiers `where` selects."""
+    from projections.stats import DOSSIER_COLUMNS, row_to_facts
 
-    rows = db.fetchall(f"SELECT {', '.join(columns or DOSSIER_COLUMNS)} FROM"
-                       f" {prefix}stat_dossiers WHERE {where}", params)
-    if columns is not None and not set(columns) & set(JSON_FIELDS):
-        return {r["id"]: r for r in rows}  # nothing to decode
+    rows = db.fetchall(f"SELECT {', '.join(DOSSIER_COLUMNS)} FROM {prefix}stat_dossiers"
+                       f" WHERE {where}", params)
     return {r["id"]: row_to_facts(r) for r in rows}
 
 
