@@ -12,7 +12,6 @@ supplement or paused) and it is still open now.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -170,42 +169,42 @@ def handling_report(dossiers: Iterable[Mapping[str, Any]], period: str, start: s
     time or late by its legal outcome), ended otherwise (refused, stopped, withdrawn), or still
     open, in time or overdue (an open dossier whose clock was stopped before its deadline is in
     time). Each row adds up: carried over + received = resolved + ended otherwise + open."""
-    counts: Counter[tuple[str, str, str, str, str]] = Counter()
+    counts: dict[tuple[str, str, str], dict[str, Any]] = {}
     for d in dossiers:
         if agency is not None and d["agency"] != agency:
             continue
         received, ended = d["received_at"], d["ended_at"]
         if received >= cut or (ended is not None and ended < start):
             continue
+        key = (d["agency"], d["procedure_code"], d["procedure_name"])
+        row = counts.get(key)
+        if row is None:
+            row = counts[key] = {"agency": key[0], "procedure_code": key[1],
+                                 "procedure_name": key[2], **dict.fromkeys(REPORT_COLUMNS, 0)}
         if received < start:
-            came = "carried_over"
+            row["carried_over"] += 1
         elif d["channel"] == "online":
-            came = "received_online"
+            row["received_online"] += 1
         else:
-            came = "received_direct"
+            row["received_direct"] += 1
         if ended is not None and ended < cut:
             if d["end_kind"] == "processed":
                 outcome = d["outcome"] if d["outcome"] in ("early", "late") else "on_time"
-                became = f"resolved_{outcome}"
+                row[f"resolved_{outcome}"] += 1
             else:
-                became = "ended_otherwise"
+                row["ended_otherwise"] += 1
         elif d["appointment_at"] < cut and not stopped_in_time(d, cut):
-            became = "open_overdue"
+            row["open_overdue"] += 1
         else:
-            became = "open_in_time"
-        counts[(d["agency"], d["procedure_code"], d["procedure_name"], came, became)] += 1
-    return report_from_counts(
-        ({"agency": a, "procedure_code": p, "procedure_name": name, "came": came,
-          "became": became, "n": n} for (a, p, name, came, became), n in counts.items()),
-        period, start, end, cut, agency)
+            row["open_in_time"] += 1
+    return report_from_counts(counts.values(), period, start, end, cut, agency)
 
 
 def report_from_counts(counts: Iterable[Mapping[str, Any]], period: str, start: str, end: str,
                        cut: str, agency: str | None = None) -> dict[str, Any]:
-    """What `handling_report` gives, from its dossiers counted elsewhere
-    (`projections.queries.report_counts`, in SQL) by agency, procedure, procedure name, how
-    they came (`came`: carried over, received online or directly) and what became of them
-    (`became`: a column of the report), `n` each."""
+    """What `handling_report` gives, from its columns counted elsewhere
+    (`projections.queries.report_counts`, in SQL): rows of the columns (`REPORT_COLUMNS`) by
+    receiving agency, or, for one `agency`, by procedure code and name."""
     rows: dict[str, dict[str, Any]] = {}
     for c in counts:
         key = c["agency"] if agency is None else c["procedure_code"]
@@ -217,9 +216,8 @@ def report_from_counts(counts: Iterable[Mapping[str, Any]], period: str, start: 
             name = c["procedure_name"]
             row["procedure_name"] = name if row["procedure_name"] is None else min(
                 name, row["procedure_name"])
-        n = int(c["n"])
-        row[c["came"]] += n
-        row[c["became"]] += n
+        for column in REPORT_COLUMNS:
+            row[column] += int(c[column])
     total = {c: sum(r[c] for r in rows.values()) for c in REPORT_COLUMNS}
     return {"period": period, "start": start, "end": end, "judged_at": cut,
             "by": "agency" if agency is None else "procedure", "agency": agency,
