@@ -114,7 +114,11 @@ class LeafHashes(Sequence[bytes]):
 
     def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                return [self[j] for j in range(start, stop, step)]
+            part = bytes(self._buf[start << 5:max(start, stop) << 5])
+            return [part[j:j + 32] for j in range(0, len(part), 32)]
         n = len(self)
         if i < 0:
             i += n

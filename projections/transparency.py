@@ -159,6 +159,9 @@ class _Leaves:
 # per row of `transparency_leaves`. A power of two, so that a chunk is a perfect subtree whose
 # hash is kept with it.
 LEAF_CHUNK = 16_384
+# Records to hash, in chunks, from which SQLite reads them in the table's order
+# (`TransparencyLog._hash_in_table_order`).
+BULK_CHUNKS = 4
 # Chunks of `transparency_leaves` read at a time (a province's are 311, 200 MB).
 STORED_PAGE = 16
 
@@ -280,6 +283,8 @@ class TransparencyLog:
         sql = self.db.q(f"SELECT f.position AS position, {data} AS data, {token} AS token"
                         " FROM public_feed f WHERE f.position>? ORDER BY f.position LIMIT ?")
         leaf = merkle.leaf_hash
+        if self.db.dialect == "sqlite":
+            self._hash_in_table_order(cache, data, token)
         while True:
             last = cache.positions[-1] if cache.positions else 0
             # Up to the end of the current chunk: complete chunks are kept as they fill.
@@ -293,6 +298,48 @@ class TransparencyLog:
                 return
             if cache.generation is not None:
                 self._keep(cache)
+
+    def _hash_in_table_order(self, cache: _Leaves, data: str, token: str) -> None:
+        """SQLite: hash the records after the last leaf of `cache`, when they are many (at least
+        BULK_CHUNKS chunks) and their positions have no gap, in the table's own order, each
+        hash put in its position's place. A rebuild writes the feed dossier after dossier,
+        so reading it by position fetches a page per record in no order (a province's
+        feed, 5.1 million records: 20 s of its 36); in table order the pages are read once
+        each. The records are those up to the last position found at the start (later ones
+        are hashed by position after it), read with the tables' token as `_hash_feed`'s."""
+        last = cache.positions[-1] if cache.positions else 0
+        found = self.db.fetchone("SELECT COUNT(*) AS n, MIN(position) AS lo, MAX(position) AS hi"
+                                 " FROM public_feed WHERE position>?", (last,))
+        if not found or not found["n"]:
+            return
+        n, lo, hi = int(found["n"]), int(found["lo"]), int(found["hi"])
+        if n < BULK_CHUNKS * LEAF_CHUNK or hi - lo + 1 != n:
+            return
+        packed = bytearray(32 * n)
+        leaf = merkle.leaf_hash
+        sql = (f"SELECT f.rowid, f.position, {data}, {token}"
+               " FROM public_feed f WHERE f.rowid>? AND f.position>? AND f.position<=?"
+               " ORDER BY f.rowid LIMIT ?")
+        after, seen = 0, 0
+        with self.db.reading() as cur:
+            cur.row_factory = None  # (rowid, position, data, token) tuples, not dicts
+            while True:
+                rows = cur.execute(sql, (after, last, hi, LEAF_CHUNK)).fetchall()
+                if not rows:
+                    break
+                if rows[0][3] != cache.generation:
+                    raise _Rewritten
+                for _, position, record, _ in rows:
+                    i = (position - lo) << 5
+                    packed[i:i + 32] = leaf(record)
+                seen += len(rows)
+                after = rows[-1][0]
+        if seen != n:  # rows replaced meanwhile, which only a rebuild does (a new token)
+            raise _Rewritten
+        cache.positions.extend(range(lo, hi + 1))
+        cache.hashes.extend_packed(packed)
+        if cache.generation is not None:
+            self._keep(cache)
 
     def _keep(self, cache: _Leaves) -> None:
         """Write the complete chunks of `cache` not kept yet (and forget other tables')."""

@@ -337,6 +337,60 @@ def test_a_rebuilt_feed_gets_new_leaves_in_a_process_that_kept_the_old_ones(
     assert cp.root == base64.b64encode(merkle.root_of(feed_hashes(sealed)[1])).decode()
 
 
+def test_a_feed_rebuilt_dossier_after_dossier_is_hashed_in_table_order_to_the_same_leaves(
+        sealed, make_system, monkeypatch):
+    """A rebuild writes the feed dossier after dossier, so reading it by position fetched a
+    page per record in no order (a province: 20 s of 36). Many records with no gap in their
+    positions are read in the table's order and each hash put in its position's place: the
+    leaves, kept chunks and root are those of the feed in log order; a gap in the positions
+    takes the reading by position, with the same result."""
+    from projections import merkle, transparency
+    from projections.rebuild import rebuild
+    from projections.registry import public_projections
+
+    monkeypatch.setattr(transparency, "LEAF_CHUNK", 4)
+    monkeypatch.setattr(merkle, "MEMO_LEAVES", 2)
+    for i, day in enumerate((8, 9, 10, 11)):  # more dossiers: their records interleave
+        sealed.app.receive_dossier(procedure_code="1.001193", agency="xa-a",
+                                   channel="online", applicant=applicant(f"Trần Thị {GIVEN[i]}"),
+                                   received_at=at(2025, 9, day, 9), officer="tn-1")
+    sealed.catch_up()
+    rebuild(sealed.app, sealed.db, public_projections, workers=2)
+    in_table = [int(r["position"]) for r in sealed.db.fetchall(
+        "SELECT position FROM public_feed ORDER BY rowid")]
+    assert in_table != sorted(in_table), "the rebuilt feed is not in position order"
+    positions, hashes = feed_hashes(sealed)
+    assert len(hashes) >= transparency.BULK_CHUNKS * 4 and len(hashes) % 4
+
+    used: list[int] = []
+    real = transparency.TransparencyLog._hash_in_table_order
+
+    def spied(self, cache, data, token):  # type: ignore[no-untyped-def]
+        before = len(cache.hashes)
+        real(self, cache, data, token)
+        used.append(len(cache.hashes) - before)
+
+    monkeypatch.setattr(transparency.TransparencyLog, "_hash_in_table_order", spied)
+    leaves = log_of(make_system(sealed.settings)).leaves()
+    assert used == [len(hashes)], "read in table order, every record at once"
+    assert list(leaves.positions) == positions and list(leaves.hashes) == hashes
+    assert leaves.tree.root() == merkle.root_of(hashes)
+    kept = sealed.db.fetchall("SELECT chunk, root FROM transparency_leaves ORDER BY chunk")
+    assert [bytes(r["root"]) for r in kept] == [merkle.root_of(hashes[4 * k:4 * k + 4])
+                                                for k in range(len(hashes) // 4)]
+
+    # A gap in the positions: read by position instead, to the same leaves.
+    gone = positions[len(positions) // 2]
+    with sealed.db.transaction() as cur:
+        cur.execute("DELETE FROM public_feed WHERE position=?", (gone,))
+        cur.execute("DELETE FROM transparency_leaves")
+    used.clear()
+    positions, hashes = feed_hashes(sealed)
+    leaves = log_of(make_system(sealed.settings)).leaves()
+    assert used == [0] and gone not in leaves.positions
+    assert list(leaves.positions) == positions and list(leaves.hashes) == hashes
+
+
 def dossier_code(system) -> str:
     return system.db.fetchone("SELECT code FROM dossiers ORDER BY code LIMIT 1")["code"]
 
