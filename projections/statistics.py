@@ -70,15 +70,7 @@ def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str
         if start <= d["received_at"] < cut:
             i = inputs(d["agency"])
             i["received"] += 1
-            code = d["procedure_code"]
-            i["procedures_used"].add(code)
-            proc = procedures.get(code) or {}
-            if proc.get("online"):
-                i["procedures_online"].add(code)
-            if proc.get("fee"):
-                i["fee_procedures"].add(code)
-                if proc.get("payable"):
-                    i["fee_procedures_payable"].add(code)
+            _used(i, d["procedure_code"], procedures)
             paper_result = (d["result_at"] is not None and d["result_at"] < cut
                             and d["result_documents"] and not d["result_electronic"])
             if d["channel"] == "online" and not paper_result:
@@ -105,6 +97,19 @@ def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str
             if online and (procedures.get(d["procedure_code"]) or {}).get("fee"):
                 i["fee_procedures_paid_online"].add(d["procedure_code"])
     return _rated(per, satisfaction, start, end)
+
+
+def _used(i: dict[str, Any], code: str, procedures: Mapping[str, Mapping]) -> None:
+    """Count a procedure as used in the period by the agency of inputs `i` (a dossier of it
+    received), and as offered online, charging a fee and payable online as it is."""
+    i["procedures_used"].add(code)
+    proc = procedures.get(code) or {}
+    if proc.get("online"):
+        i["procedures_online"].add(code)
+    if proc.get("fee"):
+        i["fee_procedures"].add(code)
+        if proc.get("payable"):
+            i["fee_procedures_payable"].add(code)
 
 
 def _rated(per: dict[str, dict[str, Any]], satisfaction: Mapping[tuple[str, ...], int],
@@ -139,16 +144,9 @@ def inputs_from_counts(counts: Mapping[tuple[str, str], Mapping[str, int]],
             i = per[agency] = index766.empty_inputs()
         for k, n in c.items():
             i[k] += n
-        proc = procedures.get(code) or {}
         if c["received"]:
-            i["procedures_used"].add(code)
-            if proc.get("online"):
-                i["procedures_online"].add(code)
-            if proc.get("fee"):
-                i["fee_procedures"].add(code)
-                if proc.get("payable"):
-                    i["fee_procedures_payable"].add(code)
-        if c["paid_online"] and proc.get("fee"):
+            _used(i, code, procedures)
+        if c["paid_online"] and (procedures.get(code) or {}).get("fee"):
             i["fee_procedures_paid_online"].add(code)
     return _rated(per, satisfaction, start, end)
 

@@ -248,9 +248,7 @@ def test_stats_tables_of_the_old_rules_are_refused_then_rebuilt(sqlite_settings,
         cur.execute("ALTER TABLE stat_dossiers DROP COLUMN undigitised")
         cur.execute("ALTER TABLE stat_dossiers ADD COLUMN components TEXT")
     system.close()
-    monkeypatch.setenv("PORTAL_VAR_DIR", str(sqlite_settings.var_dir))
-    monkeypatch.setenv("PORTAL_SECRET_KEY", "test-secret")
-    monkeypatch.setenv("PORTAL_MEILI_URL", "")
+    command_line_on(sqlite_settings, monkeypatch)
     assert portal_main(["projections", "catch-up"]) == 2
     err = capsys.readouterr().err
     assert "read model stats was built by rules version 1" in err
@@ -374,9 +372,7 @@ def test_the_rebuild_command_hashes_the_rebuilt_feed_for_the_transparency_log(
     scenario(system.app)
     system.catch_up()
     system.close()
-    monkeypatch.setenv("PORTAL_VAR_DIR", str(sqlite_settings.var_dir))
-    monkeypatch.setenv("PORTAL_SECRET_KEY", "test-secret")
-    monkeypatch.setenv("PORTAL_MEILI_URL", "")
+    command_line_on(sqlite_settings, monkeypatch)
     monkeypatch.setattr("projections.transparency.LEAF_CHUNK", 4)
 
     def run(*argv: str) -> dict:
@@ -403,3 +399,10 @@ def test_the_rebuild_command_hashes_the_rebuilt_feed_for_the_transparency_log(
     leaves = log_of(again).leaves()
     count = again.db.scalar("SELECT COUNT(*) FROM public_feed")
     assert len(leaves.hashes) == count > 8 and len(hashed) == count % 4  # only the last part
+
+
+def command_line_on(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`portal ...` run in this process works on the test's stores."""
+    monkeypatch.setenv("PORTAL_VAR_DIR", str(settings.var_dir))
+    monkeypatch.setenv("PORTAL_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("PORTAL_MEILI_URL", "")
