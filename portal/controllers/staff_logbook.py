@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Request, get
-from litestar.exceptions import PermissionDeniedException
+from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import QueryParameter
 from litestar.response import Template
 
@@ -82,6 +82,9 @@ class StaffLogBookController(StaffArea):
         where = "agency=? AND received_at >= ? AND received_at < ?"
         params = (agency, first.isoformat(), (last + timedelta(days=1)).isoformat())
         total = int(s.db.scalar(f"SELECT COUNT(*) FROM dossiers WHERE {where}", params) or 0)
+        pages = max(1, -(-total // PAGE))
+        if page > pages:
+            raise NotFoundException(f"Sổ theo dõi của kỳ này có {total} hồ sơ, {pages} trang.")
         rows = s.db.fetchall(
             "SELECT code, procedure_code, procedure_name, holder_agency, received_at,"
             " original_appointment_at, appointment_at, status, closed, masked_applicant,"
@@ -99,8 +102,7 @@ class StaffLogBookController(StaffArea):
             if personal:  # (a row the log lacks: a read model ahead of a restored log)
                 with contextlib.suppress(DomainError):
                     r["applicant"] = s.app.applicant_of(r["code"])
-        context.update(rows=rows, total=total, personal=personal,
-                       pages=(total + PAGE - 1) // PAGE)
+        context.update(rows=rows, total=total, personal=personal, pages=pages)
         return Template("staff/logbook.html", context=context)
 
 

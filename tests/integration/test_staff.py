@@ -499,6 +499,42 @@ def test_the_worklist_is_paged_by_deadline_and_says_how_many_there_are(desk, mon
     assert desk.get("/staff", params={"page": "0"}).status_code == 400
 
 
+def test_the_log_book_is_paged_in_order_of_reception_with_its_period_kept(desk, monkeypatch):
+    """A commune's month is hundreds of lines: the book is a page of them at a time, numbered
+    on from page to page, each page linking to the next and the previous of the same agency
+    and period (left off a printed page); a page past the last says how many there are."""
+    from portal.controllers import staff_logbook
+
+    app = desk.system.app
+    codes = [desk.code]
+    for day in (4, 5, 8, 9):
+        codes.append(app.receive_dossier(
+            procedure_code="1.001193", agency="xa-a", channel="in_person",
+            applicant=applicant("Lê Văn Cường"), received_at=at(2025, 9, day, 9),
+            officer="tn-1").code)
+    desk.system.catch_up()
+    monkeypatch.setattr(staff_logbook, "PAGE", 2)
+    login(desk, "tiepnhan")
+    period = {"from": "2025-09-01", "to": "2025-09-30"}
+    here = "/staff/logbook?agency=xa-a&amp;from=2025-09-01&amp;to=2025-09-30"
+    shown = []
+    for n in (1, 2, 3):
+        page = desk.get("/staff/logbook", params={**period, "page": n})
+        assert page.status_code == 200 and f"{len(codes)} hồ sơ · trang {n}/3" in page.text
+        shown += [c for c in codes if c in page.text]
+        assert ('rel="next"' in page.text) == (n < 3)
+        if n < 3:
+            assert f'href="{here}&amp;page={n + 1}" rel="next"' in page.text
+        if n == 2:
+            assert f'href="{here}" rel="prev"' in page.text
+        if n == 3:
+            assert f'href="{here}&amp;page=2" rel="prev"' in page.text
+        assert 'class="pager no-print"' in page.text
+    assert shown == codes  # in order of reception, each once
+    past = desk.get("/staff/logbook", params={**period, "page": 4})
+    assert past.status_code == 404 and f"có {len(codes)} hồ sơ, 3 trang" in past.text
+
+
 def test_an_officer_s_own_worklist_holds_the_open_dossiers_whose_step_they_hold(desk,
                                                                                 monkeypatch):
     """The agency's worklist is every open dossier it holds; an officer also wants the ones
