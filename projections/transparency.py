@@ -215,6 +215,7 @@ class TransparencyLog:
         self.max_wait = max_wait
         self._cache = _Leaves()
         self._lock = threading.Lock()
+        self._tokens = False  # whether the feed's tables were found to carry a token
         with db.transaction() as cur:
             if db.dialect == "postgres":  # web workers starting together (see Runner.setup)
                 cur.execute("SELECT pg_advisory_xact_lock(?)", (SETUP_LOCK,))
@@ -224,8 +225,10 @@ class TransparencyLog:
     # -- leaves -----------------------------------------------------------------------------
     def generation(self) -> str | None:
         """The token of the feed's tables (None: tables made before tokens, or none yet)."""
-        if not self.db.table_exists("feed_generation"):
-            return None
+        if not self._tokens:  # (once there, a rebuild swaps in another with its table)
+            if not self.db.table_exists("feed_generation"):
+                return None
+            self._tokens = True
         return self.db.scalar("SELECT MIN(token) FROM feed_generation")
 
     def leaves(self) -> _Leaves:
