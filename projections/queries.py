@@ -324,11 +324,6 @@ class PeriodInputs(NamedTuple):
     per_agency: dict[str, dict[str, Any]]
 
 
-# Received before the period's cut, and received in it, or not ended before it, or paid in it.
-_PERIOD_WHERE = ("received_at < ? AND (received_at >= ? OR ended_at IS NULL OR ended_at >= ?"
-                 " OR first_paid_at >= ?)")
-
-
 def scoreboard_inputs(db: ReadDB, periods: list[str], *, now: str | None = None,
                       prefix: str = "") -> dict[str, PeriodInputs]:
     """The 766 inputs of each period ('2025-09', '2025-Q3', '2025'), counted in SQL in one read
@@ -386,9 +381,10 @@ FROM (SELECT p.period, p.cut, d.agency, d.procedure_code, d.channel, d.result_at
              d.result_documents, d.result_electronic, d.all_digitised_at, d.reused_at,
              d.synchronised_at, d.paid_online_at, {row}
       FROM {prefix}stat_dossiers d {join} ({periods}) p
+      -- The dossiers a period counts: received before its cut, and received in it, or not
+      -- ended before it, or paid in it.
       ON d.received_at < p.cut AND (d.received_at >= p.start OR d.ended_at IS NULL
-         OR d.ended_at >= p.start OR d.first_paid_at >= p.start)
-      WHERE {where}) c
+         OR d.ended_at >= p.start OR d.first_paid_at >= p.start)) c
 GROUP BY period, agency, procedure_code
 HAVING SUM(rin) + SUM(CASE WHEN v IS NULL THEN 0 ELSE 1 END) + SUM(rout) + SUM(pin) > 0"""
 
@@ -407,16 +403,12 @@ def period_counts(db: ReadDB, spans: dict[str, tuple[str, str]], *, prefix: str 
         "SELECT CAST(? AS TEXT) AS period, CAST(? AS TEXT) AS start, CAST(? AS TEXT) AS cut"
         for _ in spans)
     params: list[Any] = [v for p, (start, cut) in spans.items() for v in (p, start, cut)]
-    first = min(start for start, _ in spans.values())
-    last = max(cut for _, cut in spans.values())
-    # The superset of every period's rows, as scoreboard rows are read (`_scanned`); on
-    # SQLite the dossiers are the outer loop (CROSS JOIN): one scan, each row tried against
-    # each period.
-    where = _scanned(db, _PERIOD_WHERE).replace("received_at", "d.received_at").replace(
-        "ended_at", "d.ended_at").replace("first_paid_at", "d.first_paid_at")
-    sql = _PERIOD_COUNTS.format(row=_PERIOD_ROW, prefix=prefix, periods=periods, where=where,
+    # On SQLite the dossiers are the outer loop (CROSS JOIN): the table read through once,
+    # each row tried against each period (not through the index on received_at, a page read
+    # per row in no order: see `_scanned`).
+    sql = _PERIOD_COUNTS.format(row=_PERIOD_ROW, prefix=prefix, periods=periods,
                                 join="CROSS JOIN" if db.dialect == "sqlite" else "JOIN")
-    for r in db.fetchall(sql, [*params, last, first, first, first]):
+    for r in db.fetchall(sql, params):
         out[r["period"]][(r["agency"], r["procedure_code"])] = {
             k: int(r[k]) for k in COUNTED}
     return out

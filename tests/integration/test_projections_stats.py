@@ -14,6 +14,11 @@ from projections.tracker import timeline_rows
 from tests.factories import PERSONAL, agency, applicant, at, officer, small_province
 
 NOW = "2025-10-15T12:00:00+07:00"
+# The dossiers a period counts (as `queries.period_counts` joins them to it): received before
+# its cut, and received in it, or not ended before it, or paid in it. The Python rules are fed
+# these to compare.
+PERIOD_ROWS = ("received_at < ? AND (received_at >= ? OR ended_at IS NULL OR ended_at >= ?"
+               " OR first_paid_at >= ?)")
 
 
 def rcv(app: Any, when: Any, channel: str = "in_person", procedure: str = "1.001193",
@@ -498,7 +503,7 @@ def test_periods_counted_in_sql_together_or_alone_give_the_rules_figures(
             alone = queries.scoreboard_inputs(system.db, [period], now=when)[period]
             assert together[period] == alone, period
             start, end, cut = alone.start, alone.end, alone.cut
-            every_column = queries._facts(system.db, "", queries._PERIOD_WHERE,
+            every_column = queries._facts(system.db, "", PERIOD_ROWS,
                                           [cut, start, start, start])
             assert alone.per_agency == statistics.period_inputs(
                 every_column.values(), procedures, ratings, start, end, cut), (when, period)
@@ -512,7 +517,7 @@ def test_periods_counted_in_sql_together_or_alone_give_the_rules_figures(
                                                     cut), period
     # The dossier paid in November, after it ended in September, is read for November (its
     # payment), not for December.
-    counted = {p: set(queries._facts(system.db, "", queries._PERIOD_WHERE,
+    counted = {p: set(queries._facts(system.db, "", PERIOD_ROWS,
                                      [together[p].cut, *[together[p].start] * 3]))
                for p in ("2025-11", "2025-12")}
     assert paid_late in counted["2025-11"] and paid_late not in counted["2025-12"]
@@ -605,7 +610,7 @@ def test_sql_counts_follow_the_python_rules_at_every_boundary(backend_settings, 
         counted = queries.scoreboard_inputs(db, periods, now=now)
         for period in periods:
             got = counted[period]
-            rows = queries._facts(db, "", queries._PERIOD_WHERE,
+            rows = queries._facts(db, "", PERIOD_ROWS,
                                   [got.cut, got.start, got.start, got.start])
             assert got.per_agency == statistics.period_inputs(
                 rows.values(), procedures, {}, got.start, got.end, got.cut), (now, period)
