@@ -150,6 +150,9 @@ class _Leaves:
     tree: merkle.Tree = field(init=False)
     # Leading chunks known to be kept in `transparency_leaves` (read from it or written).
     stored: int = 0
+    # Whether reading the records in the table's order was considered (once: the first
+    # hashing of these tables in this process, `TransparencyLog._hash_in_table_order`).
+    scanned: bool = False
 
     def __post_init__(self) -> None:
         self.tree = merkle.Tree(self.hashes)
@@ -286,8 +289,9 @@ class TransparencyLog:
         sql = self.db.q(f"SELECT f.position AS position, {data} AS data, {token} AS token"
                         " FROM public_feed f WHERE f.position>? ORDER BY f.position LIMIT ?")
         leaf = merkle.leaf_hash
-        if self.db.dialect == "sqlite":
+        if self.db.dialect == "sqlite" and not cache.scanned:
             self._hash_in_table_order(cache, data, token)
+            cache.scanned = True
         while True:
             last = cache.positions[-1] if cache.positions else 0
             # Up to the end of the current chunk: complete chunks are kept as they fill.
@@ -303,13 +307,15 @@ class TransparencyLog:
                 self._keep(cache)
 
     def _hash_in_table_order(self, cache: _Leaves, data: str, token: str) -> None:
-        """SQLite: hash the records after the last leaf of `cache`, when they are many (at least
-        BULK_CHUNKS chunks) and their positions have no gap, in the table's own order, each
-        hash put in its position's place. A rebuild writes the feed dossier after dossier,
-        so reading it by position fetches a page per record in no order (a province's
-        feed, 5.1 million records: 20 s of its 36); in table order the pages are read once
-        each. The records are those up to the last position found at the start (later ones
-        are hashed by position after it), read with the tables' token as `_hash_feed`'s."""
+        """SQLite, the first hashing of these tables in this process (later ones hash the
+        records appended since, by position): hash the records after the last leaf of
+        `cache`, when they are many (at least BULK_CHUNKS chunks) and their positions have no
+        gap, in the table's own order, each hash put in its position's place. A rebuild
+        writes the feed dossier after dossier, so reading it by position fetches a page per
+        record in no order (a province's feed, 5.1 million records: 20 s of its 36); in
+        table order the pages are read once each. The records are those up to the last
+        position found at the start (later ones are hashed by position after it), read with
+        the tables' token as `_hash_feed`'s."""
         last = cache.positions[-1] if cache.positions else 0
         found = self.db.fetchone("SELECT COUNT(*) AS n, MIN(position) AS lo, MAX(position) AS hi"
                                  " FROM public_feed WHERE position>?", (last,))

@@ -371,8 +371,10 @@ def test_a_feed_rebuilt_dossier_after_dossier_is_hashed_in_table_order_to_the_sa
         used.append(len(cache.hashes) - before)
 
     monkeypatch.setattr(transparency.TransparencyLog, "_hash_in_table_order", spied)
-    leaves = log_of(make_system(sealed.settings)).leaves()
+    log = log_of(make_system(sealed.settings))
+    leaves = log.leaves()
     assert used == [len(hashes)], "read in table order, every record at once"
+    assert log.leaves() is leaves and used == [len(hashes)]  # once, not at every proof
     assert list(leaves.positions) == positions and list(leaves.hashes) == hashes
     assert leaves.tree.root() == merkle.root_of(hashes)
     kept = sealed.db.fetchall("SELECT chunk, root FROM transparency_leaves ORDER BY chunk")
