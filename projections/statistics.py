@@ -60,15 +60,10 @@ def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str
     """766 inputs of every agency (the receiving agency) for one period, judged at `cut`."""
     per: dict[str, dict[str, Any]] = {}
 
-    def inputs(agency: str) -> dict[str, Any]:
-        if agency not in per:
-            per[agency] = index766.empty_inputs()
-        return per[agency]
-
     for d in dossiers:
         i = None
         if start <= d["received_at"] < cut:
-            i = inputs(d["agency"])
+            i = _inputs(per, d["agency"])
             i["received"] += 1
             _used(i, d["procedure_code"], procedures)
             paper_result = (d["result_at"] is not None and d["result_at"] < cut
@@ -82,21 +77,29 @@ def period_inputs(dossiers: Iterable[Mapping[str, Any]], procedures: Mapping[str
                 i["synchronised"] += 1
         v = verdict_in(d, start, cut)
         if v is not None:
-            i = i or inputs(d["agency"])
+            i = i or _inputs(per, d["agency"])
             i["judged"] += 1
             i["on_time"] += v != "late"
         if d["result_at"] is not None and start <= d["result_at"] < cut:
-            i = i or inputs(d["agency"])
+            i = i or _inputs(per, d["agency"])
             i["results"] += 1
             i["results_electronic"] += d["result_electronic"]
         if d["first_paid_at"] is not None and start <= d["first_paid_at"] < cut:
-            i = i or inputs(d["agency"])
+            i = i or _inputs(per, d["agency"])
             i["payments"] += 1
             online = _before(d.get("paid_online_at"), cut)
             i["paid_online"] += online
             if online and (procedures.get(d["procedure_code"]) or {}).get("fee"):
                 i["fee_procedures_paid_online"].add(d["procedure_code"])
     return _rated(per, satisfaction, start, end)
+
+
+def _inputs(per: dict[str, dict[str, Any]], agency: str) -> dict[str, Any]:
+    """The inputs of `agency` in `per`, empty ones put there first."""
+    found = per.get(agency)
+    if found is None:
+        found = per[agency] = index766.empty_inputs()
+    return found
 
 
 def _used(i: dict[str, Any], code: str, procedures: Mapping[str, Mapping]) -> None:
@@ -120,9 +123,7 @@ def _rated(per: dict[str, dict[str, Any]], satisfaction: Mapping[tuple[str, ...]
     for (scope, grp, month, criterion, level), n in satisfaction.items():
         if scope != "agency" or criterion != "overall" or not first <= month < last:
             continue
-        i = per.get(grp)
-        if i is None:
-            i = per[grp] = index766.empty_inputs()
+        i = _inputs(per, grp)
         i["ratings"] += n
         if level == "not_satisfied":
             i["not_satisfied"] += n
@@ -139,9 +140,7 @@ def inputs_from_counts(counts: Mapping[tuple[str, str], Mapping[str, int]],
     the procedures counted."""
     per: dict[str, dict[str, Any]] = {}
     for (agency, code), c in counts.items():
-        i = per.get(agency)
-        if i is None:
-            i = per[agency] = index766.empty_inputs()
+        i = _inputs(per, agency)
         for k, n in c.items():
             i[k] += n
         if c["received"]:
