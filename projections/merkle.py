@@ -117,7 +117,7 @@ class LeafHashes(Sequence[bytes]):
             start, stop, step = i.indices(len(self))
             if step != 1:
                 return [self[j] for j in range(start, stop, step)]
-            part = bytes(self._buf[start << 5:max(start, stop) << 5])
+            part = bytes(self._buf[start << 5:stop << 5])
             return [part[j:j + 32] for j in range(0, len(part), 32)]
         n = len(self)
         if i < 0:

@@ -167,3 +167,15 @@ def test_subtrees_kept_elsewhere_are_taken_as_remembered(monkeypatch):
         seeded.subtree(40, 48)  # past the last leaf
     with pytest.raises(ValueError):
         packed.extend_packed(b"short")
+
+
+def test_packed_leaf_hashes_slice_as_a_list_does():
+    """Slices of the packed hashes (the tree hashes a subtree from one) are those of the list
+    of single hashes, whatever their bounds and step."""
+    plain = [leaf_hash(r) for r in records(13)]
+    hashes = merkle.LeafHashes()
+    for h in plain:
+        hashes.append(h)
+    for part in (slice(0, 13), slice(3, 8), slice(5, 5), slice(8, 3), slice(-4, None),
+                 slice(None, -20), slice(2, 100), slice(1, 12, 3), slice(None, None, -2)):
+        assert hashes[part] == plain[part], part
