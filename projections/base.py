@@ -73,6 +73,9 @@ class Projection:
     partitioned: bool = True
     # The tracking-row suffix of a rebuild partition ("#1", "#2", ...; "" for the first).
     partition: str = ""
+    # True while a rebuild feeds it in aggregate order (`projections.rebuild`): whatever it
+    # derives from the log's order across aggregates waits for `finish_rebuild`.
+    by_aggregate: bool = False
     # Event type (qualname) -> the only fields of its events this projection reads: a
     # rebuild that feeds it in log order, without the partitioned projections, decodes just
     # those (`projections.fastread.FastReader.decode_fields`).
@@ -126,6 +129,11 @@ class Projection:
     def drop(self, cur: Any) -> None:
         for table in self.tables:
             cur.execute(f"DROP TABLE IF EXISTS {self.t(table)}")
+
+    def finish_rebuild(self, cur: Any) -> None:
+        """Called once by a rebuild that fed it in aggregate order, after every partition has
+        ended and before the swap, in one transaction: complete what needed the log's order
+        across aggregates."""
 
     @property
     def tracking_name(self) -> str:

@@ -15,12 +15,19 @@ def usage_bucket(count: int) -> int:
     return 0 if count <= 0 else int(math.log2(count)) + 1
 
 
+# A rebuild fed in aggregate order keeps each reception's procedure and log position here,
+# in the shadow tables' prefix; `finish_rebuild` counts them in log order, then drops it.
+RECEPTIONS = "catalogue_receptions"
+
+
 class CatalogueProjection(Projection):
     name = "catalogue"
     text_times = True
-    # Usage buckets, and the revision a crossing takes, follow every dossier received in log
-    # order: one process feeds it in a parallel rebuild.
-    partitioned = False
+    # Its rows are per aggregate (agency, officer, procedure); the usage counts add up, and
+    # their buckets' crossings, which follow every dossier received in log order, are found
+    # at the end of a rebuild fed by aggregate (`finish_rebuild`). Before, one process fed it
+    # in log order, reading the whole log for its topics: 6.3 s of the province's rebuild.
+    partitioned = True
     tables = {
         "procedures": """
             code TEXT PRIMARY KEY,
@@ -110,13 +117,22 @@ class CatalogueProjection(Projection):
 
     def flush(self, cur: Any) -> None:
         """Write buffered usage counts. A bucket change takes the position of the very dossier
-        that crossed it as its revision, so the table does not depend on batch boundaries."""
+        that crossed it as its revision, so the table does not depend on batch boundaries
+        (a revision never goes back: a procedure amended later in the batch keeps the
+        amendment's). Fed in aggregate order, the receptions are kept for `finish_rebuild`."""
         if not self._usage:
+            return
+        if self.by_aggregate:
+            receptions = self._receptions(cur)
+            cur.executemany(f"INSERT INTO {receptions} (code, position) VALUES (?,?)",
+                            [(code, p) for code, positions in self._usage.items()
+                             for p in positions])
+            self._usage.clear()
             return
         table = self.t("procedures")
         for code, positions in sorted(self._usage.items()):
-            row = cur.execute(f"SELECT usage_count, usage_bucket FROM {table} WHERE code=?",
-                              (code,)).fetchone()
+            row = cur.execute(f"SELECT usage_count, usage_bucket, revision FROM {table}"
+                              " WHERE code=?", (code,)).fetchone()
             if row is None:
                 continue
             count, bucket, crossed_at = int(row["usage_count"]), int(row["usage_bucket"]), None
@@ -124,13 +140,50 @@ class CatalogueProjection(Projection):
                 count += 1
                 if usage_bucket(count) != bucket:
                     bucket, crossed_at = usage_bucket(count), position
-            if crossed_at is not None:
-                cur.execute(f"UPDATE {table} SET usage_count=?, usage_bucket=?, revision=?,"
-                            " updated_at=? WHERE code=?",
-                            (count, bucket, crossed_at, now_iso(), code))
-            else:
-                cur.execute(f"UPDATE {table} SET usage_count=? WHERE code=?", (count, code))
+            self._set_usage(cur, code, count, bucket, crossed_at, int(row["revision"]))
         self._usage.clear()
+
+    def _set_usage(self, cur: Any, code: str, count: int, bucket: int, crossed_at: int | None,
+                   revision: int) -> None:
+        table = self.t("procedures")
+        if crossed_at is not None:
+            cur.execute(f"UPDATE {table} SET usage_count=?, usage_bucket=?, revision=?,"
+                        " updated_at=? WHERE code=?",
+                        (count, bucket, max(revision, crossed_at), now_iso(), code))
+        else:
+            cur.execute(f"UPDATE {table} SET usage_count=? WHERE code=?", (count, code))
+
+    def _receptions(self, cur: Any) -> str:
+        """The side table of a rebuild fed by aggregate (made by the first to need it)."""
+        table = self.t(RECEPTIONS)
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (code TEXT NOT NULL,"
+                    " position BIGINT NOT NULL)")
+        return table
+
+    def drop(self, cur: Any) -> None:
+        super().drop(cur)
+        cur.execute(f"DROP TABLE IF EXISTS {self.t(RECEPTIONS)}")
+
+    def finish_rebuild(self, cur: Any) -> None:
+        """Count the receptions kept by the partitions, in log order: per procedure, how many,
+        and the position of the one that crossed into its bucket (the 2^k-th: a bucket is
+        log2 of the count), as `flush` counts them one batch after another."""
+        if not self.by_aggregate:
+            return
+        receptions = self._receptions(cur)
+        table = self.t("procedures")
+        current = {r["code"]: int(r["revision"]) for r in cur.execute(
+            f"SELECT code, revision FROM {table}").fetchall()}
+        for row in cur.execute(
+                "SELECT code, COUNT(*) AS n, MAX(CASE WHEN (rn & (rn - 1)) = 0 THEN position"
+                " END) AS crossed FROM (SELECT code, position, ROW_NUMBER() OVER (PARTITION BY"
+                f" code ORDER BY position) AS rn FROM {receptions}) r GROUP BY code"
+                ).fetchall():
+            if row["code"] in current:  # (receptions of a procedure never published: none)
+                n = int(row["n"])
+                self._set_usage(cur, row["code"], n, usage_bucket(n), int(row["crossed"]),
+                                current[row["code"]])
+        cur.execute(f"DROP TABLE {receptions}")
 
     # agencies -------------------------------------------------------------------------
     def on_Agency_Registered(self, cur: Any, ev: Agency.Registered, position: int) -> None:
@@ -170,3 +223,4 @@ class CatalogueProjection(Projection):
     def on_Officer_Left(self, cur: Any, ev: Officer.Left, position: int) -> None:
         cur.execute(f"UPDATE {self.t('officers')} SET active=0 WHERE id=?",
                     (str(ev.originator_id),))
+

@@ -23,8 +23,10 @@ Speed (a province's years are millions of events): batches of `REBUILD_BATCH` ev
 tables without their secondary indexes until the end. On SQLite the partitioned projections
 are replayed in aggregate order (`RebuildRunner.replay_aggregates`: a dossier's rows are read
 and written about once, however its events interleave with others' in the log), each of
-`workers` processes its own range of aggregate ids (`aggregate_bounds`); the catalogue is fed in
-log order, reading only its topics; the tables a swap replaces are dropped after it.
+`workers` processes its own range of aggregate ids (`aggregate_bounds`), and what needs the
+log's order across aggregates is completed once they have all ended
+(`Projection.finish_rebuild`); a projection that is not partitioned (the national outbox) is fed
+in log order, reading only its topics; the tables a swap replaces are dropped after it.
 """
 
 from __future__ import annotations
@@ -217,6 +219,9 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
     with _bulk_session(db), fewer_collections():
         if by_aggregate:
             events = _run_by_aggregate(runner, factory, parts, stop, bar)
+            with db.transaction() as cur:
+                for p in shadows:
+                    p.finish_rebuild(cur)
         else:
             events = runner.catch_up(stop=stop, progress=bar)
     forget_page()  # the last page's events (a demo keeps running in this process)
@@ -383,7 +388,8 @@ class RebuildRunner(Runner):
 
 
 # The first partition also feeds, in log order, the projections that are not partitioned (the
-# catalogue): extra work worth about FIRST_EXTRA of all the aggregates' own. It takes that much
+# catalogue was; the national outbox, when named): extra work worth about FIRST_EXTRA of all the
+# aggregates' own. It takes that much
 # less of the aggregates, so that the partitions end together (the swap waits for all of them,
 # so it is no part of this). Measured by when the first partition finished against the others:
 # 0.18 left it waiting 2.4 s of a 22.8 s rebuild of the 100k-dossier store, 0.10 0.2 s; since
@@ -394,14 +400,15 @@ _SPAN = 1 << 32
 
 
 @cache
-def aggregate_bounds(parts: int) -> tuple[str | None, ...]:
+def aggregate_bounds(parts: int, extra: float = FIRST_EXTRA) -> tuple[str | None, ...]:
     """Where each partition's aggregates start, as id text (None: the first's start and the
     last's end): partition k replays the aggregates whose id is in [bounds[k], bounds[k + 1]).
     Ids are random, so the first 32 bits split them: the first partition takes a share of
-    (1 - FIRST_EXTRA * (parts - 1)) / parts, the others the rest in equal parts."""
+    (1 - extra * (parts - 1)) / parts, the others the rest in equal parts (`extra`: the
+    first's work besides its aggregates, as a share of all of theirs)."""
     if parts == 1:
         return (None, None)
-    cut = int(max((1 - FIRST_EXTRA * (parts - 1)) / parts, 0.1 / parts) * _SPAN)
+    cut = int(max((1 - extra * (parts - 1)) / parts, 0.1 / parts) * _SPAN)
     starts = [cut + (k - 1) * (_SPAN - cut) // (parts - 1) for k in range(1, parts)]
     return (None, *(f"{h:08x}" for h in starts), None)
 
@@ -419,7 +426,9 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
     spread = [p for p in runner.projections if p.partitioned]
     if not spread:
         parts = 1
-    bounds = aggregate_bounds(parts)
+    bounds = aggregate_bounds(parts, FIRST_EXTRA if ordered else 0.0)
+    for p in spread:
+        p.by_aggregate = True
     # Rows read by each partition, in memory shared with the forked children, which only
     # write their own slot: the bar is drawn here.
     read = RawArray("q", parts)
@@ -436,7 +445,7 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
         for k in range(1, parts):
             mine = [p for p in factory(SHADOW) if p.name in names]
             for p in mine:
-                p.partition, p.rebuilding = f"#{k}", True
+                p.partition, p.rebuilding, p.by_aggregate = f"#{k}", True, True
             pid = os.fork()
             if pid == 0:  # the child: its own connections, then exit without any clean-up
                 code = 1
@@ -457,7 +466,7 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
                 finally:
                     os._exit(code)
             children[pid] = [p.tracking_name for p in mine]
-        if ordered:  # reading only the topics they read (the catalogue: about 1 in 8)
+        if ordered:  # reading only the topics they read
             assert runner.reader is not None
             topics = [t for t in runner.reader.topics()
                       if any(p.reads(t) for p in ordered)]

@@ -14,14 +14,15 @@ from projections import queries
 from projections.db import ReadDB
 from projections.rebuild import position_at, rebuild, snapshots
 from projections.registry import public_projections
-from tests.factories import at, small_province
+from tests.factories import at, procedure, small_province
 from tests.integration.test_projections_stats import finish, rcv, scenario
 
-# updated_at is wall-clock; procedures.revision marks the batch in which the usage bucket changed
-# (a change marker for the search sync, it depends on batch boundaries, not a public value).
-# Wall-clock columns (the national outbox's `created_at` is the only one of its kind). The feed
-# tables' generation token is new with every build by design (`projections.feed`).
-VOLATILE = {"updated_at", "revision", "created_at", "token"}
+# Wall-clock columns: updated_at, and the national outbox's `created_at` (the only one of its
+# kind). The feed tables' generation token is new with every build by design
+# (`projections.feed`). (procedures.revision, the search sync's change marker, is the position
+# of the procedure's last act or of the reception that crossed into its usage bucket, whatever
+# the batches or the order the aggregates were fed in.)
+VOLATILE = {"updated_at", "created_at", "token"}
 REBUILT = {"catalogue", "tracker", "feed", "stats"}
 
 
@@ -70,6 +71,49 @@ def test_full_rebuild_swaps_in_identical_tables_and_the_runner_carries_on(backen
     assert queries.dossier(system.db, r.code)["status"] == "received"
     with pytest.raises(ValueError, match="unknown projection"):
         rebuild(system.app, system.db, public_projections, only=["nope"])
+
+
+def test_usage_counts_and_revisions_are_the_log_order_ones_however_the_catalogue_is_fed(
+        backend_settings, make_system):
+    """A procedure's usage count, bucket (log2 of the count) and revision (its last act, or the
+    reception that crossed into its bucket, whichever came last in the log): the live runner
+    counts them batch after batch in log order; a rebuild on SQLite feeds the catalogue
+    dossier after dossier, in two processes, and counts the receptions in log order at the
+    end (`CatalogueProjection.finish_rebuild`)."""
+    system = make_system(backend_settings.with_(projection_batch_size=1000))
+    app = system.app
+    small_province(app)
+    code = "1.001193"
+    for day in range(1, 6):  # the 1st, 2nd and 4th cross into buckets 1, 2 and 3
+        rcv(app, at(2025, 9, day, 8, 0), procedure=code)
+    app.amend_procedure(procedure(code, "Đăng ký khai sinh (sửa)"))
+    system.catch_up()  # one batch: the 4th reception's crossing comes before the amendment
+
+    def positions(kind: str) -> list[int]:
+        return [r["position"] for r in system.db.fetchall(
+            "SELECT position FROM public_feed WHERE type=? ORDER BY position", (kind,))]
+
+    def row() -> dict[str, Any]:
+        found = system.db.fetchone("SELECT usage_count, usage_bucket, revision FROM procedures"
+                                   " WHERE code=?", (code,))
+        assert found is not None
+        return found
+
+    amended = positions("Procedure.Amended")[0]
+    assert row() == {"usage_count": 5, "usage_bucket": 3, "revision": amended}
+    live = dump(system.db)
+    rebuild(system.app, system.db, public_projections, workers=2, batch_size=3)
+    assert dump(system.db) == live and row()["revision"] == amended
+    for day in range(8, 11):  # the 8th crosses into bucket 4, after the amendment
+        rcv(app, at(2025, 9, day, 8, 0), procedure=code)
+    system.catch_up()
+    eighth = positions("Dossier.Received")[7]
+    assert row() == {"usage_count": 8, "usage_bucket": 4, "revision": eighth}
+    live = dump(system.db)
+    rebuild(system.app, system.db, public_projections, workers=2, batch_size=3)
+    assert dump(system.db) == live
+    # No side table is left: the receptions the partitions kept were counted and dropped.
+    assert not system.db.table_exists("rb_catalogue_receptions")
 
 
 def test_as_of_act_time_shows_the_list_as_it_stood_before_the_dossier_became_late(

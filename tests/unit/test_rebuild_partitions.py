@@ -49,3 +49,6 @@ def test_the_first_partition_takes_fewer_aggregates_for_its_extra_work() -> None
         assert abs(share[0] - first) < 0.02
         for k in range(1, parts):
             assert abs(share[k] - (1 - first) / (parts - 1)) < 0.02
+    # Without extra work (nothing fed in log order), equal shares.
+    assert aggregate_bounds(2, 0.0) == (None, "80000000", None)
+    assert aggregate_bounds(4, 0.0)[1:-1] == ("40000000", "80000000", "c0000000")
