@@ -76,10 +76,6 @@ class Projection:
     # True while a rebuild feeds it in aggregate order (`projections.rebuild`): whatever it
     # derives from the log's order across aggregates waits for `finish_rebuild`.
     by_aggregate: bool = False
-    # Event type (qualname) -> the only fields of its events this projection reads: a
-    # rebuild that feeds it in log order, without the partitioned projections, decodes just
-    # those (`projections.fastread.FastReader.decode_fields`).
-    fields_read: dict[str, tuple[str, ...]] = {}
     # True when every handler takes the events' times as datetimes or as their stored text
     # (`projections.fastread`'s `text_times`): a rebuild feeding only such projections then
     # leaves the times it reads as text.

@@ -118,7 +118,6 @@ class FastReader:
         self.mapper = app.mapper
         self.recorder = app.recorder
         self._classes: dict[str, tuple[type, int]] = {}
-        self._fields: dict[tuple[str, ...], Callable[[bytes], Any]] = {}
         self._walk: Callable[[Any], Any] = lambda value: value
         transcoder = self.mapper.transcoder
         self._decode_json: Callable[[bytes], Any] | None = None
@@ -280,43 +279,6 @@ class FastReader:
             PLAIN[id(ev)] = ev
         return ev
 
-    def _fields_decoder(self, names: tuple[str, ...]) -> Callable[[bytes], Any]:
-        found = self._fields.get(names)
-        if found is None:
-            struct = msgspec.defstruct("Fields", [(n, Any, msgspec.UNSET) for n in dict.fromkeys(
-                (*names, "timestamp", "class_version"))])
-            found = self._fields[names] = msgspec.json.Decoder(struct).decode
-        return found
-
-    def decode_fields(self, originator_id: Any, version: int, topic: str, state: bytes,
-                      names: tuple[str, ...]) -> Any:
-        """The event with only the fields `names` of its state, and its record time: the JSON
-        decoder skips the rest without building it (`Projection.fields_read`). An event stored
-        by an older class version (upcasts take the whole state) is decoded whole."""
-        cls, class_version = self._class(topic)
-        stored = state
-        try:
-            found = self._fields_decoder(names)(self._json(state))
-        except msgspec.DecodeError:  # what msgspec refuses and json accepts (NaN)
-            return self.decode(originator_id, version, topic, stored)
-        stored_version = found.class_version
-        if stored_version is not msgspec.UNSET and stored_version < class_version:
-            return self.decode(originator_id, version, topic, stored)
-        walk = self._walk
-        event_state: dict[str, Any] = {}
-        for n in found.__struct_fields__:
-            value = getattr(found, n)
-            if value is msgspec.UNSET or n == "class_version":
-                continue
-            t = type(value)
-            # The library's transcodings ({"_type_", "_data_"}: times) decoded as it does.
-            event_state[n] = walk(value) if t is dict or t is list else value
-        event_state["originator_id"] = id_uuid(originator_id)
-        event_state["originator_version"] = version
-        ev = object.__new__(cls)
-        _set(ev, "__dict__", event_state)
-        return ev
-
     def _select(self, sql: str, params: Sequence[Any]) -> list[Any]:
         if self._own is not None:
             return self._own.execute(sql, params).fetchall()
@@ -354,22 +316,13 @@ class FastReader:
             f"SELECT DISTINCT topic FROM {self._sqlite_table}", ()))
 
     def read(self, start: int, limit: int, stop: int | None = None,
-             topics: Sequence[str] | None = None,
-             fields: dict[str, tuple[str, ...]] | None = None) -> list[tuple[int, Any]]:
+             topics: Sequence[str] | None = None) -> list[tuple[int, Any]]:
         """Events after position `start` (exclusive), at most `limit`, up to `stop` inclusive
-        (only of `topics` when given: SQLite only). `fields`: event type (qualname) -> the
-        only fields to decode of its events (`decode_fields`)."""
+        (only of `topics` when given: SQLite only)."""
         forget_page()  # the last batch's (memory stays bounded)
         decode = self.decode
-        rows = self._rows(start, limit, stop, topics)
-        if not fields:
-            return [(r[0], decode(r[1], r[2], r[3], r[4])) for r in rows]
-        out = []
-        for r in rows:
-            names = fields.get(self._class(r[3])[0].__qualname__)
-            out.append((r[0], decode(r[1], r[2], r[3], r[4]) if names is None else
-                        self.decode_fields(r[1], r[2], r[3], r[4], names)))
-        return out
+        return [(r[0], decode(r[1], r[2], r[3], r[4]))
+                for r in self._rows(start, limit, stop, topics)]
 
     def event_at(self, position: int) -> Any | None:
         """The event stored at a position (None: none there). Unlike `read`, it keeps what

@@ -273,15 +273,6 @@ class RebuildRunner(Runner):
     def __init__(self, app: Any, db: ReadDB, projections: Sequence[Projection],
                  topics: Sequence[str] | None = None, **kwargs: Any) -> None:
         super().__init__(app, db, projections, **kwargs)
-        # Event types of which every projection fed here reads only some fields: those. (Not
-        # with an event filter: "as of" by act time reads every event's own time.)
-        self.fields: dict[str, tuple[str, ...]] = {}
-        kinds = {k for p in self.projections for k in p.fields_read} \
-            if self.event_filter is None else set()
-        for kind in kinds:
-            if all(kind in p.fields_read for p in self.projections):
-                self.fields[kind] = tuple(sorted({f for p in self.projections
-                                                  for f in p.fields_read[kind]}))
         reader = FastReader(app, text_times=all(p.text_times for p in self.projections))
         self.reader = reader if reader.usable() else None
         self.prepare_outside = True
@@ -298,8 +289,7 @@ class RebuildRunner(Runner):
             return super().read_batch(start, stop)
         if start >= stop:
             return None
-        events = self.reader.read(start, self.batch_size, stop, topics=self.topics,
-                                  fields=self.fields)
+        events = self.reader.read(start, self.batch_size, stop, topics=self.topics)
         if len(events) == self.batch_size:
             return events, events[-1][0], as_datetime(events[-1][1].timestamp)
         # No event of these topics is left up to `stop`: the tracking row goes there.
@@ -388,13 +378,12 @@ class RebuildRunner(Runner):
 
 
 # The first partition also feeds, in log order, the projections that are not partitioned (the
-# catalogue was; the national outbox, when named): extra work worth about FIRST_EXTRA of all the
-# aggregates' own. It takes that much
-# less of the aggregates, so that the partitions end together (the swap waits for all of them,
-# so it is no part of this). Measured by when the first partition finished against the others:
-# 0.18 left it waiting 2.4 s of a 22.8 s rebuild of the 100k-dossier store, 0.10 0.2 s; since
-# the catalogue decodes only the procedure of a reception (`Projection.fields_read`), 0.06 ends
-# them within 1 s of each other on that store and 1.6 s of a 121 s rebuild of the province.
+# national outbox, when named): extra work worth about FIRST_EXTRA of all the aggregates' own.
+# It takes that much less of the aggregates, so that the partitions end together (the swap
+# waits for all of them). Measured when the catalogue was fed so (its log-order pass, which
+# read the whole log for its topics and decoded only the procedure of a reception): 0.06 ended
+# the partitions within 1 s of each other on the 100k-dossier store and 1.6 s of a 121 s
+# rebuild of the province. Without such projections the partitions take equal shares.
 FIRST_EXTRA = 0.06
 _SPAN = 1 << 32
 

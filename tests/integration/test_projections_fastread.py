@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-import pytest
 from eventsourcing.cryptography import AESCipher
 
 from domain.calendar import VN_TZ, utc_iso, vn_iso
@@ -276,34 +275,3 @@ def test_events_of_plain_json_are_marked_and_their_records_need_no_check(sqlite_
     # Another page read forgets the last page's events.
     reader.read(0, 1)
     assert len(fastread.PLAIN) <= 1
-
-
-@pytest.mark.parametrize("encrypted", [False, True])
-def test_a_reading_of_some_fields_gives_them_as_the_whole_event_has_them(
-        sqlite_settings, make_system, encrypted):
-    """`Projection.fields_read`: the catalogue's log-order pass of a rebuild decodes only the
-    fields it reads of a reception; they, the record time and the ids are the mapper's (a
-    time, a list, a string), on a plain and an encrypted store; nothing else is there."""
-    settings = sqlite_settings
-    if encrypted:
-        settings = settings.with_(cipher_key=AESCipher.create_key(16))
-    system = make_system(settings)
-    scenario(system.app)
-    reader = FastReader(system.app)
-    names = ("procedure_code", "received_at", "components", "no_such_field")
-    whole = reader.read(0, 10_000)
-    some = reader.read(0, 10_000, fields={"Dossier.Received": names})
-    assert [p for p, _ in some] == [p for p, _ in whole]
-    received = 0
-    for (_, full), (_, part) in zip(whole, some, strict=True):
-        assert type(part) is type(full)
-        if type(full).__qualname__ != "Dossier.Received":
-            assert part.__dict__ == full.__dict__
-            continue
-        received += 1
-        kept = {k: v for k, v in full.__dict__.items()
-                if k in (*names, "timestamp", "originator_id", "originator_version")}
-        assert part.__dict__ == kept
-        assert isinstance(part.received_at, datetime) and part.components
-        assert not hasattr(part, "applicant_masked")
-    assert received >= 3
