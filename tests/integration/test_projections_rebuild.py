@@ -102,6 +102,10 @@ def test_usage_counts_and_revisions_are_the_log_order_ones_however_the_catalogue
     amended = positions("Procedure.Amended")[0]
     assert row() == {"usage_count": 5, "usage_bucket": 3, "revision": amended}
     live = dump(system.db)
+    with system.db.transaction() as cur:  # left by a rebuild killed before its finish
+        cur.execute("CREATE TABLE rb_catalogue_receptions (code TEXT NOT NULL,"
+                    " position BIGINT NOT NULL)")
+        cur.execute("INSERT INTO rb_catalogue_receptions VALUES (?, 999999)", (code,))
     rebuild(system.app, system.db, public_projections, workers=2, batch_size=3)
     assert dump(system.db) == live and row()["revision"] == amended
     for day in range(8, 11):  # the 8th crosses into bucket 4, after the amendment
