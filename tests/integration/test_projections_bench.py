@@ -36,6 +36,9 @@ def check(report: dict, workers: int = 2) -> None:
     assert report["rebuild"]["cpu_seconds"] > 0 and report["rebuild"]["workers"] == workers
     assert report["rebuild"]["events_per_second"] > 0 and report["rebuild_to_raw_ratio"] > 0
     assert 0 < report["rebuild"]["swap_seconds"] < report["rebuild"]["seconds"]
+    # The rebuilt feed hashed for the transparency log: a leaf per log position.
+    assert report["transparency_leaves"]["leaves"] == gen["events"]
+    assert report["transparency_leaves"]["seconds"] > 0
     for mode in ("worker", "in_process"):
         lag = report["live_lag"][mode]
         assert lag["samples"] == 3 and 0 <= lag["p50_ms"] <= lag["p99_ms"]
