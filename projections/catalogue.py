@@ -26,7 +26,9 @@ class CatalogueProjection(Projection):
     # Its rows are per aggregate (agency, officer, procedure); the usage counts add up, and
     # their buckets' crossings, which follow every dossier received in log order, are found
     # at the end of a rebuild fed by aggregate (`finish_rebuild`). Before, one process fed it
-    # in log order, reading the whole log for its topics: 6.3 s of the province's rebuild.
+    # in log order, reading the whole log for its topics (6.3 s of the province's rebuild in
+    # that process; the rebuild's CPU time went down about 3 s, its handlers now run in the
+    # partitions).
     partitioned = True
     tables = {
         "procedures": """
@@ -175,7 +177,9 @@ class CatalogueProjection(Projection):
                 " END) AS crossed FROM (SELECT code, position, ROW_NUMBER() OVER (PARTITION BY"
                 f" code ORDER BY position) AS rn FROM {receptions}) r GROUP BY code"
                 ).fetchall():
-            if row["code"] in current:  # (receptions of a procedure never published: none)
+            # (A reception needs its procedure in force: each comes after its publication, as
+            # `flush` counts them.)
+            if row["code"] in current:
                 n = int(row["n"])
                 self._set_usage(cur, row["code"], n, usage_bucket(n), int(row["crossed"]),
                                 current[row["code"]])
@@ -219,4 +223,3 @@ class CatalogueProjection(Projection):
     def on_Officer_Left(self, cur: Any, ev: Officer.Left, position: int) -> None:
         cur.execute(f"UPDATE {self.t('officers')} SET active=0 WHERE id=?",
                     (str(ev.originator_id),))
-
