@@ -330,6 +330,8 @@ def worklist_rows(system: System, account: Account, page: int = 1, mine: bool = 
     where, params = worklist_where(account, mine)
     db = system.db
     total = worklist_size(system, account, mine)
+    if page > 1 and (page - 1) * WORKLIST_PAGE >= total:  # past the last page: nothing to read
+        return [], total
     # The step's deadline is the statistics' copy (the page shows the dossier's own below).
     rows = db.fetchall(
         "SELECT d.code, d.procedure_name, d.agency, d.holder_agency, d.status, d.received_at,"
