@@ -346,13 +346,12 @@ def scoreboard_inputs(db: ReadDB, periods: list[str], *, now: str | None = None,
 
 
 # `statistics.period_inputs`' counts of one dossier for one period [p.start, p.cut), as SQL
-# over a row `d` of stat_dossiers and a row `p` of periods: 1 or 0 each (`rin`: received in
-# the period; `v`: its verdict, NULL when not judged in it). Times are ISO text of one form,
-# compared as text, as in Python.
+# over a row `d` of stat_dossiers and a row `p` of periods that the join paired with it (so
+# received before p.cut): 1 or 0 each (`rin`: received in the period; `v`: its verdict, NULL
+# when not judged in it). Times are ISO text of one form, compared as text, as in Python.
 _PERIOD_ROW = """
-    CASE WHEN d.received_at >= p.start AND d.received_at < p.cut THEN 1 ELSE 0 END AS rin,
-    CASE WHEN d.received_at >= p.cut THEN NULL
-         WHEN d.ended_at IS NOT NULL AND d.ended_at < p.cut THEN
+    CASE WHEN d.received_at >= p.start THEN 1 ELSE 0 END AS rin,
+    CASE WHEN d.ended_at IS NOT NULL AND d.ended_at < p.cut THEN
               CASE WHEN d.ended_at < p.start THEN NULL
                    WHEN d.verdict = 'late' THEN 'late' ELSE 'on_time' END
          WHEN d.appointment_at < p.cut THEN
@@ -361,6 +360,9 @@ _PERIOD_ROW = """
     END AS v,
     CASE WHEN d.result_at >= p.start AND d.result_at < p.cut THEN 1 ELSE 0 END AS rout,
     CASE WHEN d.first_paid_at >= p.start AND d.first_paid_at < p.cut THEN 1 ELSE 0 END AS pin"""
+
+COUNTED = ("received", "online", "digitised", "reused", "synchronised", "judged", "on_time",
+           "results", "results_electronic", "payments", "paid_online")
 
 _PERIOD_COUNTS = """
 SELECT period, agency, procedure_code,
@@ -412,10 +414,6 @@ def period_counts(db: ReadDB, spans: dict[str, tuple[str, str]], *, prefix: str 
         out[r["period"]][(r["agency"], r["procedure_code"])] = {
             k: int(r[k]) for k in COUNTED}
     return out
-
-
-COUNTED = ("received", "online", "digitised", "reused", "synchronised", "judged", "on_time",
-           "results", "results_electronic", "payments", "paid_online")
 
 
 def inputs_bases(db: ReadDB, periods: list[str], *, now: str | None = None, prefix: str = ""
