@@ -324,14 +324,11 @@ def worklist_size(system: System, account: Account, mine: bool) -> int:
 
 
 def worklist_rows(system: System, account: Account, page: int = 1, mine: bool = False
-                  ) -> tuple[list[dict[str, Any]], int]:
+                  ) -> list[dict[str, Any]]:
     """The worklist (`worklist_where`), deadline first (the step's, or the appointment if it
-    comes earlier): page `page` of WORKLIST_PAGE, and how many there are in all."""
+    comes earlier): page `page` of WORKLIST_PAGE (`worklist_size` counts them all)."""
     where, params = worklist_where(account, mine)
     db = system.db
-    total = worklist_size(system, account, mine)
-    if page > 1 and (page - 1) * WORKLIST_PAGE >= total:  # past the last page: nothing to read
-        return [], total
     # The step's deadline is the statistics' copy (the page shows the dossier's own below).
     rows = db.fetchall(
         "SELECT d.code, d.procedure_name, d.agency, d.holder_agency, d.status, d.received_at,"
@@ -365,7 +362,7 @@ def worklist_rows(system: System, account: Account, page: int = 1, mine: bool = 
             cal.working_seconds_between(now, first) <= day)
         out.append(r)
     out.sort(key=lambda r: (not r["overdue"], r["deadline"]))
-    return out, total
+    return out
 
 
 def head_view(system: System, agency: str | None) -> dict[str, Any]:
@@ -420,10 +417,11 @@ class StaffController(StaffArea):
         me = ctx["me"]
         mine = mine and me.officer_key is not None
         officers, agencies = desk_directory(s)
-        rows, total = worklist_rows(s, me, page, mine)
+        total = worklist_size(s, me, mine)
         pages = max(1, -(-total // WORKLIST_PAGE))
         if page > pages:
             raise NotFoundException(f"Danh sách việc chỉ có {pages} trang.")
+        rows = worklist_rows(s, me, page, mine)
         # The other list's size, for its link (the officer's own, or the agency's).
         other = worklist_size(s, me, not mine) if me.officer_key else None
         return Template("staff/worklist.html", context={
