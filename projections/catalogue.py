@@ -79,6 +79,7 @@ class CatalogueProjection(Projection):
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
         self._usage: dict[str, list[int]] = {}
+        self._receptions_made = False
 
     # procedures -----------------------------------------------------------------------
     def _upsert_procedure(self, cur: Any, code: str, record: dict[str, Any], status: str,
@@ -152,10 +153,13 @@ class CatalogueProjection(Projection):
             cur.execute(f"UPDATE {table} SET usage_count=? WHERE code=?", (count, code))
 
     def _receptions(self, cur: Any) -> str:
-        """The side table of a rebuild fed by aggregate (made by the first to need it)."""
+        """The side table of a rebuild fed by aggregate (made by the first partition to need
+        it; each asks once: a failed batch ends the whole rebuild)."""
         table = self.t(RECEPTIONS)
-        cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (code TEXT NOT NULL,"
-                    " position BIGINT NOT NULL)")
+        if not self._receptions_made:
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (code TEXT NOT NULL,"
+                        " position BIGINT NOT NULL)")
+            self._receptions_made = True
         return table
 
     def drop(self, cur: Any) -> None:
