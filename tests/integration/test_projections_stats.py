@@ -19,6 +19,8 @@ NOW = "2025-10-15T12:00:00+07:00"
 # these to compare.
 PERIOD_ROWS = ("received_at < ? AND (received_at >= ? OR ended_at IS NULL OR ended_at >= ?"
                " OR first_paid_at >= ?)")
+# The dossiers a handling report counts: received before its cut, not ended before its start.
+REPORT_ROWS = "received_at < ? AND (ended_at IS NULL OR ended_at >= ?)"
 
 
 def rcv(app: Any, when: Any, channel: str = "in_person", procedure: str = "1.001193",
@@ -510,8 +512,7 @@ def test_periods_counted_in_sql_together_or_alone_give_the_rules_figures(
     together = queries.scoreboard_inputs(system.db, periods, now=moment)
     for period in periods:
         start, end, cut = together[period].start, together[period].end, together[period].cut
-        every_column = queries._facts(system.db, "", "received_at < ? AND (ended_at IS NULL"
-                                      " OR ended_at >= ?)", [cut, start])
+        every_column = queries._facts(system.db, "", REPORT_ROWS, [cut, start])
         report = queries.handling_report(system.db, period, now=moment)
         assert report == statistics.handling_report(every_column.values(), period, start, end,
                                                     cut), period
@@ -615,8 +616,7 @@ def test_sql_counts_follow_the_python_rules_at_every_boundary(backend_settings, 
             assert got.per_agency == statistics.period_inputs(
                 rows.values(), procedures, {}, got.start, got.end, got.cut), (now, period)
             compared += sum(i["received"] + i["judged"] for i in got.per_agency.values())
-            rows = queries._facts(db, "", "received_at < ? AND (ended_at IS NULL OR"
-                                  " ended_at >= ?)", [got.cut, got.start])
+            rows = queries._facts(db, "", REPORT_ROWS, [got.cut, got.start])
             for of in (None, "a1"):
                 report = queries.handling_report(db, period, of, now=now)
                 assert report == statistics.handling_report(
