@@ -29,6 +29,7 @@ def check(report: dict, workers: int = 2) -> None:
     assert gen["append_service_path"]["events"] > 0 and gen["append_bulk"]["events"] > 0
     # The rebuild replays the whole log; the ceiling reads every stored event.
     assert report["rebuild"]["events"] == gen["events"] == report["ceiling"]["raw_rows"]
+    assert [r["seconds"] for r in report["rebuild_runs"]] == [report["rebuild"]["seconds"]]
     assert {"catalogue", "tracker", "feed", "stats"} <= set(report["rebuild"]["projections"])
     assert "national_outbox" not in report["rebuild"]["projections"]
     outbox = report["rebuild_national_outbox"]
@@ -49,6 +50,23 @@ def test_bench_runs_on_sqlite(tmp_path):
     report = run_bench(tmp_path)
     assert report["backend"] == "sqlite"
     check(report)
+
+
+def test_bench_reports_the_median_of_several_rebuilds_and_lists_each(tmp_path):
+    report = run_bench(tmp_path, "--rebuild-runs", "3", "--skip-outbox", "--lag-samples", "0")
+    runs = report["rebuild_runs"]
+    assert len(runs) == 3 and all(r["cpu_seconds"] > 0 for r in runs)
+    middle = sorted(runs, key=lambda r: r["seconds"])[1]
+    assert report["rebuild"]["seconds"] == middle["seconds"]
+    assert report["rebuild"]["cpu_seconds"] == middle["cpu_seconds"]
+    assert report["rebuild"]["events"] == report["generate"]["events"]
+
+
+def test_bench_rejects_a_number_of_rebuilds_it_cannot_run(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "portal.cli", "bench", "--rebuild-runs", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2 and "--rebuild-runs" in out.stderr
+    assert "from 1 to 20" in out.stderr
 
 
 def test_bench_interleaved_bulk_path_on_sqlite(tmp_path):
