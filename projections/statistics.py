@@ -12,7 +12,8 @@ supplement or paused) and it is still open now.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from projections import index766
@@ -288,6 +289,28 @@ def _steps_late_by(d: Mapping[str, Any], moment: str, *, ended: bool = False
     if (d["step_due_at"] or "") < moment:
         steps.append(holder)
     return steps or [holder]
+
+
+def named_by_month(dossiers: Mapping[str, Mapping[str, Any]],
+                   spans: Sequence[tuple[str, str]]) -> list[dict[str, Mapping[str, Any]]]:
+    """For months given as their (start, cut), in order (starts and cuts ascending): the
+    dossiers each month's `late_list` may name, a superset found without trying every dossier
+    against every month. A month names a dossier only for a result or an end in [start, cut),
+    or while the dossier is open and overdue at the cut, which is then after its reception
+    and its appointment and not after its end."""
+    starts = [start for start, _ in spans]
+    cuts = [cut for _, cut in spans]
+    out: list[dict[str, Mapping[str, Any]]] = [{} for _ in spans]
+    for key, d in dossiers.items():
+        ended = d["ended_at"]
+        picked = set(range(bisect_right(cuts, max(d["received_at"], d["appointment_at"])),
+                           len(cuts) if ended is None else bisect_right(cuts, ended)))
+        for moment in (d["result_at"], ended):
+            if moment is not None and (i := bisect_right(starts, moment) - 1) >= 0:
+                picked.add(i)
+        for i in picked:
+            out[i][key] = d
+    return out
 
 
 def late_list(dossiers: Mapping[str, Mapping[str, Any]], late_rows: Iterable[Mapping[str, Any]],
