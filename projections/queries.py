@@ -244,7 +244,8 @@ def late_list(db: ReadDB, month: str, agency: str | None = None, *, now: str | N
     overdue = _facts(db, prefix, _scanned(db, "received_at < ? AND (ended_at IS NULL OR"
                                           " ended_at >= ?) AND appointment_at < ?", ended=True),
                      [cut, cut, cut])
-    # Refused, stopped or withdrawn in the month after their deadline.
+    # Refused, stopped or withdrawn in the month after their deadline (their own partial
+    # index, stat_dossiers_late_end).
     overdue.update(_facts(db, prefix, "ended_at >= ? AND ended_at < ? AND verdict='late'"
                           " AND end_kind <> 'processed'", [start, cut]))
     late_rows = db.fetchall(f"SELECT * FROM {prefix}stat_late WHERE month=?", (month,))

@@ -500,6 +500,12 @@ class StatsProjection(Projection):
         "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_end ON {t_stat_dossiers}(ended_at)",
         "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_open ON {t_stat_dossiers}"
         "(end_kind, appointment_at)",
+        # The dossiers refused, stopped or withdrawn after their deadline, by end: a month's
+        # late list names them (`projections.queries.late_list`). Through the index on
+        # ended_at the month's every end was read for its verdict: a province's month 0.15 s
+        # warm, 0.94 s cold; these are a few thousand rows.
+        "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_late_end ON {t_stat_dossiers}"
+        "(ended_at) WHERE verdict = 'late' AND end_kind <> 'processed'",
         # Which dossiers changed since a position (statistics kept between refreshes:
         # `projections.queries.inputs_still_hold`).
         "CREATE INDEX IF NOT EXISTS {t_stat_dossiers}_changed ON {t_stat_dossiers}"
