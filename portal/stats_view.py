@@ -59,6 +59,25 @@ class _Slot:
 _slots: OrderedDict[tuple[Any, ...], _Slot] = OrderedDict()
 _lock = threading.Lock()
 CACHE_SIZE = 256
+# Kinds of answer that name every late dossier of a month (a late list, an officer's record
+# of a year): at a province's scale one holds thousands of them, about 15 MB of a web
+# worker's memory, so fewer are kept than of the small ones. 256 of them, what a crawler
+# walking every officer and month leaves, held some 4 GB per worker.
+LARGE_KINDS = {"late": 16, "officer": 16}
+
+
+def _slot_for(full: tuple[Any, ...]) -> _Slot:
+    """A new slot for `full` (id of the database, kind, ...), the least recently used ones
+    let go beyond CACHE_SIZE and beyond the limit of its kind. Under `_lock`."""
+    slot = _slots[full] = _Slot()
+    cap = LARGE_KINDS.get(full[1])
+    if cap is not None:
+        same = [k for k in _slots if k[1] == full[1]]
+        for k in same[:len(same) - cap]:
+            del _slots[k]
+    while len(_slots) > CACHE_SIZE:
+        _slots.popitem(last=False)
+    return slot
 
 
 def available(db: ReadDB) -> bool:
@@ -108,9 +127,7 @@ def _cached(key: tuple[Any, ...], db: ReadDB, compute: Any) -> Any:
     with _lock:
         slot = _slots.get(full)
         if slot is None:
-            slot = _slots[full] = _Slot()
-            while len(_slots) > CACHE_SIZE:
-                _slots.popitem(last=False)
+            slot = _slot_for(full)
         else:
             _slots.move_to_end(full)
 
@@ -174,9 +191,7 @@ def _fill(keys: list[tuple[Any, ...]], db: ReadDB,
         with _lock:
             slot = _slots.get((id(db), *key))
             if slot is None:
-                slot = _slots[(id(db), *key)] = _Slot()
-                while len(_slots) > CACHE_SIZE:
-                    _slots.popitem(last=False)
+                slot = _slot_for((id(db), *key))
         if slot.computing.acquire(blocking=False):
             try:
                 if not slot.has_value:

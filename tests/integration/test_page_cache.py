@@ -406,3 +406,36 @@ def test_a_period_that_is_over_keeps_its_inputs_while_nothing_it_counts_changed(
     asked(month)
     assert computed[-2:] == [[month], [month]] and len(computed) == 7
     stats_view._slots.clear()
+
+
+def test_answers_naming_every_late_dossier_are_kept_fewer_than_the_others(
+        sqlite_settings, make_system, monkeypatch):
+    """A province's late list or officer record holds thousands of dossiers (about 15 MB of
+    a worker's memory each): the least recently used beyond their kind's limit are let go,
+    whatever the room left for small answers."""
+    from portal import stats_view
+
+    system = make_system(sqlite_settings)
+    system.catch_up()
+    monkeypatch.setattr(stats_view, "LARGE_KINDS", {"late": 2, "officer": 1})
+    stats_view._slots.clear()
+    try:
+        for month in ("2025-07", "2025-08", "2025-09"):
+            assert stats_view._cached(("late", month), system.db, lambda m=month: m) == month
+        for n in range(5):
+            stats_view._cached(("small", n), system.db, lambda n=n: n)
+        stats_view._cached(("officer", "cv-1"), system.db, lambda: "cv-1")
+        stats_view._cached(("officer", "tn-1"), system.db, lambda: "tn-1")
+
+        def kept(kind: str) -> list[object]:
+            return [k[2] for k in stats_view._slots if k[0] == id(system.db) and k[1] == kind]
+
+        assert kept("late") == ["2025-08", "2025-09"]
+        assert kept("small") == [0, 1, 2, 3, 4] and kept("officer") == ["tn-1"]
+        # Asked again, August is the most recently used: the next month lets September go.
+        assert stats_view._cached(("late", "2025-08"), system.db, lambda: "again") == "2025-08"
+        stats_view._cached(("late", "2025-10"), system.db, lambda: "2025-10")
+        assert kept("late") == ["2025-08", "2025-10"]
+        assert stats_view._cached(("late", "2025-09"), system.db, lambda: "new") == "new"
+    finally:
+        stats_view._slots.clear()
