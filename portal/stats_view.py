@@ -73,7 +73,7 @@ def _slot_for(full: tuple[Any, ...]) -> _Slot:
     cap = LARGE_KINDS.get(full[1])
     if cap is not None:
         same = [k for k in _slots if k[1] == full[1]]
-        for k in same[:len(same) - cap]:
+        for k in same[:max(0, len(same) - cap)]:
             del _slots[k]
     while len(_slots) > CACHE_SIZE:
         _slots.popitem(last=False)
