@@ -393,8 +393,7 @@ def test_the_late_lists_reads_of_dossiers_are_planned_for_a_province_on_sqlite(
     ends = [sql for sql in seen if "stat_dossiers" in sql and "end_kind <> 'processed'" in sql]
     assert len(ends) == 1, seen
     plan = [r["detail"] for r in sysm.db.fetchall("EXPLAIN QUERY PLAN " + ends[0])]
-    assert plan == ["SEARCH stat_dossiers USING INDEX stat_dossiers_late_end (ended_at>? AND"
-                    " ended_at<?)"]
+    assert len(plan) == 1 and "USING INDEX stat_dossiers_late_end " in plan[0], plan
 
 
 def test_a_dossier_refused_after_its_deadline_is_on_the_late_list(sqlite_settings,
