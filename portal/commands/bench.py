@@ -424,7 +424,7 @@ def _children_peak_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
 
 
-def _rebuild_report(result: Any, cpu: float, batch: int, workers: int) -> dict[str, Any]:
+def _rebuild_report(result: Any, cpu: float, workers: int) -> dict[str, Any]:
     return {"projections": result.projections, "events": result.events,
             "seconds": round(result.seconds, 3),
             "events_per_second": round(result.events_per_second),
@@ -435,16 +435,16 @@ def _rebuild_report(result: Any, cpu: float, batch: int, workers: int) -> dict[s
             "swap_seconds": round(result.swap_seconds, 3),
             "cpu_seconds": round(cpu, 3),
             "events_per_cpu_second": round(result.events / cpu) if cpu else None,
-            "batch_size": batch, "workers": workers}
+            "batch_size": result.batch_size, "workers": workers}
 
 
 def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from portal.system import build_system
-    from projections.rebuild import NOT_BY_DEFAULT, REBUILD_BATCH, rebuild
+    from projections.rebuild import NOT_BY_DEFAULT, rebuild
     from projections.registry import public_projections
 
     system = build_system(settings)
-    batch = args.batch_size or REBUILD_BATCH
+    batch = args.batch_size or None  # None: the rebuild's own default for its order
     try:
         base = peak_mib()
         runs = []
@@ -476,7 +476,7 @@ def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             cpu1 = _cpu()
             done = rebuild(system.app, system.db, public_projections, only=["national_outbox"],
                            batch_size=batch)
-            outbox = _rebuild_report(done, _cpu() - cpu1, batch, 1)
+            outbox = _rebuild_report(done, _cpu() - cpu1, 1)
         say("raw ceiling...")
         ceiling = raw_ceiling(system)
         lag = None
@@ -493,7 +493,7 @@ def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         rebuild_rate = result.events_per_second
         raw = ceiling["raw_select_json_rows_per_second"]
         return {
-            "rebuild": _rebuild_report(result, cpu, batch, args.workers),
+            "rebuild": _rebuild_report(result, cpu, args.workers),
             "rebuild_runs": [{"seconds": round(r.seconds, 3),
                               "events_per_second": round(r.events_per_second),
                               "swap_seconds": round(r.swap_seconds, 3),
@@ -583,7 +583,8 @@ def register(sub: Any) -> None:
                    " after the other")
     b.add_argument("--lag-samples", type=int, default=50)
     b.add_argument("--batch-size", type=int, default=0,
-                   help="rebuild batch (default projections.rebuild.REBUILD_BATCH)")
+                   help="rebuild batch (default: the rebuild's own for its order,"
+                   " projections.rebuild.AGGREGATE_BATCH or REBUILD_BATCH)")
     b.add_argument("--workers", type=int, default=2, help="rebuild worker processes (SQLite)")
     b.add_argument("--rebuild-runs", type=_runs, default=1,
                    help="full rebuilds measured one after the other; the median run is"

@@ -14,7 +14,7 @@ from typing import Any
 
 from portal.cli import _fail, whole_number
 from portal.settings import Settings
-from projections.rebuild import REBUILD_BATCH
+from projections.rebuild import AGGREGATE_BATCH, REBUILD_BATCH
 
 # Events a rebuild holds in memory at once: far above the default, well below a machine's memory.
 MAX_BATCH = 1_000_000
@@ -199,6 +199,8 @@ def register(sub: Any) -> None:
     pr.add_argument("--name", metavar="LABEL", help="snapshot label (a-z, 0-9, _)")
     pr.add_argument("--workers", type=whole_number(1, 64), default=min(2, os.cpu_count() or 1),
                     help="rebuild: processes feeding the projections (SQLite; 1-64, default 2)")
-    pr.add_argument("--batch-size", type=whole_number(1, MAX_BATCH), default=REBUILD_BATCH,
-                    help=f"rebuild: events per batch, 1-{MAX_BATCH:,} (default {REBUILD_BATCH})")
+    pr.add_argument("--batch-size", type=whole_number(1, MAX_BATCH), default=None,
+                    help=f"rebuild: events per batch, 1-{MAX_BATCH:,} (default"
+                    f" {AGGREGATE_BATCH:,} replaying dossier after dossier on SQLite,"
+                    f" {REBUILD_BATCH:,} in log order)")
     pr.set_defaults(func=cmd_projections)

@@ -12,7 +12,7 @@ import pytest
 from domain.calendar import VN_TZ
 from projections import queries
 from projections.db import ReadDB
-from projections.rebuild import position_at, rebuild, snapshots
+from projections.rebuild import AGGREGATE_BATCH, REBUILD_BATCH, position_at, rebuild, snapshots
 from projections.registry import public_projections
 from tests.factories import at, procedure, small_province
 from tests.integration.test_projections_stats import finish, rcv, scenario
@@ -55,6 +55,7 @@ def test_full_rebuild_swaps_in_identical_tables_and_the_runner_carries_on(backen
     result = rebuild(system.app, system.db, public_projections, batch_size=37,
                      progress=lambda n, total: seen.append((n, total)))
     assert result.prefix == "" and result.position == system.runner.head()
+    assert result.batch_size == 37
     assert seen and seen[-1][0] == seen[-1][1] == system.runner.head()
     assert dump(system.db) == before
     if system.db.dialect == "sqlite":  # JSON bound as UTF-8 bytes, stored as text (CAST)
@@ -63,8 +64,11 @@ def test_full_rebuild_swaps_in_identical_tables_and_the_runner_carries_on(backen
                 f"SELECT DISTINCT typeof({column}) AS t FROM {table}")} == {"text"}
     # No shadow table is left behind, and a second rebuild works (index names were freed).
     assert not system.db.table_exists("rb_public_feed")
-    rebuild(system.app, system.db, public_projections, only=["stats"])
+    again = rebuild(system.app, system.db, public_projections, only=["stats"])
     assert dump(system.db) == before
+    # Without a batch size, each order of replay has its own (SQLite: dossier after dossier).
+    assert again.batch_size == (AGGREGATE_BATCH if system.db.dialect == "sqlite"
+                                else REBUILD_BATCH)
     # The live runner continues from the swapped-in position.
     r = rcv(system.app, at(2025, 10, 1, 8, 0))
     assert system.catch_up() > 0
