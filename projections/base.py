@@ -126,6 +126,11 @@ class Projection:
         for table in self.tables:
             cur.execute(f"DROP TABLE IF EXISTS {self.t(table)}")
 
+    def end_partition(self, cur: Any) -> None:
+        """Called by a rebuild in aggregate order at the end of each partition, in the
+        transaction that sets its tracking row: write what was held in memory from one batch
+        to the next."""
+
     def finish_rebuild(self, cur: Any) -> None:
         """Called once by a rebuild that fed it in aggregate order, after every partition has
         ended and before the swap, in one transaction: complete what needed the log's order

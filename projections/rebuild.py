@@ -226,13 +226,16 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
     parts = workers if workers > 1 and runner.can_fork(db) else 1
     goal = stop if stop is not None else head
     by_aggregate = runner.by_aggregate()
-    runner.batch_size = batch_size or (AGGREGATE_BATCH if by_aggregate else REBUILD_BATCH)
+    runner.batch_size = batch_size or (
+        AGGREGATE_BATCH if by_aggregate and any(p.partitioned for p in shadows)
+        else REBUILD_BATCH)
     if by_aggregate and stop is None:
         stop = head  # every partition of a projection ends at the same position
     bar = (lambda n: progress(n, goal)) if progress else None
     with _bulk_session(db), fewer_collections():
         if by_aggregate:
-            events = _run_by_aggregate(runner, factory, parts, stop, bar)
+            events = _run_by_aggregate(runner, factory, parts, stop, bar,
+                                       batch_size or REBUILD_BATCH)
             with db.transaction() as cur:
                 for p in shadows:
                     p.finish_rebuild(cur)
@@ -358,6 +361,7 @@ class RebuildRunner(Runner):
         last_time = self._record_time(stop)
         with self.db.transaction() as cur:
             for p in projections:
+                p.end_partition(cur)
                 cur.execute(self.db.q(
                     "UPDATE projection_tracking SET position=?, event_time=?, updated_at=?,"
                     " error=NULL WHERE name=?"),
@@ -418,10 +422,10 @@ def aggregate_bounds(parts: int, extra: float = FIRST_EXTRA) -> tuple[str | None
 
 
 def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[Projection]],
-                      parts: int, stop: int | None, progress: Callable[[int], None] | None
-                      ) -> int:
+                      parts: int, stop: int | None, progress: Callable[[int], None] | None,
+                      log_batch: int) -> int:
     """The SQLite rebuild: the projections that are not partitioned are fed in log order here
-    (decoding only the events they read); the partitioned ones in aggregate order
+    (decoding only the events they read, `log_batch` at a time); the partitioned ones in aggregate order
     (`RebuildRunner.replay_aggregates`), partition 0 here after them, and each other partition
     in a forked child process of its own (own connections, own tracking rows `<name>#k`), all
     into the same shadow tables."""
@@ -475,7 +479,7 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
             topics = [t for t in runner.reader.topics()
                       if any(p.reads(t) for p in ordered)]
             first = RebuildRunner(runner.app, runner.db, ordered, topics=topics,
-                                  batch_size=runner.batch_size,
+                                  batch_size=log_batch,
                                   event_filter=runner.event_filter, indexes=False)
             first.catch_up(stop=stop, progress=None if spread else progress)
         if spread:

@@ -375,22 +375,27 @@ class _BatchStore(MemoryStore):
                 f"INSERT INTO {t('stat_late')} ({', '.join(cols)}) VALUES "
                 f"({','.join('?' for _ in cols)})",
                 [tuple(r[c] for c in cols) for r in self.late_rows.values()])
-        om = self.counts["stat_officer_month"]
-        if om:
-            tbl = t("stat_officer_month")
-            cur.executemany(
-                f"INSERT INTO {tbl} (officer, agency, month, handled) VALUES (?,?,?,?)"
-                f" ON CONFLICT (officer, agency, month) DO UPDATE SET"
-                f" handled={tbl}.handled + excluded.handled",
-                [(*k, n) for k, n in sorted(om.items())])
-        sat = self.counts["stat_satisfaction"]
-        if sat:
-            tbl = t("stat_satisfaction")
-            cur.executemany(
-                f"INSERT INTO {tbl} (scope, grp, month, criterion, level, n) VALUES (?,?,?,?,?,?)"
-                f" ON CONFLICT (scope, grp, month, criterion, level) DO UPDATE SET"
-                f" n={tbl}.n + excluded.n",
-                [(*k, n) for k, n in sorted(sat.items())])
+        add_counts(cur, self.p, self.counts)
+
+
+def add_counts(cur: Any, p: Projection, counts: dict[str, dict[tuple[str, ...], int]]) -> None:
+    """Add counts (table -> key -> n) to the rows of the counting tables."""
+    om = counts["stat_officer_month"]
+    if om:
+        tbl = p.t("stat_officer_month")
+        cur.executemany(
+            f"INSERT INTO {tbl} (officer, agency, month, handled) VALUES (?,?,?,?)"
+            f" ON CONFLICT (officer, agency, month) DO UPDATE SET"
+            f" handled={tbl}.handled + excluded.handled",
+            [(*k, n) for k, n in sorted(om.items())])
+    sat = counts["stat_satisfaction"]
+    if sat:
+        tbl = p.t("stat_satisfaction")
+        cur.executemany(
+            f"INSERT INTO {tbl} (scope, grp, month, criterion, level, n) VALUES (?,?,?,?,?,?)"
+            f" ON CONFLICT (scope, grp, month, criterion, level) DO UPDATE SET"
+            f" n={tbl}.n + excluded.n",
+            [(*k, n) for k, n in sorted(sat.items())])
 
 
 class StatsProjection(Projection):
@@ -525,6 +530,11 @@ class StatsProjection(Projection):
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
         self._ready: tuple[Any, _BatchStore] | None = None
+        # A rebuild's partition (fed in aggregate order): the counts of its batches, added
+        # up here and written once at its end (`end_partition`), not upserted batch after
+        # batch (about 4% of a province's rebuild, in batches of a thousand events).
+        self._held: dict[str, dict[tuple[str, ...], int]] = {
+            "stat_officer_month": {}, "stat_satisfaction": {}}
 
     def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         if self._ready is None or self._ready[0] is not events:
@@ -532,7 +542,18 @@ class StatsProjection(Projection):
         assert self._ready is not None
         store = self._ready[1]
         self._ready = None
+        if self.by_aggregate:
+            for table, counts in store.counts.items():
+                held = self._held[table]
+                for key, n in counts.items():
+                    held[key] = held.get(key, 0) + n
+                counts.clear()
         store.flush(cur)
+
+    def end_partition(self, cur: Any) -> None:
+        add_counts(cur, self, self._held)
+        for counts in self._held.values():
+            counts.clear()
 
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Fold the batch's feed records into the touched dossiers' rows, in memory."""

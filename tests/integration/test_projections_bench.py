@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from projections.rebuild import AGGREGATE_BATCH, REBUILD_BATCH
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,6 +36,10 @@ def check(report: dict, workers: int = 2) -> None:
     assert "national_outbox" not in report["rebuild"]["projections"]
     outbox = report["rebuild_national_outbox"]
     assert outbox["projections"] == ["national_outbox"] and outbox["events"] == gen["events"]
+    # Each order of replay with its own batch: dossier after dossier on SQLite, else log order.
+    assert report["rebuild"]["batch_size"] == (
+        AGGREGATE_BATCH if report["backend"] == "sqlite" else REBUILD_BATCH)
+    assert outbox["batch_size"] == REBUILD_BATCH
     assert report["rebuild"]["cpu_seconds"] > 0 and report["rebuild"]["workers"] == workers
     assert report["rebuild"]["events_per_second"] > 0 and report["rebuild_to_raw_ratio"] > 0
     assert 0 < report["rebuild"]["swap_seconds"] < report["rebuild"]["seconds"]
