@@ -425,10 +425,10 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
                       parts: int, stop: int | None, progress: Callable[[int], None] | None,
                       log_batch: int) -> int:
     """The SQLite rebuild: the projections that are not partitioned are fed in log order here
-    (decoding only the events they read, `log_batch` at a time); the partitioned ones in aggregate order
-    (`RebuildRunner.replay_aggregates`), partition 0 here after them, and each other partition
-    in a forked child process of its own (own connections, own tracking rows `<name>#k`), all
-    into the same shadow tables."""
+    (decoding only the events they read, `log_batch` at a time); the partitioned ones in
+    aggregate order (`RebuildRunner.replay_aggregates`), partition 0 here after them, and each
+    other partition in a forked child process of its own (own connections, own tracking rows
+    `<name>#k`), all into the same shadow tables."""
     assert stop is not None
     ordered = [p for p in runner.projections if not p.partitioned]
     spread = [p for p in runner.projections if p.partitioned]

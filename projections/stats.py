@@ -249,13 +249,21 @@ def fold(rec: dict[str, Any], s: Store) -> None:
     s.put_dossier(d)
 
 
+# The counting tables: their key columns and the column of the count (added up on conflict).
+COUNTING = {"stat_officer_month": (("officer", "agency", "month"), "handled"),
+            "stat_satisfaction": (("scope", "grp", "month", "criterion", "level"), "n")}
+
+
+def new_counts() -> dict[str, dict[tuple[str, ...], int]]:
+    return {table: {} for table in COUNTING}
+
+
 class MemoryStore(Store):
     """The fold's state in memory: used to recompute the statistics from an exported feed."""
 
     def __init__(self) -> None:
         self.dossiers: dict[str, dict[str, Any]] = {}
-        self.counts: dict[str, dict[tuple[str, ...], int]] = {"stat_officer_month": {},
-                                                              "stat_satisfaction": {}}
+        self.counts: dict[str, dict[tuple[str, ...], int]] = new_counts()
         self.late_rows: dict[tuple[str, int], dict[str, Any]] = {}
         self.agencies: dict[str, dict[str, Any]] = {}
         self.procedures: dict[str, dict[str, Any]] = {}
@@ -316,10 +324,15 @@ def facts_to_row(d: dict[str, Any]) -> list[Any]:
 class _BatchStore(MemoryStore):
     """One batch of the SQL projection: rows loaded once, written once at the end."""
 
-    def __init__(self, projection: StatsProjection, cur: Any) -> None:
+    def __init__(self, projection: StatsProjection, cur: Any,
+                 held: dict[str, dict[tuple[str, ...], int]] | None = None) -> None:
         super().__init__()
         self.p = projection
         self.cur = cur
+        # `held`: counts kept from batch to batch, written by their owner; else the batch's own.
+        self.writes_counts = held is None
+        if held is not None:
+            self.counts = held
         self.dirty: set[str] = set()
         self.agencies_dirty: dict[str, dict[str, Any]] = {}
 
@@ -375,27 +388,22 @@ class _BatchStore(MemoryStore):
                 f"INSERT INTO {t('stat_late')} ({', '.join(cols)}) VALUES "
                 f"({','.join('?' for _ in cols)})",
                 [tuple(r[c] for c in cols) for r in self.late_rows.values()])
-        add_counts(cur, self.p, self.counts)
+        if self.writes_counts:
+            add_counts(cur, self.p, self.counts)
 
 
 def add_counts(cur: Any, p: Projection, counts: dict[str, dict[tuple[str, ...], int]]) -> None:
-    """Add counts (table -> key -> n) to the rows of the counting tables."""
-    om = counts["stat_officer_month"]
-    if om:
-        tbl = p.t("stat_officer_month")
-        cur.executemany(
-            f"INSERT INTO {tbl} (officer, agency, month, handled) VALUES (?,?,?,?)"
-            f" ON CONFLICT (officer, agency, month) DO UPDATE SET"
-            f" handled={tbl}.handled + excluded.handled",
-            [(*k, n) for k, n in sorted(om.items())])
-    sat = counts["stat_satisfaction"]
-    if sat:
-        tbl = p.t("stat_satisfaction")
-        cur.executemany(
-            f"INSERT INTO {tbl} (scope, grp, month, criterion, level, n) VALUES (?,?,?,?,?,?)"
-            f" ON CONFLICT (scope, grp, month, criterion, level) DO UPDATE SET"
-            f" n={tbl}.n + excluded.n",
-            [(*k, n) for k, n in sorted(sat.items())])
+    """Add counts (table -> key -> n) to the rows of the counting tables (`COUNTING`)."""
+    for table, (key, total) in COUNTING.items():
+        rows = counts[table]
+        if rows:
+            tbl = p.t(table)
+            cols = (*key, total)
+            cur.executemany(
+                f"INSERT INTO {tbl} ({', '.join(cols)}) VALUES ({','.join('?' for _ in cols)})"
+                f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET"
+                f" {total}={tbl}.{total} + excluded.{total}",
+                [(*k, n) for k, n in sorted(rows.items())])
 
 
 class StatsProjection(Projection):
@@ -530,11 +538,11 @@ class StatsProjection(Projection):
     def __init__(self, prefix: str = "") -> None:
         super().__init__(prefix)
         self._ready: tuple[Any, _BatchStore] | None = None
-        # A rebuild's partition (fed in aggregate order): the counts of its batches, added
-        # up here and written once at its end (`end_partition`), not upserted batch after
-        # batch (about 4% of a province's rebuild, in batches of a thousand events).
-        self._held: dict[str, dict[tuple[str, ...], int]] = {
-            "stat_officer_month": {}, "stat_satisfaction": {}}
+        # A rebuild's partition (fed in aggregate order): its batches count here and the
+        # counts are written once at its end (`end_partition`), not upserted batch after
+        # batch (about 4% of a province's rebuild, in batches of a thousand events). A
+        # failed batch ends the whole rebuild, so no batch is counted twice.
+        self._held = new_counts()
 
     def apply_batch(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         if self._ready is None or self._ready[0] is not events:
@@ -542,12 +550,6 @@ class StatsProjection(Projection):
         assert self._ready is not None
         store = self._ready[1]
         self._ready = None
-        if self.by_aggregate:
-            for table, counts in store.counts.items():
-                held = self._held[table]
-                for key, n in counts.items():
-                    held[key] = held.get(key, 0) + n
-                counts.clear()
         store.flush(cur)
 
     def end_partition(self, cur: Any) -> None:
@@ -557,7 +559,7 @@ class StatsProjection(Projection):
 
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Fold the batch's feed records into the touched dossiers' rows, in memory."""
-        store = _BatchStore(self, cur)
+        store = _BatchStore(self, cur, self._held if self.by_aggregate else None)
         store.load(dossiers_to_load(events, self.shared))
 
         def rating_lookup(id_: str) -> tuple[str, str] | None:
