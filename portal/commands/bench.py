@@ -492,8 +492,12 @@ def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                    "in_process": live_lag(system, args.lag_samples, args.seed, args.months, True)}
         rebuild_rate = result.events_per_second
         raw = ceiling["raw_select_json_rows_per_second"]
+        from projections import compiled
+
         return {
             "rebuild": _rebuild_report(result, cpu, args.workers),
+            # the projection modules that ran compiled (setup.py; none: pure Python, slower)
+            "compiled_modules": compiled(),
             "rebuild_runs": [{"seconds": round(r.seconds, 3),
                               "events_per_second": round(r.events_per_second),
                               "swap_seconds": round(r.swap_seconds, 3),

@@ -26,6 +26,8 @@ with TestClient(app=create_app(s)) as c:
         r = c.get(path)
         assert r.status_code == 200, (path, r.status_code, r.text[:300])
     assert c.get("/healthz").status_code == 200
+import projections.tracker, projections.feed
+print("compiled", projections.tracker.__file__.endswith(".so"), projections.feed.__file__.endswith(".so"))
 print("var", s.var_dir)
 """
 
@@ -35,7 +37,7 @@ def test_an_installed_portal_serves_its_pages(tmp_path):
     # build/lib the next build reuses (a template deleted since would still be in the wheel).
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".*", "build", "*.egg-info", "var", "__pycache__", "node_modules"))
+        ".*", "build", "*.egg-info", "var", "__pycache__", "node_modules", "*.so"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels),
                     str(source)], check=True, capture_output=True, timeout=300)
@@ -46,6 +48,10 @@ def test_an_installed_portal_serves_its_pages(tmp_path):
                    "portal/locale/en/LC_MESSAGES/messages.po",
                    "domain/data/demo/procedures.json"):
         assert needed in names, needed
+    # setup.py compiled the rebuild's hot modules into the wheel (Cython).
+    compiled = {n.split("/")[1].split(".")[0] for n in names
+                if n.startswith("projections/") and n.endswith(".so")}
+    assert {"base", "fastread", "feed", "stats", "tracker"} <= compiled, sorted(compiled)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     work = tmp_path / "work"
@@ -56,3 +62,4 @@ def test_an_installed_portal_serves_its_pages(tmp_path):
                          text=True, timeout=300, check=False)
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert f"var {work / 'var'}" in ran.stdout  # ./var where it was started, not site-packages
+    assert "compiled True True" in ran.stdout  # the compiled modules, not their sources

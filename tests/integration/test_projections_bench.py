@@ -50,6 +50,11 @@ def check(report: dict, workers: int = 2) -> None:
         lag = report["live_lag"][mode]
         assert lag["samples"] == 3 and 0 <= lag["p50_ms"] <= lag["p99_ms"]
     assert report["peak_memory_mib"]["after_rebuild"] > 0
+    # The modules setup.py compiled in this checkout are the ones the bench ran (none: pure
+    # Python, and the report says so).
+    built = sorted(f"projections.{f.name.split('.')[0]}" for f in (ROOT / "projections").glob(
+        "*.so"))
+    assert report["compiled_modules"] == built
 
 
 def test_bench_runs_on_sqlite(tmp_path):
