@@ -216,6 +216,39 @@ def test_the_rebuilding_connection_gets_its_settings_back(tmp_path):
     db.close()
 
 
+def test_the_swap_builds_the_indexes_with_a_small_cache_for_threaded_sorts(
+        sqlite_settings, make_system, monkeypatch):
+    """SQLite sorts an index in one thread while it fits the page cache: the swap's connection
+    gets a small cache (its helper threads sort runs of that size), the replay a large one."""
+    from projections import rebuild as rb
+
+    system = make_system(sqlite_settings)
+    scenario(system.app)
+    system.catch_up()
+    before = dump(system.db)
+    seen: dict[str, Any] = {}
+    swap, replay = rb.swap, rb.RebuildRunner._apply_all
+
+    def swap_seeing(db, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["swap"] = (db.scalar("PRAGMA cache_size"), db.scalar("PRAGMA threads"))
+        return swap(db, *args, **kwargs)
+
+    def replay_seeing(self, events):  # type: ignore[no-untyped-def]
+        seen["replay"] = self.db.scalar("PRAGMA cache_size")
+        return replay(self, events)
+
+    monkeypatch.setattr(rb, "swap", swap_seeing)
+    monkeypatch.setattr(rb.RebuildRunner, "_apply_all", replay_seeing)
+    rebuild(system.app, system.db, public_projections)
+    assert seen == {"swap": (-rb.SORT_CACHE_KIB, rb.SORT_THREADS),
+                    "replay": -rb.REBUILD_CACHE_KIB}
+    assert rb.SORT_CACHE_KIB < rb.REBUILD_CACHE_KIB
+    assert dump(system.db) == before
+    # The connection has its own settings back.
+    assert system.db.scalar("PRAGMA cache_size") not in (-rb.SORT_CACHE_KIB,
+                                                         -rb.REBUILD_CACHE_KIB)
+
+
 def test_dropping_replaced_tables_does_not_overwrite_their_pages(tmp_path):
     """With secure_delete on, dropping a table writes zeros over each of its pages through the
     write-ahead log; `drop_retired` only puts them on the free list."""
