@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,10 @@ class ReadDB:
         return sql
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:  # yields a cursor
+    def transaction(self, meanwhile: Callable[[], Any] | None = None) -> Iterator[Any]:
+        """Yields a cursor in a write transaction. `meanwhile` (SQLite): called once when
+        another connection holds the write lock, before waiting for it (a rebuild worker reads
+        its next batch then, instead of sleeping)."""
         raise NotImplementedError
 
     @contextmanager
@@ -122,6 +125,12 @@ WAL_KEEP_BYTES = 16 * 1024 * 1024
 PAGE_SIZE = 16_384
 
 
+# How long a statement waits for another connection's write lock (ms), and SQLite's code for
+# "that lock is held".
+BUSY_MS = 30_000
+SQLITE_BUSY = 5
+
+
 class SQLiteReadDB(ReadDB):
     dialect = "sqlite"
 
@@ -141,16 +150,25 @@ class SQLiteReadDB(ReadDB):
                                    check_same_thread=False)
             conn.row_factory = _dict_factory
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
             conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
             self._local.conn = conn
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self, meanwhile: Callable[[], Any] | None = None
+                    ) -> Iterator[sqlite3.Cursor]:
         conn = self._conn()
         cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        try:
+            if meanwhile is None:
+                cur.execute("BEGIN IMMEDIATE")
+            elif not self._begin_at_once(conn, cur):
+                meanwhile()
+                cur.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            cur.close()
+            raise
         try:
             yield cur
         except BaseException:
@@ -160,6 +178,22 @@ class SQLiteReadDB(ReadDB):
             conn.commit()
         finally:
             cur.close()
+
+    @staticmethod
+    def _begin_at_once(conn: sqlite3.Connection, cur: sqlite3.Cursor) -> bool:
+        """Begin a write transaction if no other connection holds the write lock (False: it
+        does, and nothing was begun). Without `meanwhile`, BEGIN IMMEDIATE waits up to
+        BUSY_MS: SQLite sleeps and tries again, 1 ms then longer."""
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as e:
+            if getattr(e, "sqlite_errorcode", 0) & 0xFF != SQLITE_BUSY:
+                raise
+            return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Cursor]:
@@ -226,7 +260,7 @@ class PostgresReadDB(ReadDB):
         return sql.replace("?", "%s")
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, meanwhile: Callable[[], Any] | None = None) -> Iterator[Any]:
         try:
             with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield _PgCursor(cur)

@@ -352,19 +352,28 @@ class RebuildRunner(Runner):
                 found = reads[topic] = any(p.reads(topic) for p in projections)
             return found
 
-        after: tuple[str, int] | None = None
+        reader = self.reader
         total = 0
-        while True:
-            page = self.reader.read_aggregates(after, low, high, self.batch_size, stop, wanted)
-            if page is None:
-                break
+        page = reader.read_aggregates(None, low, high, self.batch_size, stop, wanted)
+        while page is not None:
             events, after, rows = page
             if self.event_filter is not None:
                 events = [(pos, ev) for pos, ev in events if self.event_filter(ev)]
-            self._apply_all(events)
+            # The next page is read while another worker holds the write lock, if one does
+            # (then in place of waiting for it), else after this one is written. (Reading it
+            # forgets this page's `PLAIN` events: the feed is done with them by then.)
+            ahead: list[Any] = []
+
+            def read_ahead(after: tuple[str, int] = after, ahead: list[Any] = ahead) -> None:
+                ahead.append(reader.read_aggregates(after, low, high, self.batch_size, stop,
+                                                    wanted))
+
+            self._apply_all(events, read_ahead)
             total += rows
             if counted is not None:
                 counted(total)
+            page = ahead[0] if ahead else reader.read_aggregates(
+                after, low, high, self.batch_size, stop, wanted)
         last_time = self._record_time(stop)
         with self.db.transaction() as cur:
             for p in projections:
@@ -376,9 +385,12 @@ class RebuildRunner(Runner):
                      p.tracking_name))
         return total
 
-    def _apply_all(self, events: list[tuple[int, Any]]) -> None:
+    def _apply_all(self, events: list[tuple[int, Any]],
+                   meanwhile: Callable[[], Any] | None = None) -> None:
         """One batch to every projection, in one transaction (a failed rebuild is dropped
-        whole: nothing here is resumed from a tracking row)."""
+        whole: nothing here is resumed from a tracking row). `meanwhile`: called once its
+        rows are computed if another connection holds the write lock, before waiting for it
+        (`ReadDB.transaction`)."""
         shared: dict[str, Any] = {}
         current = None
         try:
@@ -386,7 +398,7 @@ class RebuildRunner(Runner):
                 for current in self.projections:
                     current.shared = shared
                     current.prepare(rcur, events)
-            with self.db.transaction() as cur:
+            with self.db.transaction(meanwhile) as cur:
                 for current in self.projections:
                     current.apply_batch(cur, events)
         except Exception as e:

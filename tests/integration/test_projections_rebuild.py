@@ -234,9 +234,9 @@ def test_the_swap_builds_the_indexes_with_a_small_cache_for_threaded_sorts(
         seen["swap"] = (db.scalar("PRAGMA cache_size"), db.scalar("PRAGMA threads"))
         return swap(db, *args, **kwargs)
 
-    def replay_seeing(self, events):  # type: ignore[no-untyped-def]
+    def replay_seeing(self, events, *args):  # type: ignore[no-untyped-def]
         seen["replay"] = self.db.scalar("PRAGMA cache_size")
-        return replay(self, events)
+        return replay(self, events, *args)
 
     monkeypatch.setattr(rb, "swap", swap_seeing)
     monkeypatch.setattr(rb.RebuildRunner, "_apply_all", replay_seeing)
@@ -248,6 +248,71 @@ def test_the_swap_builds_the_indexes_with_a_small_cache_for_threaded_sorts(
     # The connection has its own settings back.
     assert system.db.scalar("PRAGMA cache_size") not in (-rb.SORT_CACHE_KIB,
                                                          -rb.REBUILD_CACHE_KIB)
+
+
+def test_a_writer_waiting_for_the_lock_does_its_meanwhile_work_first(tmp_path):
+    """`transaction(meanwhile)`: called once if another connection holds the write lock, then
+    the transaction waits for it as usual; never called when the lock is free."""
+    import threading
+
+    from projections.db import SQLiteReadDB
+
+    path = tmp_path / "read.sqlite"
+    db = SQLiteReadDB(path)
+    with db.transaction() as cur:
+        cur.execute("CREATE TABLE t (x INTEGER)")
+    calls: list[str] = []
+    with db.transaction(lambda: calls.append("free")) as cur:
+        cur.execute("INSERT INTO t VALUES (1)")
+    assert calls == []
+    holding, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        other = SQLiteReadDB(path)
+        with other.transaction() as cur:
+            cur.execute("INSERT INTO t VALUES (2)")
+            holding.set()
+            release.wait(10)
+        other.close()
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert holding.wait(10)
+
+    def meanwhile() -> None:
+        calls.append("busy")
+        release.set()  # the other writer commits while this one waits for the lock
+
+    with db.transaction(meanwhile) as cur:
+        cur.execute("INSERT INTO t VALUES (3)")
+    thread.join(10)
+    assert calls == ["busy"]
+    assert [r["x"] for r in db.fetchall("SELECT x FROM t ORDER BY x")] == [1, 2, 3]
+    assert db.scalar("PRAGMA busy_timeout") == 30_000  # put back after the try
+    db.close()
+
+
+def test_a_rebuild_that_reads_ahead_while_the_lock_is_held_builds_the_same_tables(
+        sqlite_settings, make_system, monkeypatch):
+    """Each partition reads its next page while another worker writes (here: every other
+    batch finds the lock held); the tables are those of the live runner."""
+    from projections.db import SQLiteReadDB
+
+    system = make_system(sqlite_settings)
+    scenario(system.app)
+    system.catch_up()
+    before = dump(system.db)
+    tries: list[bool] = []
+    begin = SQLiteReadDB._begin_at_once
+
+    def busy_every_other(conn, cur):  # type: ignore[no-untyped-def]
+        tries.append(len(tries) % 2 == 0)
+        return begin(conn, cur) if not tries[-1] else False
+
+    monkeypatch.setattr(SQLiteReadDB, "_begin_at_once", staticmethod(busy_every_other))
+    rebuild(system.app, system.db, public_projections, batch_size=5)
+    assert tries.count(True) >= 3  # pages were read ahead
+    assert dump(system.db) == before
 
 
 def test_dropping_replaced_tables_does_not_overwrite_their_pages(tmp_path):
