@@ -38,7 +38,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -361,12 +361,15 @@ class RebuildRunner(Runner):
                 events = [(pos, ev) for pos, ev in events if self.event_filter(ev)]
             # The next page is read while another worker holds the write lock, if one does
             # (then in place of waiting for it), else after this one is written. (Reading it
-            # forgets this page's `PLAIN` events: the feed is done with them by then.)
+            # forgets this page's `PLAIN` events: the feed is done with them by then.) A page
+            # that fails to read ahead is read again below, where its error is raised as it
+            # would be without the lock held.
             ahead: list[Any] = []
 
             def read_ahead(after: tuple[str, int] = after, ahead: list[Any] = ahead) -> None:
-                ahead.append(reader.read_aggregates(after, low, high, self.batch_size, stop,
-                                                    wanted))
+                with suppress(Exception):
+                    ahead.append(reader.read_aggregates(after, low, high, self.batch_size,
+                                                        stop, wanted))
 
             self._apply_all(events, read_ahead)
             total += rows

@@ -315,6 +315,37 @@ def test_a_rebuild_that_reads_ahead_while_the_lock_is_held_builds_the_same_table
     assert dump(system.db) == before
 
 
+def test_a_page_that_fails_to_read_ahead_fails_the_rebuild_as_it_would_unlocked(
+        sqlite_settings, make_system, monkeypatch):
+    """A stored event that cannot be decoded stops the rebuild with the reader's own error,
+    whether its page was first read ahead (the lock held) or not; nothing is swapped in."""
+    from projections.db import SQLiteReadDB
+    from projections.fastread import FastReader
+
+    system = make_system(sqlite_settings)
+    scenario(system.app)
+    system.catch_up()
+    before = dump(system.db)
+    decode = FastReader.decode
+
+    def failing(self, originator_id, version, topic, state):  # type: ignore[no-untyped-def]
+        if topic.endswith("Rated") or version == 3:
+            raise ValueError("undecodable stored event")
+        return decode(self, originator_id, version, topic, state)
+
+    monkeypatch.setattr(FastReader, "decode", failing)
+    errors = []
+    for held in (False, True):
+        if held:
+            monkeypatch.setattr(SQLiteReadDB, "_begin_at_once",
+                                staticmethod(lambda conn, cur: False))
+        with pytest.raises(Exception) as caught:
+            rebuild(system.app, system.db, public_projections, batch_size=5)
+        errors.append((type(caught.value), str(caught.value)))
+    assert errors[0] == errors[1] == (ValueError, "undecodable stored event")
+    assert dump(system.db) == before
+
+
 def test_dropping_replaced_tables_does_not_overwrite_their_pages(tmp_path):
     """With secure_delete on, dropping a table writes zeros over each of its pages through the
     write-ahead log; `drop_retired` only puts them on the free list."""
