@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install lint bench clean load faults
 
-# The build tools of setup.py, in the venv too (the same pins as pyproject.toml's build-system)
-# for the in-place builds below; the editable install leaves the compiling to them.
+# The build tools of setup.py, in the venv too, for the in-place builds below (Cython pinned as
+# in pyproject.toml's build-system; a setuptools that reads its SPDX licence, >= 77); the
+# editable install leaves the compiling to them.
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools==84.2.1 cython==3.3.1

@@ -11,15 +11,16 @@ from __future__ import annotations
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
+SUFFIXES = tuple(EXTENSION_SUFFIXES)  # the file endings of compiled modules here
 
 def stale_compiled(package: Path) -> list[str]:
     """The compiled modules in `package` older than their source (only in a checkout)."""
     if not (package.parent / "setup.py").exists():
         return []  # installed: the wheel's files, written in any order
     stale = []
-    for suffix in EXTENSION_SUFFIXES:
-        for built in package.glob(f"*{suffix}"):
-            source = built.with_name(built.name[:-len(suffix)] + ".py")
+    for built in package.iterdir():
+        if built.name.endswith(SUFFIXES):
+            source = built.with_name(built.name.split(".", 1)[0] + ".py")
             if source.exists() and source.stat().st_mtime > built.stat().st_mtime:
                 stale.append(source.name)
     return sorted(stale)
@@ -38,5 +39,4 @@ def compiled() -> list[str]:
 
     return sorted(name for name, module in list(sys.modules.items())
                   if name.startswith(__name__ + ".")
-                  and str(getattr(module, "__file__", "") or "").endswith(
-                      tuple(EXTENSION_SUFFIXES)))
+                  and str(getattr(module, "__file__", "") or "").endswith(SUFFIXES))

@@ -353,8 +353,12 @@ class RebuildRunner(Runner):
             return found
 
         reader = self.reader
+
+        def read(after: tuple[str, int] | None) -> Any:
+            return reader.read_aggregates(after, low, high, self.batch_size, stop, wanted)
+
         total = 0
-        page = reader.read_aggregates(None, low, high, self.batch_size, stop, wanted)
+        page = read(None)
         while page is not None:
             events, after, rows = page
             if self.event_filter is not None:
@@ -368,15 +372,13 @@ class RebuildRunner(Runner):
 
             def read_ahead(after: tuple[str, int] = after, ahead: list[Any] = ahead) -> None:
                 with suppress(Exception):
-                    ahead.append(reader.read_aggregates(after, low, high, self.batch_size,
-                                                        stop, wanted))
+                    ahead.append(read(after))
 
             self._apply_all(events, read_ahead)
             total += rows
             if counted is not None:
                 counted(total)
-            page = ahead[0] if ahead else reader.read_aggregates(
-                after, low, high, self.batch_size, stop, wanted)
+            page = ahead[0] if ahead else read(after)
         last_time = self._record_time(stop)
         with self.db.transaction() as cur:
             for p in projections:

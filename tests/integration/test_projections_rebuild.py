@@ -255,7 +255,7 @@ def test_a_writer_waiting_for_the_lock_does_its_meanwhile_work_first(tmp_path):
     the transaction waits for it as usual; never called when the lock is free."""
     import threading
 
-    from projections.db import SQLiteReadDB
+    from projections.db import BUSY_MS, SQLiteReadDB
 
     path = tmp_path / "read.sqlite"
     db = SQLiteReadDB(path)
@@ -288,7 +288,7 @@ def test_a_writer_waiting_for_the_lock_does_its_meanwhile_work_first(tmp_path):
     thread.join(10)
     assert calls == ["busy"]
     assert [r["x"] for r in db.fetchall("SELECT x FROM t ORDER BY x")] == [1, 2, 3]
-    assert db.scalar("PRAGMA busy_timeout") == 30_000  # put back after the try
+    assert db.scalar("PRAGMA busy_timeout") == BUSY_MS  # put back after the try
     db.close()
 
 
