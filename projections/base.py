@@ -145,6 +145,13 @@ class Projection:
         only the events some projection it feeds reads)."""
         return True
 
+    def needs_state(self, topic: str) -> bool:
+        """Whether, of an event of this topic it reads, the projection looks at more than its
+        class, `originator_id` and `originator_version`: a rebuild in aggregate order builds
+        the events that no projection it feeds needs more of without decoding their stored
+        state (`projections.fastread.FastReader.read_aggregates`)."""
+        return True
+
     def prepare(self, cur: Any, events: Sequence[tuple[int, Any]]) -> None:
         """Optional first half of `apply_batch`: compute the batch's rows, reading through `cur`
         but writing nothing. A rebuild calls it outside the write transaction (shorter write

@@ -49,6 +49,8 @@ from domain.calendar import utc_iso, vn_iso
 _set = object.__setattr__
 # Events of the page last read whose state was plain JSON and top-level times (see above).
 PLAIN: dict[int, Any] = {}
+# `read_aggregates`: what `wanted(topic)` returns for an event to build without its state.
+BARE = 2
 _new_uuid = UUID.__new__
 _UNKNOWN = SafeUUID.unknown
 
@@ -279,6 +281,15 @@ class FastReader:
             PLAIN[id(ev)] = ev
         return ev
 
+    def bare(self, originator_id: Any, version: int, topic: str) -> Any:
+        """An event of a stored topic with only its `originator_id` and `originator_version`,
+        its state not decoded (`read_aggregates`, for readers that need nothing more)."""
+        ev = object.__new__(self._class(topic)[0])
+        _set(ev, "__dict__", {"originator_id": id_uuid(originator_id),
+                              "originator_version": version})
+        PLAIN[id(ev)] = ev
+        return ev
+
     def _select(self, sql: str, params: Sequence[Any]) -> list[Any]:
         if self._own is not None:
             return self._own.execute(sql, params).fetchall()
@@ -337,12 +348,13 @@ class FastReader:
 
     def read_aggregates(self, after: tuple[str, int] | None, low: str | None,
                         high: str | None, limit: int, stop: int | None,
-                        wanted: Callable[[str], bool]
+                        wanted: Callable[[str], int]
                         ) -> tuple[list[tuple[int, Any]], tuple[str, int], int] | None:
         """The stored events in aggregate order (by originator id, then version), with
         positions up to `stop`, of the aggregates whose id text is in [`low`, `high`) (None:
         unbounded), after the (originator id, version) `after`; at most `limit` rows read,
-        decoded only where `wanted(topic)`. Returns the events (position, event), the key of
+        decoded only where `wanted(topic)` (`BARE`: built by `bare`, false: left out).
+        Returns the events (position, event), the key of
         the last row read (the next page's `after`) and the number of rows read; None when
         no row is left."""
         assert self._sqlite_table is not None
@@ -372,9 +384,13 @@ class FastReader:
         events = []
         text = uid = None
         for r in rows:
-            if wanted(r[3]):
+            how = wanted(r[3])
+            if how:
                 if r[1] != text:  # an aggregate's events share one id object
                     text, uid = r[1], id_uuid(r[1])
-                events.append((r[0], decode(uid, r[2], r[3], r[4])))
+                if how == BARE:
+                    events.append((r[0], self.bare(uid, r[2], r[3])))
+                else:
+                    events.append((r[0], decode(uid, r[2], r[3], r[4])))
         last = rows[-1]
         return events, (last[1], last[2]), len(rows)

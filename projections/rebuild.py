@@ -48,7 +48,7 @@ from typing import Any
 from domain.calendar import VN_TZ, vn_iso
 from projections.base import VERSIONS_DDL, Projection, ProjectionFailed, Runner, log, now_iso
 from projections.db import ReadDB, SQLiteReadDB
-from projections.fastread import FastReader, as_datetime, forget_page
+from projections.fastread import BARE, FastReader, as_datetime, forget_page
 from projections.gctune import fewer_collections
 from projections.queries import SNAPSHOTS_DDL
 
@@ -343,13 +343,18 @@ class RebuildRunner(Runner):
         together, so its rows are read and written about once, not once for each batch its
         events fall in, as in log order."""
         assert self.reader is not None and all(p.partitioned for p in self.projections)
-        reads: dict[str, bool] = {}
+        reads: dict[str, int] = {}
         projections = self.projections
 
-        def wanted(topic: str) -> bool:
+        def wanted(topic: str) -> int:
+            # Left out if no projection reads the topic; not decoded if none needs its state
+            # (nor the event filter, which may look at any of it).
             found = reads.get(topic)
             if found is None:
-                found = reads[topic] = any(p.reads(topic) for p in projections)
+                readers = [p for p in projections if p.reads(topic)]
+                found = reads[topic] = (
+                    0 if not readers else 1 if self.event_filter is not None
+                    or any(p.needs_state(topic) for p in readers) else BARE)
             return found
 
         reader = self.reader

@@ -275,3 +275,49 @@ def test_events_of_plain_json_are_marked_and_their_records_need_no_check(sqlite_
     # Another page read forgets the last page's events.
     reader.read(0, 1)
     assert len(fastread.PLAIN) <= 1
+
+
+def test_internal_events_are_replayed_without_decoding_their_state(sqlite_settings,
+                                                                   make_system, monkeypatch):
+    """A rebuild in aggregate order builds the events that only the feed reads, and of which it
+    publishes the type alone (the internal ones), without decoding their stored state; with an
+    event filter (an "as of" by act time, which may look at any field) it decodes them all.
+    The tables are the live runner's either way."""
+    from projections import fastread
+    from projections.feed import INTERNAL_TYPES, internal_topic
+
+    def is_internal(ev: Any) -> bool:
+        return type(ev).__qualname__.startswith(INTERNAL_TYPES)
+
+    system = make_system(sqlite_settings)
+    interleaved_province(system.app, 30)
+    system.catch_up()
+    live = dump(system.db)
+    head = system.runner.head()
+    reader = FastReader(system.app)
+    internal = [t for t in reader.topics() if internal_topic(t)]
+    assert T + "DayCounter.Advanced" in internal
+    # The reader's bare events: class, id and version only, marked plain.
+    events, _, rows = reader.read_aggregates(
+        None, None, None, head, head, lambda t: fastread.BARE if t in internal else True)
+    bare = [ev for _, ev in events if is_internal(ev)]
+    assert bare and rows == head == len(events)
+    assert all(set(vars(ev)) == {"originator_id", "originator_version"} for ev in bare)
+    assert all(fastread.PLAIN.get(id(ev)) is ev for ev in bare)
+    assert all(len(vars(ev)) > 3 for _, ev in events if not is_internal(ev))
+
+    decoded: list[str] = []
+    decode = FastReader.decode
+
+    def counting(self, originator_id, version, topic, state):
+        decoded.append(topic)
+        return decode(self, originator_id, version, topic, state)
+
+    monkeypatch.setattr(FastReader, "decode", counting)
+    rebuild(system.app, system.db, public_projections, position=head, label="bare")
+    assert dump(system.db, "asof_bare_") == live
+    assert decoded and not [t for t in decoded if t in internal]
+    decoded.clear()
+    rebuild(system.app, system.db, public_projections, as_of=datetime.now(VN_TZ)
+            + timedelta(days=1), by="act", label="acts")
+    assert [t for t in decoded if t in internal]
