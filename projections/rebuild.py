@@ -24,7 +24,7 @@ order, `AGGREGATE_BATCH` in aggregate order) read with
 tables without their secondary indexes until the end. On SQLite the partitioned projections
 are replayed in aggregate order (`RebuildRunner.replay_aggregates`: a dossier's rows are read
 and written about once, however its events interleave with others' in the log), each of
-`workers` processes its own range of aggregate ids (`aggregate_bounds`), and what needs the
+`workers` processes the ranges of aggregate ids it takes (`Chunks`), and what needs the
 log's order across aggregates is completed once they have all ended
 (`Projection.finish_rebuild`); a projection that is not partitioned (the national outbox) is fed
 in log order, reading only its topics; the tables a swap replaces are dropped after it.
@@ -167,8 +167,9 @@ def rebuild(app: Any, db: ReadDB, factory: Callable[[str], Sequence[Projection]]
     """Rebuild projections into shadow tables and swap them in (see the module docstring).
 
     `workers` > 1 (SQLite stores in files only) splits the log among that many processes
-    (forked: call it from a process without other threads) by aggregate id range: each feeds
-    the partitioned projections the events of its own aggregates, aggregate after aggregate
+    (forked: call it from a process without other threads) by ranges of aggregate ids, each
+    taking the next range left when it ends one: each feeds the partitioned projections the
+    events of the aggregates it took, aggregate after aggregate
     (the first also feeds the projections that are not partitioned, in log order), into the
     same shadow tables with its own tracking rows; all partitions stop at the same position
     (the head when none is given), and the one swap happens after every one has finished and
@@ -331,12 +332,13 @@ class RebuildRunner(Runner):
         """Whether this store can be replayed in aggregate order (`replay_aggregates`)."""
         return self.reader is not None and self.reader.by_aggregate()
 
-    def replay_aggregates(self, low: str | None, high: str | None, stop: int,
-                          counted: Callable[[int], None] | None = None) -> int:
+    def replay_aggregates(self, ranges: Callable[[], tuple[str | None, str | None] | None],
+                          stop: int, counted: Callable[[int], None] | None = None) -> int:
         """Feed the projections, all partitioned, the events up to `stop` of the aggregates
-        whose id is in [`low`, `high`), aggregate after aggregate (each one's events in
-        order), one transaction per batch; then set their tracking rows to `stop`. Returns
-        the number of stored events read.
+        whose id is in the ranges [low, high) that `ranges()` gives one after another (None:
+        no range left), aggregate after aggregate (each one's events in order), one
+        transaction per batch; then set their tracking rows to `stop`. Returns the number of
+        stored events read.
 
         Each projection's state is per aggregate, or counts that add up (`partitioned`), so
         the order of the aggregates does not change what it writes; a dossier's events come
@@ -358,14 +360,29 @@ class RebuildRunner(Runner):
             return found
 
         reader = self.reader
+        taken: list[tuple[str | None, str | None]] = []  # the ranges taken, in order
 
-        def read(after: tuple[str, int] | None) -> Any:
-            return reader.read_aggregates(after, low, high, self.batch_size, stop, wanted)
+        def read(at: tuple[int, tuple[str, int] | None]) -> Any:
+            """The page after `at` (the index of a range taken, and the key of the last row
+            read in it, None at its start) and where it ends; None when no range is left. The
+            same `at` gives the same page however often it is read (a range is taken once)."""
+            k, after = at
+            while True:
+                if k == len(taken):
+                    found = ranges()
+                    if found is None:
+                        return None
+                    taken.append(found)
+                low, high = taken[k]
+                page = reader.read_aggregates(after, low, high, self.batch_size, stop, wanted)
+                if page is not None:
+                    return page, (k, page[1])
+                k, after = k + 1, None
 
         total = 0
-        page = read(None)
-        while page is not None:
-            events, after, rows = page
+        found = read((0, None))
+        while found is not None:
+            (events, _, rows), at = found
             if self.event_filter is not None:
                 events = [(pos, ev) for pos, ev in events if self.event_filter(ev)]
             # The next page is read while another worker holds the write lock, if one does
@@ -375,15 +392,16 @@ class RebuildRunner(Runner):
             # would be without the lock held.
             ahead: list[Any] = []
 
-            def read_ahead(after: tuple[str, int] = after, ahead: list[Any] = ahead) -> None:
+            def read_ahead(at: tuple[int, tuple[str, int] | None] = at,
+                           ahead: list[Any] = ahead) -> None:
                 with suppress(Exception):
-                    ahead.append(read(after))
+                    ahead.append(read(at))
 
             self._apply_all(events, read_ahead)
             total += rows
             if counted is not None:
                 counted(total)
-            page = ahead[0] if ahead else read(after)
+            found = ahead[0] if ahead else read(at)
         last_time = self._record_time(stop)
         with self.db.transaction() as cur:
             for p in projections:
@@ -425,29 +443,49 @@ class RebuildRunner(Runner):
                 and self.reader is not None and self.reader.sqlite_file() is not None)
 
 
-# The first partition also feeds, in log order, the projections that are not partitioned (the
-# national outbox, when named): extra work worth about FIRST_EXTRA of all the aggregates' own.
-# It takes that much less of the aggregates, so that the partitions end together (the swap
-# waits for all of them). Measured when the catalogue was fed so (its log-order pass, which
-# read the whole log for its topics and decoded only the procedure of a reception): 0.06 ended
-# the partitions within 1 s of each other on the 100k-dossier store and 1.6 s of a 121 s
-# rebuild of the province. Without such projections the partitions take equal shares.
-FIRST_EXTRA = 0.06
+# A parallel rebuild's workers replay the aggregates in this many ranges of ids, each taking
+# the next range left when it ends one (`Chunks`), so that they end together however fast each
+# goes (the swap waits for the last; the first worker also feeds, in log order, the projections
+# that are not partitioned, when named). With a range each (two halves), the province's two
+# workers ended 4.6 s apart, one core idle meanwhile; a 256th of it is about 20,000 events.
+CHUNKS = 256
 _SPAN = 1 << 32
 
 
 @cache
-def aggregate_bounds(parts: int, extra: float = FIRST_EXTRA) -> tuple[str | None, ...]:
-    """Where each partition's aggregates start, as id text (None: the first's start and the
-    last's end): partition k replays the aggregates whose id is in [bounds[k], bounds[k + 1]).
-    Ids are random, so the first 32 bits split them: the first partition takes a share of
-    (1 - extra * (parts - 1)) / parts, the others the rest in equal parts (`extra`: the
-    first's work besides its aggregates, as a share of all of theirs)."""
-    if parts == 1:
-        return (None, None)
-    cut = int(max((1 - extra * (parts - 1)) / parts, 0.1 / parts) * _SPAN)
-    starts = [cut + (k - 1) * (_SPAN - cut) // (parts - 1) for k in range(1, parts)]
-    return (None, *(f"{h:08x}" for h in starts), None)
+def aggregate_bounds(parts: int) -> tuple[str | None, ...]:
+    """Where each of `parts` equal ranges of aggregate ids starts, as id text (None: the
+    first's start and the last's end): range k holds the aggregates whose id is in
+    [bounds[k], bounds[k + 1]). Ids are random, so the first 32 bits split them evenly."""
+    return (None, *(f"{k * _SPAN // parts:08x}" for k in range(1, parts)), None)
+
+
+class Chunks:
+    """The ranges of aggregate ids (`aggregate_bounds(count)`) that forked workers take one
+    after another, each range once: their numbers are written into a pipe that every worker
+    reads from (2 bytes a read; on Linux, reads of a pipe take bytes that no other read gets,
+    and a worker that dies holds nothing the others wait for)."""
+
+    def __init__(self, count: int) -> None:
+        if not 0 < count <= 1 << 16:
+            raise ValueError(f"{count} ranges: 1 to 65536")
+        self.bounds = aggregate_bounds(count)
+        self._read, write = os.pipe()
+        try:
+            os.write(write, b"".join(k.to_bytes(2, "big") for k in range(count)))
+        finally:
+            os.close(write)
+
+    def __call__(self) -> tuple[str | None, str | None] | None:
+        """The next range nobody has taken (None: none left)."""
+        data = os.read(self._read, 2)
+        if not data:
+            return None
+        k = int.from_bytes(data, "big")
+        return self.bounds[k], self.bounds[k + 1]
+
+    def close(self) -> None:
+        os.close(self._read)
 
 
 def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[Projection]],
@@ -455,15 +493,17 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
                       log_batch: int) -> int:
     """The SQLite rebuild: the projections that are not partitioned are fed in log order here
     (decoding only the events they read, `log_batch` at a time); the partitioned ones in
-    aggregate order (`RebuildRunner.replay_aggregates`), partition 0 here after them, and each
-    other partition in a forked child process of its own (own connections, own tracking rows
-    `<name>#k`), all into the same shadow tables."""
+    aggregate order (`RebuildRunner.replay_aggregates`) by `parts` workers, here after them
+    and in forked child processes (own connections, own tracking rows `<name>#k`), all into
+    the same shadow tables, each worker taking the next range of aggregate ids left
+    (`Chunks`) until none is."""
     assert stop is not None
     ordered = [p for p in runner.projections if not p.partitioned]
     spread = [p for p in runner.projections if p.partitioned]
     if not spread:
         parts = 1
-    bounds = aggregate_bounds(parts, FIRST_EXTRA if ordered else 0.0)
+    whole = [(None, None)]
+    ranges = Chunks(CHUNKS) if parts > 1 else lambda: whole.pop() if whole else None
     for p in spread:
         p.by_aggregate = True
     # Rows read by each partition, in memory shared with the forked children, which only
@@ -495,7 +535,7 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
                     assert child.reader is not None
                     child.reader.detach()
                     with _bulk_session(child.db):
-                        child.replay_aggregates(bounds[k], bounds[k + 1], stop,
+                        child.replay_aggregates(ranges, stop,
                                                 lambda n, k=k: read.__setitem__(k, n))
                     code = 0
                 except BaseException:
@@ -514,7 +554,7 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
         if spread:
             lead = RebuildRunner(runner.app, runner.db, spread, batch_size=runner.batch_size,
                                  event_filter=runner.event_filter, indexes=False)
-            lead.replay_aggregates(bounds[0], bounds[1], stop, report)
+            lead.replay_aggregates(ranges, stop, report)
         failed = []
         while children:
             for pid, tracked in list(children.items()):
@@ -536,6 +576,8 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
         done = True
         return stop
     finally:
+        if isinstance(ranges, Chunks):
+            ranges.close()
         if not done:
             for pid in children:
                 os.kill(pid, signal.SIGKILL)

@@ -1,10 +1,14 @@
-"""How a parallel rebuild splits the aggregates among its processes (ranges of ids)."""
+"""How a parallel rebuild splits the aggregates among its processes (ranges of ids, each taken
+by one worker, the next when it ends one)."""
 
+import os
 import random
 import uuid
 from collections import Counter
 
-from projections.rebuild import FIRST_EXTRA, aggregate_bounds
+import pytest
+
+from projections.rebuild import Chunks, aggregate_bounds
 
 
 def partition(text: str, parts: int) -> int:
@@ -38,17 +42,55 @@ def test_the_ranges_cover_the_id_space_without_overlap() -> None:
     assert partition(second + "-0000-0000-0000-000000000000", 2) == 1
 
 
-def test_the_first_partition_takes_fewer_aggregates_for_its_extra_work() -> None:
+def test_the_ranges_are_equal_shares_of_random_ids() -> None:
     rng = random.Random(11)
     ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(40_000)]
     for parts in (2, 3):
         counts = Counter(partition(i, parts) for i in ids)
-        share = [counts[k] / len(ids) for k in range(parts)]
-        # balanced: the first's share plus its extra equals each other's share
-        first = (1 - FIRST_EXTRA * (parts - 1)) / parts
-        assert abs(share[0] - first) < 0.02
-        for k in range(1, parts):
-            assert abs(share[k] - (1 - first) / (parts - 1)) < 0.02
-    # Without extra work (nothing fed in log order), equal shares.
-    assert aggregate_bounds(2, 0.0) == (None, "80000000", None)
-    assert aggregate_bounds(4, 0.0)[1:-1] == ("40000000", "80000000", "c0000000")
+        assert all(abs(counts[k] / len(ids) - 1 / parts) < 0.02 for k in range(parts))
+    assert aggregate_bounds(2) == (None, "80000000", None)
+    assert aggregate_bounds(4)[1:-1] == ("40000000", "80000000", "c0000000")
+
+
+def test_workers_take_every_range_once_in_order_of_asking() -> None:
+    """Forked workers taking ranges from one `Chunks` get each range exactly once, between
+    them, whatever the interleaving; then None."""
+    chunks = Chunks(64)
+    reports = []
+    pids = []
+    for _ in range(3):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # take until none is left; report the ranges' starts
+            try:
+                taken = []
+                while (found := chunks()) is not None:
+                    taken.append(found[0] or "start")
+                os.write(write, (",".join(taken) + "\n").encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        pids.append(pid)
+        reports.append(read)
+    mine = []
+    while (found := chunks()) is not None:
+        mine.append(found[0] or "start")
+    taken = mine[:]
+    for pid, read in zip(pids, reports, strict=True):
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        with os.fdopen(read) as f:
+            text = f.read().strip()
+        taken += text.split(",") if text else []
+    bounds = aggregate_bounds(64)
+    assert sorted(taken) == sorted(b or "start" for b in bounds[:-1])  # each once
+    assert chunks() is None
+    chunks.close()
+    # One process alone takes them in order, the last range up to the end of the id space.
+    alone = Chunks(4)
+    assert [alone() for _ in range(5)] == [
+        (None, "40000000"), ("40000000", "80000000"), ("80000000", "c0000000"),
+        ("c0000000", None), None]
+    alone.close()
+    with pytest.raises(ValueError):
+        Chunks(0)
