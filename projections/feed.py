@@ -142,7 +142,7 @@ def internal_topic(topic: str) -> bool:
     class: reading it raises the library's error)."""
     try:
         cls = resolve_topic(topic)
-    except Exception:  # noqa: BLE001 (the library raises several kinds)
+    except Exception:  # (the library raises several kinds)
         return False
     return cls.__qualname__.startswith(INTERNAL_TYPES)
 
