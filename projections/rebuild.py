@@ -38,7 +38,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -47,7 +47,7 @@ from typing import Any
 
 from domain.calendar import VN_TZ, vn_iso
 from projections.base import VERSIONS_DDL, Projection, ProjectionFailed, Runner, log, now_iso
-from projections.db import ReadDB, SQLiteReadDB
+from projections.db import ReadDB, SQLiteReadDB, background_writeback
 from projections.fastread import BARE, FastReader, as_datetime, forget_page
 from projections.gctune import fewer_collections
 from projections.queries import SNAPSHOTS_DDL
@@ -517,6 +517,7 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
 
     names = [p.name for p in spread]
     children: dict[int, list[str]] = {}
+    cleanup = ExitStack()
     done = False
     try:
         for k in range(1, parts):
@@ -543,6 +544,11 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
                 finally:
                     os._exit(code)
             children[pid] = [p.tracking_name for p in mine]
+        # (After the forks: the thread is this process's only.)
+        assert isinstance(runner.db, SQLiteReadDB)
+        path = runner.db.path
+        cleanup.enter_context(background_writeback(
+            [path, path.with_name(path.name + "-wal")]))
         if ordered:  # reading only the topics they read
             assert runner.reader is not None
             topics = [t for t in runner.reader.topics()
@@ -576,6 +582,7 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
         done = True
         return stop
     finally:
+        cleanup.close()
         if isinstance(ranges, Chunks):
             ranges.close()
         if not done:
