@@ -467,8 +467,9 @@ class Chunks:
     and a worker that dies holds nothing the others wait for)."""
 
     def __init__(self, count: int) -> None:
-        if not 0 < count <= 1 << 16:
-            raise ValueError(f"{count} ranges: 1 to 65536")
+        # (All written before anyone reads: at most a page, which a pipe always holds.)
+        if not 0 < count <= 2048:
+            raise ValueError(f"{count} ranges: 1 to 2048")
         self.bounds = aggregate_bounds(count)
         self._read, write = os.pipe()
         try:
