@@ -179,18 +179,15 @@ class CatalogueProjection(Projection):
             f"SELECT code, revision FROM {table}").fetchall()}
         # Grouped and sorted here: the province's 573k receptions in 0.29 s, where SQL's
         # ROW_NUMBER() window over them took 0.75 s (a serial step, after the partitions);
-        # read as tuples on SQLite, not as the connection's dicts (half the time).
+        # read as tuples, not as the connection's dicts (half the time). A rebuild fed by
+        # aggregate reads a SQLite event store, so its read models are SQLite's too.
+        assert isinstance(cur, sqlite3.Cursor)
         positions: dict[str, list[int]] = {}
-        sql = f"SELECT code, position FROM {receptions}"
-        if isinstance(cur, sqlite3.Cursor):
-            raw = cur.connection.cursor()
-            raw.row_factory = None
-            for code, position in raw.execute(sql):
-                positions.setdefault(code, []).append(position)
-            raw.close()
-        else:
-            for row in cur.execute(sql).fetchall():
-                positions.setdefault(row["code"], []).append(int(row["position"]))
+        raw = cur.connection.cursor()
+        raw.row_factory = None
+        for code, position in raw.execute(f"SELECT code, position FROM {receptions}"):
+            positions.setdefault(code, []).append(position)
+        raw.close()
         for code, found in positions.items():
             # (A reception needs its procedure in force: each comes after its publication, as
             # `flush` counts them.)

@@ -152,11 +152,11 @@ def background_writeback(paths: Sequence[Path], every: float | None = None) -> I
     """While it runs, a thread asks the kernel every `every` seconds (None:
     `WRITEBACK_SECONDS`) to start writing these files' dirty pages to disk, without waiting
     for it (Linux's sync_file_range with SYNC_FILE_RANGE_WRITE; elsewhere nothing is done).
-    It makes nothing more or less durable:
-    what it changes is how much a later fsync finds left to write, the way RocksDB's
-    `bytes_per_sync` does. A rebuild's checkpoints fsync the database and its write-ahead log
-    (`synchronous=NORMAL`), and Linux otherwise lets gigabytes of dirty pages wait for them:
-    each worker stood still for seconds at every checkpoint.
+    It makes nothing more or less durable: what it changes is how much a later fsync finds
+    left to write, the way RocksDB's `bytes_per_sync` does. A rebuild's checkpoints fsync the
+    database and its write-ahead log (`synchronous=NORMAL`), and Linux otherwise lets
+    gigabytes of dirty pages wait for them: each worker stood still for seconds at every
+    checkpoint.
 
     The thread is started here: enter it after any fork, never before."""
     if SYNC_FILE_RANGE is None:
