@@ -550,8 +550,8 @@ def stat_months(db: ReadDB, prefix: str = "") -> list[str]:
 
 def public_feed(db: ReadDB, after: int = 0, limit: int = 1000, *, prefix: str = ""
                 ) -> list[dict[str, Any]]:
-    """Rows of the public feed after a position: position, type, record (canonical JSON), sha256."""
-    return db.fetchall(f"SELECT position, type, record, sha256 FROM {prefix}public_feed"
+    """Rows of the public feed after a position: position, type, record (canonical JSON)."""
+    return db.fetchall(f"SELECT position, type, record FROM {prefix}public_feed"
                        " WHERE position > ? ORDER BY position LIMIT ?", (after, limit))
 
 

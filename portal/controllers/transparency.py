@@ -18,6 +18,7 @@ from domain.model import dossier_id
 from portal.i18n import gettext as _
 from portal.system import System
 from projections import queries
+from projections.feed import digest
 from projections.transparency import ProofUnavailable, log_of
 
 DOSSIER_CODE = re.compile(r"^[0-9A-Za-z.]{1,40}-\d{6}-\d{4}$")
@@ -119,13 +120,14 @@ class TransparencyController(Controller):
         else:
             positions = log.positions_of(str(dossier_id(code)))
         # (No rows either for acts the feed has not published yet.)
-        rows = s.db.fetchall("SELECT position, type, sha256 FROM public_feed WHERE position IN ("
+        rows = s.db.fetchall("SELECT position, type, record FROM public_feed WHERE position IN ("
                              + ",".join("?" for _ in positions) + ") ORDER BY position",
                              positions) if positions else []
         if not rows:
             raise NotFoundException(f"Không tìm thấy hồ sơ mã {code} trong nhật ký công khai.")
         latest = log.latest()
         for r in rows:
+            r["sha256"] = digest(r.pop("record"))
             r["covered"] = latest is not None and r["position"] <= latest.last_position
         return Template("transparency_dossier.html", context={
             "code": code, "rows": rows, "latest": latest})

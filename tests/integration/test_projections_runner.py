@@ -274,8 +274,8 @@ def test_a_worker_starting_over_existing_tables_waits_for_no_batch(pg_settings, 
         with psycopg.connect(pg_url) as batch:
             batch.execute(f'SET search_path TO "{schema}"')
             batch.execute("UPDATE dossiers SET status=status")
-            batch.execute("INSERT INTO public_feed (position, type, record, sha256)"
-                          " VALUES (999999, 'x', '{}', 'x')")
+            batch.execute("INSERT INTO public_feed (position, type, record)"
+                          " VALUES (999999, 'x', '{}')")
             db = ReadDB.open(settings.read_db_path, pg_url, schema)
             try:  # raises LockNotAvailable if the setup waits for the batch's tables
                 Runner(system.app, _LockBound(db), public_projections())

@@ -20,6 +20,8 @@ from domain.demo import GIVEN
 from domain.model import dossier_id
 from portal.app import create_app
 from portal.cli import main as portal_main
+from projections import queries
+from projections.feed import digest
 from projections.transparency import log_of, verify_log
 from tests.factories import PERSONAL, applicant, at, small_province
 
@@ -113,6 +115,12 @@ def test_public_endpoints_and_dossier_proof_page(logged, tmp_path):
         assert cp in client.get("/transparency/checkpoints").json()["checkpoints"]
         page = client.get(f"/transparency/dossiers/{codes[0]}")
         assert page.status_code == 200
+        # Each record's SHA-256, hashed from the record the feed holds.
+        shown = re.findall(r"<code>([0-9a-f]{16})…</code>", page.text)
+        positions = [int(p) for p in re.findall(r"<tr><td>(\d+)</td>", page.text)]
+        assert shown and len(shown) == len(positions)
+        records = {r["position"]: r["record"] for r in queries.public_feed(system.db, 0, 10_000)}
+        assert shown == [digest(records[p])[:16] for p in positions]
         links = [p for p in page.text.split('href="') if p.startswith("/transparency/proofs/")]
         assert links
         url = links[0].split('"')[0].replace("&amp;", "&")
