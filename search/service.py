@@ -588,8 +588,10 @@ class SearchSync:
                                     for code, digest in shown.items())
         if upserts:
             self.service.wait(index.add_documents(upserts).task_uid)
-        if deletes:
-            self.service.wait(index.delete_documents(deletes).task_uid)
+        # One task per document (Meilisearch batches them): the client's delete by a list
+        # of ids is deprecated, and one by filter needs the key to be filterable.
+        for task in [index.delete_document(i).task_uid for i in deletes]:
+            self.service.wait(task)
         last = max(int(r["revision"]) for r in rows)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         with self.db.transaction() as cur:
