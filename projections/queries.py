@@ -45,6 +45,19 @@ def procedure(db: ReadDB, code: str) -> dict[str, Any] | None:
 _PUBLIC_KEYS = tuple(c.strip()[2:] for c in PUBLIC_DOSSIER_COLUMNS.split(","))
 
 
+def log_book_line(db: ReadDB, agency: str, received_at: str, code: str) -> tuple[str, int]:
+    """A dossier's line in its receiving agency's dossier log book (Sổ theo dõi hồ sơ), as
+    (book, number): one book (Quyển) per calendar year of reception in local time, its lines
+    numbered from 1 in order of reception (then of code, as the book lists them). The number
+    is one more than the dossiers the agency received that year before it, so the receipt
+    (Mẫu 01) and the book give a dossier the same line."""
+    year = received_at[:4]
+    before = db.scalar("SELECT COUNT(*) FROM dossiers WHERE agency=? AND received_at >= ? AND"
+                       " (received_at < ? OR (received_at = ? AND code < ?))",
+                       (agency, f"{year}-01-01", received_at, received_at, code))
+    return year, int(before or 0) + 1
+
+
 def dossier(db: ReadDB, code: str) -> dict[str, Any] | None:
     """A dossier's public row, with its agencies' names and, from tracker rules version 4 on,
     `acts` (the public feed positions of its timeline, for `timeline`)."""

@@ -39,6 +39,7 @@ from portal.controllers.staff import (
     system_of,
 )
 from portal.system import System
+from projections import queries
 from projections.tracker import TIMELINE_KINDS
 
 
@@ -335,7 +336,13 @@ class StaffDossierController(StaffArea):
         s, me, d = load(request, code)
         if not sees_personal_data(me, d):
             raise PermissionDeniedException("Chỉ cán bộ của cơ quan tiếp nhận in được giấy hẹn.")
-        return Template("staff/receipt.html", context=dossier_context(request, s, me, d))
+        # Its line in the agency's log book, once the read model has it (a receipt printed
+        # the moment it was received may come before: the form's blanks then).
+        row = s.db.fetchone("SELECT agency, received_at FROM dossiers WHERE code=?", (d.code,))
+        book = queries.log_book_line(s.db, row["agency"], row["received_at"], d.code) \
+            if row else None
+        return Template("staff/receipt.html",
+                        context={**dossier_context(request, s, me, d), "book": book})
 
     @get("/{code:str}/form/{form:str}", sync_to_thread=True)
     def printable(self, request: Request[Any, Any, Any], code: FromPath[str],

@@ -28,6 +28,7 @@ from portal.controllers.staff import (
     system_of,
 )
 from portal.controllers.staff_dossier import sees_applicants_of
+from projections import queries
 
 PAGE = 100  # lines per page (each line of a person who may see them unseals an applicant)
 LONGEST = 366  # days a book may span
@@ -94,8 +95,15 @@ class StaffLogBookController(StaffArea):
         # The applicants, to whom a dossier's receipt shows them (every dossier of the book
         # was received by `agency`).
         personal = sees_applicants_of(me, (agency,))
-        for n, r in enumerate(rows, start=(page - 1) * PAGE + 1):
-            r["n"] = n
+        # Lines numbered in the book of their year (`queries.log_book_line`): counted for a
+        # page's first line of each year, then one after another.
+        book, n = "", 0
+        for r in rows:
+            if r["received_at"][:4] != book:
+                book, n = queries.log_book_line(s.db, agency, r["received_at"], r["code"])
+            else:
+                n += 1
+            r["book"], r["n"] = book, n
             r["quantity"] = procedure_record(s, r["procedure_code"]).get("quantity") or 1
             r["holder_name"] = names.get(r["holder_agency"], r["holder_agency"])
             r["applicant"] = None

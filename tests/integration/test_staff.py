@@ -163,6 +163,60 @@ def test_the_log_book_lists_an_agencys_receptions_and_names_applicants_to_its_st
     assert desk_any.get("/staff/logbook").status_code == 403
 
 
+def book_line(html: str) -> tuple[str, str] | None:
+    """The receipt's log-book entry (Quyển số, Số thứ tự), None while it has blanks."""
+    m = re.search(r"Vào Sổ theo dõi hồ sơ, Quyển số: <strong>(\d+)</strong>, Số thứ tự:"
+                  r' <strong class="book-line">(\d+)</strong>', html)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def test_the_receipt_names_the_dossier_s_line_in_the_log_book(desk_any, monkeypatch):
+    """Mẫu 01 says where the dossier was entered in the log book: one book a year per
+    receiving agency, lines numbered in order of reception (then of code), the same number
+    on the receipt and in the book, whatever period or page the book is read by."""
+    from portal.controllers import staff_logbook
+
+    app = desk_any.system.app
+
+    def receive(agency: str, when: datetime) -> str:
+        return app.receive_dossier(procedure_code="1.009994", agency=agency,
+                                   channel="in_person", applicant=applicant(),
+                                   received_at=when, officer="tn-1" if agency == "xa-a"
+                                   else "cv-b").code
+
+    august = receive("xa-a", at(2025, 8, 1, 9))
+    twin = receive("xa-a", at(2025, 9, 3, 9))  # the same minute as desk_any.code
+    december = receive("xa-a", at(2025, 12, 31, 16))
+    january = receive("xa-a", at(2026, 1, 2, 8))
+    receive("xa-b", at(2025, 7, 1, 9))  # another agency's book
+    september = sorted([desk_any.code, twin])
+    expected = {august: ("2025", "1"), september[0]: ("2025", "2"),
+                september[1]: ("2025", "3"), december: ("2025", "4"), january: ("2026", "1")}
+    late = receive("xa-a", at(2026, 1, 5, 8))  # the read models have not seen it yet
+    login(desk_any, "tiepnhan")
+    before = desk_any.get(f"/staff/dossiers/{late}/receipt").text
+    assert book_line(before) is None and "Quyển số: ……, Số thứ tự: ……" in before
+    desk_any.system.catch_up()
+    expected[late] = ("2026", "2")
+    for code, line in expected.items():
+        assert book_line(desk_any.get(f"/staff/dossiers/{code}/receipt").text) == line, code
+    # The book, read across the turn of the year: each line with its book's number.
+    turn = desk_any.get("/staff/logbook", params={"from": "2025-12-01", "to": "2026-01-31"}).text
+    assert "Quyển số 2025 và 2026" in turn
+    lines = re.findall(r"<td>(\d+)<br>quyển (\d+)</td>\s*<td><a href=\"/staff/dossiers/([^\"]+)\"",
+                       turn)
+    assert [(code, (book, n)) for n, book, code in lines] == [
+        (december, ("2025", "4")), (january, ("2026", "1")), (late, ("2026", "2"))]
+    # Read a page at a time, from a day in the middle of the year: numbered as on the receipts.
+    monkeypatch.setattr(staff_logbook, "PAGE", 1)
+    period = {"from": "2025-09-01", "to": "2025-12-31"}
+    for page, code in enumerate([*september, december], start=1):
+        text = desk_any.get("/staff/logbook", params={**period, "page": page}).text
+        assert "Quyển số 2025 ·" in text
+        found = re.findall(r"<td>(\d+)</td>\s*<td><a href=\"/staff/dossiers/([^\"]+)\"", text)
+        assert found == [(expected[code][1], code)], page
+
+
 def test_anonymous_posts_are_refused(desk_any):
     r = desk_any.post(f"/staff/dossiers/{desk_any.code}/act/pause", data={"reason": "x"},
                   follow_redirects=False)
