@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -168,6 +169,9 @@ LEAF_CHUNK = 16_384
 BULK_CHUNKS = 4
 # Chunks of `transparency_leaves` read at a time (a province's are 311, 200 MB).
 STORED_PAGE = 16
+# Records from which the first hashing in table order is shared among helper processes when
+# asked for (`hash_rebuilt_feed`, after a rebuild): starting them costs about a second.
+PARALLEL_CHUNKS = 32
 
 
 def leaves_ddl(dialect: str) -> str:
@@ -207,6 +211,20 @@ class _Rewritten(Exception):
     """The feed's tables were replaced (rebuilt) while its leaves were being read."""
 
 
+def _helpers(commands: list[list[str]]) -> list[str]:
+    """Run `python -m projections.leafhash` with each argument list at once, from the folder
+    this package is imported from; their outputs, or RuntimeError with the first failure."""
+    root = Path(merkle.__file__).resolve().parents[1]
+    procs = [subprocess.Popen([sys.executable, "-m", "projections.leafhash", *args], cwd=root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for args in commands]
+    outputs = [p.communicate() for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        if p.returncode:
+            raise RuntimeError(f"leaf hashing helper failed ({p.returncode}): {err.strip()}")
+    return [out for out, _ in outputs]
+
+
 class TransparencyLog:
     """Checkpoints and proofs over the `public_feed` table of a read-model database."""
 
@@ -235,12 +253,13 @@ class TransparencyLog:
             self._tokens = True
         return self.db.scalar("SELECT MIN(token) FROM feed_generation")
 
-    def leaves(self) -> _Leaves:
+    def leaves(self, workers: int = 1) -> _Leaves:
         """Leaf hashes of the whole feed: the complete chunks that some process kept in
         `transparency_leaves`, then the records after them hashed a chunk at a time (each
         complete chunk kept in turn). The same object while the feed's tables are the same
         (it only grows, so a caller takes the size it works on first); a new one once they
-        were rebuilt, since a rebuild may rewrite records."""
+        were rebuilt, since a rebuild may rewrite records. `workers` > 1: a first hashing in
+        table order (SQLite) is shared among that many helper processes."""
         with self._lock:
             for _ in range(3):
                 generation = self.generation()
@@ -249,7 +268,7 @@ class TransparencyLog:
                 try:
                     if generation is not None:
                         self._read_stored(self._cache)
-                    self._hash_feed(self._cache)
+                    self._hash_feed(self._cache, workers)
                     return self._cache
                 except _Rewritten:  # rebuilt meanwhile: start over with the new tables
                     continue
@@ -277,7 +296,7 @@ class TransparencyLog:
             if len(rows) < STORED_PAGE:
                 return
 
-    def _hash_feed(self, cache: _Leaves) -> None:
+    def _hash_feed(self, cache: _Leaves, workers: int = 1) -> None:
         """Hash the records after the last leaf of `cache`, a chunk at a time; each statement
         reads the tables' token with the records, so records of rebuilt tables are never
         added to the leaves of older ones."""
@@ -291,7 +310,7 @@ class TransparencyLog:
                         " FROM public_feed f WHERE f.position>? ORDER BY f.position LIMIT ?")
         leaf = merkle.leaf_hash
         if self.db.dialect == "sqlite" and not cache.scanned:
-            self._hash_in_table_order(cache, data, token)
+            self._hash_in_table_order(cache, data, token, workers)
             cache.scanned = True
         while True:
             last = cache.positions[-1] if cache.positions else 0
@@ -307,7 +326,8 @@ class TransparencyLog:
             if cache.generation is not None:
                 self._keep(cache)
 
-    def _hash_in_table_order(self, cache: _Leaves, data: str, token: str) -> None:
+    def _hash_in_table_order(self, cache: _Leaves, data: str, token: str,
+                             workers: int = 1) -> None:
         """SQLite, the first hashing of these tables in this process (later ones hash the
         records appended since, by position): hash the records after the last leaf of
         `cache`, when they are many (at least BULK_CHUNKS chunks) and their positions have no
@@ -316,7 +336,8 @@ class TransparencyLog:
         record in no order (a province's feed, 5.1 million records: 20 s of its 36); in
         table order the pages are read once each. The records are those up to the last
         position found at the start (later ones are hashed by position after it), read with
-        the tables' token as `_hash_feed`'s."""
+        the tables' token as `_hash_feed`'s. With `workers` > 1 and many records, helper
+        processes share the table (`_hash_in_processes`)."""
         last = cache.positions[-1] if cache.positions else 0
         found = self.db.fetchone("SELECT COUNT(*) AS n, MIN(position) AS lo, MAX(position) AS hi"
                                  " FROM public_feed WHERE position>?", (last,))
@@ -324,6 +345,17 @@ class TransparencyLog:
             return
         n, lo, hi = int(found["n"]), int(found["lo"]), int(found["hi"])
         if n < BULK_CHUNKS * LEAF_CHUNK or hi - lo + 1 != n:
+            return
+        if workers > 1 and n >= PARALLEL_CHUNKS * LEAF_CHUNK \
+                and len(cache.hashes) % LEAF_CHUNK == 0 and getattr(self.db, "path", None):
+            packed, roots = self._hash_in_processes(cache, data, token, (last, lo, hi, n),
+                                                    workers)
+            cache.positions.extend(range(lo, hi + 1))
+            cache.hashes.extend_packed(packed)
+            for k, root in roots:
+                cache.tree.remember(k * LEAF_CHUNK, LEAF_CHUNK, root)
+            if cache.generation is not None:
+                self._keep(cache)
             return
         packed = bytearray(32 * n)
         leaf = merkle.leaf_hash
@@ -350,6 +382,44 @@ class TransparencyLog:
         cache.hashes.extend_packed(packed)
         if cache.generation is not None:
             self._keep(cache)
+
+    def _hash_in_processes(self, cache: _Leaves, data: str, token: str,
+                           span: tuple[int, int, int, int], workers: int
+                           ) -> tuple[bytes, list[tuple[int, bytes]]]:
+        """`_hash_in_table_order`'s work shared among `workers` processes
+        (`projections.leafhash`): each reads its share of the table's rows (by rowid) and
+        writes each record's leaf hash in its position's place in a file they all map; then
+        each computes the roots of some of the complete chunks from that file. Returns the
+        hashes, packed, and (chunk, root) of the complete chunks. A process that met rows
+        of other tables (rebuilt meanwhile), or rows missing, raise `_Rewritten`."""
+        last, lo, hi, n = span
+        bounds = self.db.fetchone("SELECT MIN(rowid) AS a, MAX(rowid) AS b FROM public_feed")
+        first, top = int(bounds["a"]), int(bounds["b"])
+        step = -(-(top - first + 1) // workers)
+        shares = [(first - 1 + i * step, min(top, first - 1 + (i + 1) * step))
+                  for i in range(workers)]
+        sql = (f"SELECT f.rowid, f.position, {data}, {token} FROM public_feed f"
+               " WHERE f.rowid>? AND f.rowid<=? AND f.position>? AND f.position<=?"
+               " ORDER BY f.rowid LIMIT ?")
+        base = len(cache.hashes)  # the global index of leaf `lo` (a chunk's first)
+        chunks = list(range(base // LEAF_CHUNK, (base + n) // LEAF_CHUNK))
+        db_path = str(self.db.path)
+        with tempfile.TemporaryDirectory(dir=Path(db_path).parent, prefix=".leaves-") as tmp:
+            out = str(Path(tmp) / "hashes")
+            with open(out, "wb") as f:
+                f.truncate(32 * n)
+            found = _helpers([["rows", db_path, out, sql, str(a), str(b), str(last), str(hi),
+                               str(lo), cache.generation or "-", str(LEAF_CHUNK)]
+                              for a, b in shares])
+            counts = [line.split() for text in found for line in text.splitlines()]
+            if not all(ok == "1" for _, ok in counts) or sum(int(c) for c, _ in counts) != n:
+                raise _Rewritten
+            found = _helpers([["roots", out, str(base), str(LEAF_CHUNK),
+                               *map(str, chunks[i::workers])] for i in range(workers)])
+            roots = [(int(k), bytes.fromhex(root)) for text in found
+                     for k, root in (line.split() for line in text.splitlines())]
+            packed = Path(out).read_bytes()
+        return packed, roots
 
     def _keep(self, cache: _Leaves) -> None:
         """Write the complete chunks of `cache` not kept yet (and forget other tables')."""
@@ -491,10 +561,11 @@ def log_of(system: Any) -> TransparencyLog:
 
 def hash_rebuilt_feed(system: Any) -> tuple[int, float]:
     """After a rebuild replaced the live feed: hash it and keep its leaves now, once, so that
-    no web worker asked for a proof hashes a province's feed (14 s for 5.1 million records).
+    no web worker asked for a proof hashes a province's feed (5.1 million records: 16 s in one
+    process, 8 s shared among two helper processes, one per core of the 2-core machine).
     Returns the number of leaves and the seconds it took."""
     started = time.perf_counter()
-    leaves = log_of(system).leaves()
+    leaves = log_of(system).leaves(workers=os.cpu_count() or 1)
     return len(leaves.positions), time.perf_counter() - started
 
 

@@ -373,9 +373,9 @@ def test_a_feed_rebuilt_dossier_after_dossier_is_hashed_in_table_order_to_the_sa
     used: list[int] = []
     real = transparency.TransparencyLog._hash_in_table_order
 
-    def spied(self, cache, data, token):  # type: ignore[no-untyped-def]
+    def spied(self, cache, data, token, workers=1):  # type: ignore[no-untyped-def]
         before = len(cache.hashes)
-        real(self, cache, data, token)
+        real(self, cache, data, token, workers)
         used.append(len(cache.hashes) - before)
 
     monkeypatch.setattr(transparency.TransparencyLog, "_hash_in_table_order", spied)
@@ -389,6 +389,32 @@ def test_a_feed_rebuilt_dossier_after_dossier_is_hashed_in_table_order_to_the_sa
     assert [bytes(r["root"]) for r in kept] == [merkle.root_of(hashes[4 * k:4 * k + 4])
                                                 for k in range(len(hashes) // 4)]
 
+    # After a rebuild (`hash_rebuilt_feed`), helper processes share the table: the same
+    # leaves, chunk roots and root.
+    shared: list[int] = []
+    helpers = transparency._helpers
+
+    def counted(commands):  # type: ignore[no-untyped-def]
+        shared.append(len(commands))
+        return helpers(commands)
+
+    monkeypatch.setattr(transparency, "_helpers", counted)
+    monkeypatch.setattr(transparency, "PARALLEL_CHUNKS", 2)
+    monkeypatch.setattr(transparency.os, "cpu_count", lambda: 2)  # whatever the machine has
+    with sealed.db.transaction() as cur:
+        cur.execute("DELETE FROM transparency_leaves")
+    used.clear()
+    fresh = make_system(sealed.settings)
+    count, _ = transparency.hash_rebuilt_feed(fresh)
+    assert count == len(hashes) and used == [len(hashes)]
+    assert shared == [2, 2], "two helpers hashed the records, then two the chunks' roots"
+    leaves = log_of(fresh).leaves()
+    assert list(leaves.positions) == positions and list(leaves.hashes) == hashes
+    assert leaves.tree.root() == merkle.root_of(hashes)
+    assert [(int(r["chunk"]), bytes(r["root"])) for r in sealed.db.fetchall(
+        "SELECT chunk, root FROM transparency_leaves ORDER BY chunk")] == [
+        (int(r["chunk"]), bytes(r["root"])) for r in kept]
+
     # A gap in the positions: read by position instead, to the same leaves.
     gone = positions[len(positions) // 2]
     with sealed.db.transaction() as cur:
@@ -399,6 +425,30 @@ def test_a_feed_rebuilt_dossier_after_dossier_is_hashed_in_table_order_to_the_sa
     leaves = log_of(make_system(sealed.settings)).leaves()
     assert used == [0] and gone not in leaves.positions
     assert list(leaves.positions) == positions and list(leaves.hashes) == hashes
+
+
+def test_a_leaf_hashing_helper_reports_other_tables_and_failures(sealed, tmp_path):
+    """A helper that reads rows of other tables (a rebuild swapped them in meanwhile) says
+    so, and the log starts over; a helper that fails raises its error."""
+    from projections import leafhash, transparency
+
+    n = int(sealed.db.scalar("SELECT COUNT(*) FROM public_feed"))
+    out = tmp_path / "hashes"
+    out.write_bytes(bytes(32 * n))
+    sql = ("SELECT f.rowid, f.position, CAST(f.record AS BLOB),"
+           " (SELECT MIN(token) FROM feed_generation) FROM public_feed f"
+           " WHERE f.rowid>? AND f.rowid<=? AND f.position>? AND f.position<=?"
+           " ORDER BY f.rowid LIMIT ?")
+    token = log_of(sealed).generation()
+    assert token
+    span = (0, 10**9, 0, 10**9)
+    db_path = str(sealed.settings.read_db_path)
+    assert leafhash.hash_rows(db_path, str(out), sql, span, 1, "another", 3) == (0, False)
+    assert leafhash.hash_rows(db_path, str(out), sql, span, 1, token, 3) == (n, True)
+    _, hashes = feed_hashes(sealed)
+    assert out.read_bytes() == b"".join(hashes)
+    with pytest.raises(RuntimeError, match="leaf hashing helper failed"):
+        transparency._helpers([["roots", str(tmp_path / "missing"), "0", "4", "0"]])
 
 
 def dossier_code(system) -> str:
