@@ -121,6 +121,7 @@ def judgement_moment(text: str) -> str:
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from domain.calendar import VN_TZ
     from portal.system import build_system
+    from projections.registry import public_projections
     from projections.transparency import held_checkpoint, log_of, signed_by, verify_log
 
     now = None
@@ -147,7 +148,11 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             held = held_checkpoint(json.loads(Path(args.checkpoint_file).read_text("utf-8")))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
             return _fail(f"cannot read the checkpoint file {args.checkpoint_file}: {e}")
-    system = build_system(settings)
+    # The read models the figures and the log come from, caught up: not the projections that
+    # hold state of their own (the national outbox is the sender's; one never fed would first
+    # take in the whole log, minutes for a province).
+    system = build_system(settings, projections=[p for p in public_projections()
+                                                 if p.rebuildable])
     try:
         system.runner.catch_up()
         log = log_of(system)

@@ -50,6 +50,27 @@ def test_every_demo_month_is_reproduced_from_the_feed_file(sqlite_settings, make
     assert "YYYY-MM" in capsys.readouterr().err
 
 
+def test_the_audit_feeds_the_public_read_models_and_not_the_national_outbox(
+        sqlite_settings, make_system, monkeypatch, capsys):
+    """An auditor's command catches up the read models the figures come from, not the
+    national outbox: it is the sender's, and one never fed took in the whole log first
+    (minutes for a province)."""
+    system = make_system(sqlite_settings)
+    data = DemoData.load(sqlite_settings.province_code)
+    seed_reference(system.app, data)
+    Generator(system.app, data, seed=7).run(8, NOW - timedelta(days=30), NOW, now=NOW)
+    head = system.runner.head()
+    assert set(system.runner.positions().values()) == {0}
+    monkeypatch.setenv("PORTAL_VAR_DIR", str(sqlite_settings.var_dir))
+    monkeypatch.setenv("PORTAL_SECRET_KEY", "test-secret")
+    assert portal_main(["audit", "reproduce", "--period", NOW.strftime("%Y-%m"),
+                        "--now", NOW.isoformat(timespec="seconds")]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    positions = make_system(sqlite_settings).runner.positions()
+    assert positions.pop("national_outbox") == 0
+    assert positions and set(positions.values()) == {head}
+
+
 def test_reproduce_checks_the_feed_file_against_a_kept_checkpoint_and_covers_quarters_and_years(
         sqlite_settings, make_system, tmp_path, monkeypatch, capsys):
     """From an auditor's replay: a feed file with a rating's level changed, or two records'
