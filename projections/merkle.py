@@ -105,6 +105,14 @@ class LeafHashes(Sequence[bytes]):
             raise ValueError("packed leaf hashes are 32 bytes each")
         self._buf += packed
 
+    def extend_owned(self, packed: bytearray) -> None:
+        """`extend_packed` with a buffer the caller hands over and no longer uses: taken as
+        it is, without a copy, when nothing is held yet (a province's 160 MB)."""
+        if self._buf or len(packed) & 31:
+            self.extend_packed(packed)
+        else:
+            self._buf = packed
+
     def packed(self, lo: int, hi: int) -> bytes:
         """Hashes lo..hi-1, packed."""
         return bytes(self._buf[lo << 5:hi << 5])

@@ -351,7 +351,8 @@ class TransparencyLog:
             packed, roots = self._hash_in_processes(cache, data, token, (last, lo, hi, n),
                                                     workers)
             cache.positions.extend(range(lo, hi + 1))
-            cache.hashes.extend_packed(packed)
+            cache.hashes.extend_owned(packed)
+            del packed
             for k, root in roots:
                 cache.tree.remember(k * LEAF_CHUNK, LEAF_CHUNK, root)
             if cache.generation is not None:
@@ -379,13 +380,14 @@ class TransparencyLog:
         if seen != n:  # rows replaced meanwhile, which only a rebuild does (a new token)
             raise _Rewritten
         cache.positions.extend(range(lo, hi + 1))
-        cache.hashes.extend_packed(packed)
+        cache.hashes.extend_owned(packed)
+        del packed
         if cache.generation is not None:
             self._keep(cache)
 
     def _hash_in_processes(self, cache: _Leaves, data: str, token: str,
                            span: tuple[int, int, int, int], workers: int
-                           ) -> tuple[bytes, list[tuple[int, bytes]]]:
+                           ) -> tuple[bytearray, list[tuple[int, bytes]]]:
         """`_hash_in_table_order`'s work shared among `workers` processes
         (`projections.leafhash`): each reads its share of the table's rows (by rowid) and
         writes each record's leaf hash in its position's place in a file they all map; then
@@ -418,30 +420,37 @@ class TransparencyLog:
                                *map(str, chunks[i::workers])] for i in range(workers)])
             roots = [(int(k), bytes.fromhex(root)) for text in found
                      for k, root in (line.split() for line in text.splitlines())]
-            packed = Path(out).read_bytes()
+            packed = bytearray(32 * n)
+            with open(out, "rb") as f:
+                if f.readinto(packed) != len(packed):
+                    raise _Rewritten  # (the file is ours: it cannot have shrunk)
         return packed, roots
 
     def _keep(self, cache: _Leaves) -> None:
-        """Write the complete chunks of `cache` not kept yet (and forget other tables')."""
-        rows = []
-        for k in range(cache.stored, len(cache.hashes) // LEAF_CHUNK):
-            lo, hi = k * LEAF_CHUNK, (k + 1) * LEAF_CHUNK
-            rows.append((cache.generation, k, _packed_positions(cache.positions[lo:hi]),
-                         cache.hashes.packed(lo, hi), cache.tree.subtree(lo, hi)))
-        if not rows:
+        """Write the complete chunks of `cache` not kept yet (and forget other tables'), in
+        one transaction, `STORED_PAGE` chunks per statement (a province's 313 chunks are
+        200 MB as rows)."""
+        chunks = range(cache.stored, len(cache.hashes) // LEAF_CHUNK)
+        if not chunks:
             return
+        sql = self.db.q("INSERT INTO transparency_leaves (generation, chunk, positions, hashes,"
+                        " root) VALUES (?,?,?,?,?) ON CONFLICT (generation, chunk) DO NOTHING")
         try:
             with self.db.transaction() as cur:
                 cur.execute(self.db.q("DELETE FROM transparency_leaves WHERE generation<>?"),
                             (cache.generation,))
-                cur.executemany(self.db.q(
-                    "INSERT INTO transparency_leaves (generation, chunk, positions, hashes,"
-                    " root) VALUES (?,?,?,?,?) ON CONFLICT (generation, chunk) DO NOTHING"),
-                    rows)
+                for i in range(0, len(chunks), STORED_PAGE):
+                    rows = []
+                    for k in chunks[i:i + STORED_PAGE]:
+                        lo, hi = k * LEAF_CHUNK, (k + 1) * LEAF_CHUNK
+                        rows.append((cache.generation, k,
+                                     _packed_positions(cache.positions[lo:hi]),
+                                     cache.hashes.packed(lo, hi), cache.tree.subtree(lo, hi)))
+                    cur.executemany(sql, rows)
         except Exception as e:  # a database refusing the write: only a saving for later
             logger.warning("leaf hashes not kept: %s", e)
             return
-        cache.stored += len(rows)
+        cache.stored += len(chunks)
 
     def public_key(self) -> dict[str, Any]:
         pem = Ed25519PublicKey.from_public_bytes(self.key.public).public_bytes(

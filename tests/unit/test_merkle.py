@@ -167,6 +167,15 @@ def test_subtrees_kept_elsewhere_are_taken_as_remembered(monkeypatch):
         seeded.subtree(40, 48)  # past the last leaf
     with pytest.raises(ValueError):
         packed.extend_packed(b"short")
+    # A buffer handed over is taken without a copy when nothing is held yet; else appended.
+    handed = bytearray(source.packed(0, 45))
+    owned = merkle.LeafHashes()
+    owned.extend_owned(handed)
+    assert owned._buf is handed and list(owned) == plain
+    owned.extend_owned(bytearray(source.packed(0, 2)))
+    assert list(owned) == [*plain, *plain[:2]]
+    with pytest.raises(ValueError):
+        merkle.LeafHashes().extend_owned(bytearray(b"short"))
 
 
 def test_packed_leaf_hashes_slice_as_a_list_does():
