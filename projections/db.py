@@ -6,9 +6,8 @@ SQL is written once with `?` placeholders; PostgreSQL gets them turned into `%s`
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -128,67 +127,39 @@ WAL_KEEP_BYTES = 16 * 1024 * 1024
 PAGE_SIZE = 16_384
 
 
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """Linux's sync_file_range(2) from the C library (None elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        found = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    found.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    found.restype = ctypes.c_int
-    return found  # type: ignore[no-any-return]
-
-
-SYNC_FILE_RANGE = _sync_file_range()
-SYNC_FILE_RANGE_WRITE = 2  # start writing the dirty pages out; do not wait for them
-# How often `background_writeback` starts the writing out of what was written since.
-WRITEBACK_SECONDS = 0.1
-
-
 @contextmanager
-def background_writeback(paths: Sequence[Path], every: float | None = None) -> Iterator[None]:
-    """While it runs, a thread asks the kernel every `every` seconds (None:
-    `WRITEBACK_SECONDS`) to start writing these files' dirty pages to disk, without waiting
-    for it (Linux's sync_file_range with SYNC_FILE_RANGE_WRITE; elsewhere nothing is done).
-    It makes nothing more or less durable: what it changes is how much a later fsync finds
-    left to write, the way RocksDB's `bytes_per_sync` does. A rebuild's checkpoints fsync the
-    database and its write-ahead log (`synchronous=NORMAL`), and Linux otherwise lets
-    gigabytes of dirty pages wait for them: each worker stood still for seconds at every
-    checkpoint.
-
-    The thread is started here: enter it after any fork, never before."""
-    if SYNC_FILE_RANGE is None:
-        yield
-        return
-    call = SYNC_FILE_RANGE
-    pause = WRITEBACK_SECONDS if every is None else every
-    stop = threading.Event()
-
-    def run() -> None:
-        fds: dict[Path, int] = {}
-        try:
-            while not stop.wait(pause):
-                for path in paths:
-                    fd = fds.get(path)
-                    if fd is None:
-                        try:
-                            fd = fds[path] = os.open(path, os.O_RDONLY)
-                        except OSError:  # not there (yet): the log is made on first write
-                            continue
-                    call(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
-        finally:
-            for fd in fds.values():
-                os.close(fd)
-
-    thread = threading.Thread(target=run, name="writeback", daemon=True)
-    thread.start()
+def background_io(writeback: Sequence[Path | str] = (),
+                  readahead: Sequence[Path | str | None] = (),
+                  every: float | None = None) -> Iterator[int | None]:
+    """While it runs, the disk helper process (`projections.iohelper`) writes these files'
+    dirty pages out as they come (every `every` seconds; None: its default) and reads the
+    others into the page cache once. In a process of its own: a descriptor of a SQLite file
+    closed here would drop this process's locks on it. Yields the helper's pid (None: it
+    could not be started; it only saves time)."""
+    command = [sys.executable, "-m", "projections.iohelper"]
+    if every is not None:
+        command += ["--every", str(every)]
+    for path in writeback:
+        command += ["--writeback", str(path)]
+    for path in readahead:
+        if path is not None:
+            command += ["--readahead", str(path)]
     try:
-        yield
+        helper = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                  cwd=Path(__file__).resolve().parents[1])
+    except OSError:
+        yield None
+        return
+    try:
+        yield helper.pid
     finally:
-        stop.set()
-        thread.join()
+        assert helper.stdin is not None
+        helper.stdin.close()  # its signal to stop
+        try:
+            helper.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
 
 
 # How long a statement waits for another connection's write lock (ms), and SQLite's code for

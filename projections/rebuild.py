@@ -47,7 +47,7 @@ from typing import Any
 
 from domain.calendar import VN_TZ, vn_iso
 from projections.base import VERSIONS_DDL, Projection, ProjectionFailed, Runner, log, now_iso
-from projections.db import ReadDB, SQLiteReadDB, background_writeback
+from projections.db import ReadDB, SQLiteReadDB, background_io
 from projections.fastread import BARE, FastReader, as_datetime, forget_page
 from projections.gctune import fewer_collections
 from projections.queries import SNAPSHOTS_DDL
@@ -549,8 +549,12 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
         # (After the forks: the thread is this process's only.)
         assert isinstance(runner.db, SQLiteReadDB)
         path = runner.db.path
-        cleanup.enter_context(background_writeback(
-            [path, path.with_name(path.name + "-wal")]))
+        # (Its pages written out as they come; the event store and the replaced tables,
+        # which the cleanup reads, read into memory in order: `projections.iohelper`.)
+        assert runner.reader is not None
+        cleanup.enter_context(background_io(
+            writeback=[path, path.with_name(path.name + "-wal")],
+            readahead=[runner.reader.sqlite_file(), path]))
         if ordered:  # reading only the topics they read
             assert runner.reader is not None
             topics = [t for t in runner.reader.topics()
