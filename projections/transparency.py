@@ -348,16 +348,20 @@ class TransparencyLog:
             return
         if workers > 1 and n >= PARALLEL_CHUNKS * LEAF_CHUNK \
                 and len(cache.hashes) % LEAF_CHUNK == 0 and getattr(self.db, "path", None):
-            packed, roots = self._hash_in_processes(cache, data, token, (last, lo, hi, n),
-                                                    workers)
-            cache.positions.extend(range(lo, hi + 1))
-            cache.hashes.extend_owned(packed)
-            del packed
-            for k, root in roots:
-                cache.tree.remember(k * LEAF_CHUNK, LEAF_CHUNK, root)
-            if cache.generation is not None:
-                self._keep(cache)
-            return
+            try:
+                packed, roots = self._hash_in_processes(cache, data, token,
+                                                        (last, lo, hi, n), workers)
+            except (RuntimeError, OSError) as e:  # helpers that could not run: done here
+                logger.warning("leaf hashing helpers failed, hashing in this process: %s", e)
+            else:
+                cache.positions.extend(range(lo, hi + 1))
+                cache.hashes.extend_owned(packed)
+                del packed
+                for k, root in roots:
+                    cache.tree.remember(k * LEAF_CHUNK, LEAF_CHUNK, root)
+                if cache.generation is not None:
+                    self._keep(cache)
+                return
         packed = bytearray(32 * n)
         leaf = merkle.leaf_hash
         sql = (f"SELECT f.rowid, f.position, {data}, {token}"

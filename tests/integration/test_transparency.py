@@ -451,6 +451,26 @@ def test_a_leaf_hashing_helper_reports_other_tables_and_failures(sealed, tmp_pat
         transparency._helpers([["roots", str(tmp_path / "missing"), "0", "4", "0"]])
 
 
+def test_leaves_are_hashed_here_when_the_helpers_fail(sealed, make_system, monkeypatch, caplog):
+    from projections import merkle, transparency
+
+    monkeypatch.setattr(transparency, "LEAF_CHUNK", 4)
+    monkeypatch.setattr(transparency, "BULK_CHUNKS", 1)
+    monkeypatch.setattr(transparency, "PARALLEL_CHUNKS", 1)
+
+    def failing(commands):  # type: ignore[no-untyped-def]
+        raise RuntimeError("leaf hashing helper failed (1): no such module")
+
+    monkeypatch.setattr(transparency, "_helpers", failing)
+    with sealed.db.transaction() as cur:
+        cur.execute("DELETE FROM transparency_leaves")
+    positions, hashes = feed_hashes(sealed)
+    leaves = log_of(make_system(sealed.settings)).leaves(workers=2)
+    assert list(leaves.positions) == positions and list(leaves.hashes) == hashes
+    assert leaves.tree.root() == merkle.root_of(hashes)
+    assert "hashing in this process" in caplog.text
+
+
 def dossier_code(system) -> str:
     return system.db.fetchone("SELECT code FROM dossiers ORDER BY code LIMIT 1")["code"]
 
