@@ -127,6 +127,13 @@ WAL_KEEP_BYTES = 16 * 1024 * 1024
 PAGE_SIZE = 16_384
 
 
+def start_helper(module: str, args: Sequence[str], **options: Any) -> subprocess.Popen[Any]:
+    """`python -m projections.<module> ARGS`, importing this package from where this process
+    does (the same code); `options` as `subprocess.Popen`'s."""
+    return subprocess.Popen([sys.executable, "-m", f"projections.{module}", *args],
+                            cwd=Path(__file__).resolve().parents[1], **options)
+
+
 @contextmanager
 def background_io(writeback: Sequence[Path | str] = (),
                   readahead: Sequence[Path | str | None] = (),
@@ -136,7 +143,7 @@ def background_io(writeback: Sequence[Path | str] = (),
     others into the page cache once. In a process of its own: a descriptor of a SQLite file
     closed here would drop this process's locks on it. Yields the helper's pid (None: it
     could not be started; it only saves time)."""
-    command = [sys.executable, "-m", "projections.iohelper"]
+    command = []
     if every is not None:
         command += ["--every", str(every)]
     for path in writeback:
@@ -145,8 +152,7 @@ def background_io(writeback: Sequence[Path | str] = (),
         if path is not None:
             command += ["--readahead", str(path)]
     try:
-        helper = subprocess.Popen(command, stdin=subprocess.PIPE,
-                                  cwd=Path(__file__).resolve().parents[1])
+        helper = start_helper("iohelper", command, stdin=subprocess.PIPE)
     except OSError:
         yield None
         return

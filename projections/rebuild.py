@@ -546,17 +546,15 @@ def _run_by_aggregate(runner: RebuildRunner, factory: Callable[[str], Sequence[P
                 finally:
                     os._exit(code)
             children[pid] = [p.tracking_name for p in mine]
-        # (After the forks: the thread is this process's only.)
-        assert isinstance(runner.db, SQLiteReadDB)
+        # The read models' pages written out as they come; the event store and the replaced
+        # tables, which the cleanup reads, read into memory in order (`projections.iohelper`;
+        # started after the forks, so that no worker holds an end of its pipe).
+        assert isinstance(runner.db, SQLiteReadDB) and runner.reader is not None
         path = runner.db.path
-        # (Its pages written out as they come; the event store and the replaced tables,
-        # which the cleanup reads, read into memory in order: `projections.iohelper`.)
-        assert runner.reader is not None
         cleanup.enter_context(background_io(
             writeback=[path, path.with_name(path.name + "-wal")],
             readahead=[runner.reader.sqlite_file(), path]))
         if ordered:  # reading only the topics they read
-            assert runner.reader is not None
             topics = [t for t in runner.reader.topics()
                       if any(p.reads(t) for p in ordered)]
             first = RebuildRunner(runner.app, runner.db, ordered, topics=topics,

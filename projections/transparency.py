@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from projections import merkle
 from projections.base import SETUP_LOCK
-from projections.db import ReadDB
+from projections.db import ReadDB, start_helper
 from projections.feed import canonical, public_record
 
 logger = logging.getLogger("portal.transparency")
@@ -214,10 +214,8 @@ class _Rewritten(Exception):
 def _helpers(commands: list[list[str]]) -> list[str]:
     """Run `python -m projections.leafhash` with each argument list at once, from the folder
     this package is imported from; their outputs, or RuntimeError with the first failure."""
-    root = Path(merkle.__file__).resolve().parents[1]
-    procs = [subprocess.Popen([sys.executable, "-m", "projections.leafhash", *args], cwd=root,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for args in commands]
+    procs = [start_helper("leafhash", args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) for args in commands]
     outputs = [p.communicate() for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
         if p.returncode:
@@ -346,6 +344,8 @@ class TransparencyLog:
         n, lo, hi = int(found["n"]), int(found["lo"]), int(found["hi"])
         if n < BULK_CHUNKS * LEAF_CHUNK or hi - lo + 1 != n:
             return
+        packed: bytearray | None = None
+        roots: list[tuple[int, bytes]] = []
         if workers > 1 and n >= PARALLEL_CHUNKS * LEAF_CHUNK \
                 and len(cache.hashes) % LEAF_CHUNK == 0 and getattr(self.db, "path", None):
             try:
@@ -353,15 +353,21 @@ class TransparencyLog:
                                                         (last, lo, hi, n), workers)
             except (RuntimeError, OSError) as e:  # helpers that could not run: done here
                 logger.warning("leaf hashing helpers failed, hashing in this process: %s", e)
-            else:
-                cache.positions.extend(range(lo, hi + 1))
-                cache.hashes.extend_owned(packed)
-                del packed
-                for k, root in roots:
-                    cache.tree.remember(k * LEAF_CHUNK, LEAF_CHUNK, root)
-                if cache.generation is not None:
-                    self._keep(cache)
-                return
+        if packed is None:
+            packed = self._hash_here(cache, data, token, (last, lo, hi, n))
+        cache.positions.extend(range(lo, hi + 1))
+        cache.hashes.extend_owned(packed)
+        del packed
+        for k, root in roots:  # (the helpers' chunk roots; the others are computed on use)
+            cache.tree.remember(k * LEAF_CHUNK, LEAF_CHUNK, root)
+        if cache.generation is not None:
+            self._keep(cache)
+
+    def _hash_here(self, cache: _Leaves, data: str, token: str,
+                   span: tuple[int, int, int, int]) -> bytearray:
+        """`_hash_in_table_order`'s reading and hashing in this process: the leaf hashes of
+        positions lo..hi, packed."""
+        last, lo, hi, n = span
         packed = bytearray(32 * n)
         leaf = merkle.leaf_hash
         sql = (f"SELECT f.rowid, f.position, {data}, {token}"
@@ -383,11 +389,7 @@ class TransparencyLog:
                 after = rows[-1][0]
         if seen != n:  # rows replaced meanwhile, which only a rebuild does (a new token)
             raise _Rewritten
-        cache.positions.extend(range(lo, hi + 1))
-        cache.hashes.extend_owned(packed)
-        del packed
-        if cache.generation is not None:
-            self._keep(cache)
+        return packed
 
     def _hash_in_processes(self, cache: _Leaves, data: str, token: str,
                            span: tuple[int, int, int, int], workers: int
@@ -426,8 +428,7 @@ class TransparencyLog:
                      for k, root in (line.split() for line in text.splitlines())]
             packed = bytearray(32 * n)
             with open(out, "rb") as f:
-                if f.readinto(packed) != len(packed):
-                    raise _Rewritten  # (the file is ours: it cannot have shrunk)
+                f.readinto(packed)
         return packed, roots
 
     def _keep(self, cache: _Leaves) -> None:

@@ -429,7 +429,8 @@ def test_a_feed_rebuilt_dossier_after_dossier_is_hashed_in_table_order_to_the_sa
 
 def test_a_leaf_hashing_helper_reports_other_tables_and_failures(sealed, tmp_path):
     """A helper that reads rows of other tables (a rebuild swapped them in meanwhile) says
-    so, and the log starts over; a helper that fails raises its error."""
+    so (the log then starts over with the new tables); a helper that fails raises its
+    error."""
     from projections import leafhash, transparency
 
     n = int(sealed.db.scalar("SELECT COUNT(*) FROM public_feed"))
